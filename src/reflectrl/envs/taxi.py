@@ -141,7 +141,7 @@ class DangerousTaxiEnv(TextEnv):
             self._state = int(rng.choice(len(probs), p=probs))
 
     def _task(self) -> str:
-        return f"{TASKS[self.level]} {DANGER_NOTE}"
+        return f"{TASKS[self.level]} {DANGER_NOTE}\n{LEGEND}"
 
     def _admissible(self) -> list[str]:
         return list(ACTIONS)
@@ -185,7 +185,7 @@ class DangerousTaxiEnv(TextEnv):
 
     def _observation(self) -> str:
         row, col, pas, dest = self.state
-        lines = [self.grid(), LEGEND]
+        lines = [self.grid()]
         where = "inside the taxi" if pas == IN_TAXI else f"waiting at stop {STOP_NAMES[pas]} (row {_stop(pas)[0]}, column {_stop(pas)[1]})"
         lines.append(
             f"The taxi is at row {row}, column {col}. The passenger is {where}. "

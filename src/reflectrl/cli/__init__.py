@@ -1,0 +1,1 @@
+"""The `reflectrl` command line."""

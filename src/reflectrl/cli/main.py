@@ -1,0 +1,38 @@
+"""Entry point of the `reflectrl` command: each command lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from reflectrl.cli.baselines import baselines
+from reflectrl.cli.play import play
+from reflectrl.envs import ENVIRONMENTS
+
+app = typer.Typer(
+    name="reflectrl",
+    help="Reflect-RL: train language-model agents in text environments with a reflector and online RL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.command("envs")
+def list_envs() -> None:
+    """List the environments, their gymnasium ids and curriculum levels."""
+    for entry in ENVIRONMENTS.values():
+        levels = ", ".join(entry.env_class().levels)
+        typer.echo(f"{entry.name:12s} {entry.gym_id:28s} levels: {levels}")
+        typer.echo(f"{'':12s} {entry.summary}")
+
+
+app.command("play")(play)
+app.command("baselines")(baselines)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

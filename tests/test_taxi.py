@@ -1,0 +1,135 @@
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import reflectrl  # noqa: F401  (registers the environments)
+from reflectrl.envs import make_env
+from reflectrl.envs.base import run_policy
+from reflectrl.envs.taxi import DANGER_REWARD, GOAL_REWARD, IN_TAXI, DangerousTaxiEnv
+
+
+@pytest.mark.parametrize("level", DangerousTaxiEnv.levels)
+def test_gymnasium_env_checker_passes(level):
+    env = gymnasium.make("reflectrl/DangerousTaxi-v0", level=level)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_oracle_solves_every_full_episode_and_random_does_not():
+    env = make_env("taxi", level="full")
+    oracle = [run_policy(env, lambda e, info: e.oracle_action(), seed=s) for s in range(200)]
+    rng = np.random.default_rng(0)
+    random = [run_policy(env, lambda e, info: int(rng.integers(len(info["actions"]))), seed=s) for s in range(200)]
+    oracle_rate = np.mean([r[1] for r in oracle])
+    random_rate = np.mean([r[1] for r in random])
+    print(f"DangerousTaxi full, 200 seeds: oracle success {oracle_rate:.0%}, random success {random_rate:.1%}")
+    assert oracle_rate == 1.0
+    assert random_rate <= 0.10
+    assert all(steps <= env.horizon for _, _, steps in oracle)
+
+
+def test_wall_move_crashes_and_ends_the_episode():
+    env = make_env("taxi", level="full")
+    env.reset(seed=0)
+    # row 0 has nothing north of it: find a seed whose taxi starts in row 0
+    for seed in range(100):
+        env.reset(seed=seed)
+        if env.state[0] == 0:
+            break
+    before = env.state
+    _, reward, terminated, truncated, info = env.step("move north")
+    assert (reward, terminated, truncated) == (DANGER_REWARD, True, False)
+    assert not info["success"] and env.state == before
+    assert info["actions"] == []
+
+
+def test_illegal_pickup_crashes():
+    env = make_env("taxi", level="full")
+    for seed in range(100):
+        env.reset(seed=seed)
+        row, col, pas, _ = env.state
+        if pas != IN_TAXI and (row, col) != env_stop(pas):
+            break
+    _, reward, terminated, _, info = env.step("pick up passenger")
+    assert reward == DANGER_REWARD and terminated and not info["success"]
+
+
+def env_stop(index):
+    from reflectrl.envs.taxi import _stop
+
+    return _stop(index)
+
+
+def test_levels_start_states_and_end_conditions():
+    pickup = make_env("taxi", level="pickup")
+    pickup.reset(seed=1)
+    assert pickup.state[2] != IN_TAXI
+    rewards = []
+    while True:
+        _, r, term, trunc, info = pickup.step(pickup.oracle_action())
+        rewards.append(r)
+        if term or trunc:
+            break
+    assert info["success"] and pickup.state[2] == IN_TAXI and rewards[-1] == GOAL_REWARD
+
+    dropoff = make_env("taxi", level="dropoff")
+    for seed in range(20):
+        dropoff.reset(seed=seed)
+        assert dropoff.state[2] == IN_TAXI
+    total, success, _ = run_policy(dropoff, lambda e, i: e.oracle_action(), seed=5)
+    assert success
+
+    full = make_env("taxi", level="full")
+    full.reset(seed=2)
+    row, col, pas, dest = full.state
+    assert pas != IN_TAXI and pas != dest
+    seen_pickup = False
+    while True:
+        _, r, term, trunc, info = full.step(full.oracle_action())
+        seen_pickup |= full.state[2] == IN_TAXI
+        if term or trunc:
+            break
+    assert seen_pickup and info["success"] and r == GOAL_REWARD
+
+
+def test_reward_scale_and_horizon():
+    env = make_env("taxi", level="full", reward_scale=0.1, horizon=3)
+    env.reset(seed=0)
+    _, r, *_ = env.step(env.oracle_action())
+    assert r == pytest.approx(-0.1)
+    env.step(env.oracle_action())
+    _, _, term, trunc, _ = env.step(env.oracle_action())
+    assert trunc and not term
+
+
+def test_inadmissible_actions_have_the_documented_outcome():
+    env = make_env("taxi")
+    env.reset(seed=3)
+    before = env.state
+    for bad in (17, -1, "fly", None, 2.5, "move  sideways"):
+        obs, reward, terminated, truncated, info = env.step(bad)
+        assert info["invalid_action"] and not terminated
+        assert reward == env.invalid_action_reward
+        assert env.state == before
+    assert env.history[-1].endswith("invalid action")
+
+
+def test_step_accepts_index_or_string_and_is_deterministic_under_a_seed():
+    a, b = make_env("taxi"), make_env("taxi")
+    obs_a, _ = a.reset(seed=11)
+    obs_b, _ = b.reset(seed=11)
+    assert obs_a == obs_b
+    step_a = a.step(2)
+    step_b = b.step("move east")
+    assert step_a[:4] == step_b[:4]
+
+
+def test_grid_shows_markers():
+    env = make_env("taxi", level="dropoff")
+    env.reset(seed=0)
+    assert "#" in env.grid() and "D" in env.grid()
+    env = make_env("taxi", level="full")
+    env.reset(seed=0)
+    grid = env.grid()
+    assert "T" in grid and "P" in grid and "D" in grid
+    assert "legend" in env.unwrapped._task().lower()
