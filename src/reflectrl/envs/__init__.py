@@ -62,6 +62,16 @@ register(
         summary="Gymnasium's 5x5 Taxi as a text grid; a move that changes nothing ends the episode.",
     )
 )
+register(
+    EnvEntry(
+        name="corridor",
+        gym_id="reflectrl/Corridor-v0",
+        entry_point="reflectrl.envs.corridor:CorridorEnv",
+        summary="A short corridor with distractor actions: a sanity check for RL training.",
+    )
+)
+register(EnvEntry(name="autoexplore", gym_id="reflectrl/AutoExplore-v0", entry_point="reflectrl.envs.autoexplore.env:AutoExploreEnv", summary="Find the file of a repository that answers a question, with cd, cat and id (sandboxed, read-only)."))
+register(EnvEntry(name="alfworld", gym_id="reflectrl/ALFWorld-v0", entry_point="reflectrl.envs.alfworld.env:ALFWorldEnv", summary="ALFWorld household tasks (pick and place by default) on the alfworld text engine; real data or generated games."))
 
 __all__ = [
     "ENVIRONMENTS",

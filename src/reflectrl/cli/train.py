@@ -1,0 +1,272 @@
+"""`reflectrl train`: online RL of the policy in an environment, with or without the frozen reflector.
+
+The run folder (`--out`) holds:
+
+* ``run.json``: the command's settings (a resumed run must use the same ones);
+* ``metrics.jsonl``: one JSON line per iteration (and one for the start);
+* ``tensorboard/``: the same metrics for TensorBoard;
+* ``checkpoints/iter-NNNNNN/``: atomic checkpoints (see `reflectrl.trainers.checkpoint`);
+* ``final/``: the trained policy adapter (PEFT folder, plus ``value_head.safetensors``
+  for PPO), loadable with `load_model` or as `--policy` of another run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from reflectrl.envs import lookup
+
+FINAL = "final"
+RUN_FILE = "run.json"
+_RESUME_FREE = ("iterations", "eval_every", "checkpoint_every", "keep_checkpoints")
+
+
+def train(
+    env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
+    policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, or openai:MODEL (a server)."),
+    reflector_url: Optional[str] = typer.Option(None, "--reflector-url", help="openai: reflector's server URL up to /v1 (default $OPENAI_BASE_URL)."),
+    no_reflection: bool = typer.Option(False, "--no-reflection", help="Train the plain policy without a reflector (the baseline)."),
+    algo: str = typer.Option("pg", "--algo", help="pg (REINFORCE), ppo or grpo."),
+    iters: int = typer.Option(50, "--iters", min=0, help="Total iterations of the run."),
+    episodes_per_iter: int = typer.Option(16, "--episodes-per-iter", min=1, help="Episodes collected per iteration."),
+    out: Path = typer.Option(..., "--out", help="Run folder (metrics, checkpoints, final adapter)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    levels: Optional[str] = typer.Option(None, "--levels", help="Comma-separated levels, easiest first (default: the hardest, or all with a curriculum)."),
+    curriculum_schedule: Optional[str] = typer.Option(None, "--curriculum-schedule", help="Comma-separated iteration counts after which to move to the next level."),
+    curriculum_threshold: Optional[float] = typer.Option(None, "--curriculum-threshold", help="Move to the next level when validation success reaches this."),
+    group_size: int = typer.Option(4, "--group-size", min=1, help="grpo: episodes per start state."),
+    step_groups: bool = typer.Option(False, "--step-groups", help="grpo: add GiGPO-style step-level advantages over identical states."),
+    pg_baseline: str = typer.Option("mean", "--pg-baseline", help="pg: none, mean or critic."),
+    advantage: str = typer.Option("gae", "--advantage", help="ppo: gae or mc."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same run)."),
+    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
+    grad_clip: float = typer.Option(0.3, "--grad-clip", help="Maximum gradient norm."),
+    gamma: float = typer.Option(1.0, "--gamma", help="Discount factor."),
+    ppo_clip: float = typer.Option(0.1, "--ppo-clip", help="ppo/grpo ratio clip."),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="ppo/grpo: passes over each batch."),
+    entropy_coef: float = typer.Option(0.01, "--entropy-coef", help="Entropy bonus weight."),
+    kl_coef: float = typer.Option(0.0, "--kl-coef", help="KL penalty weight towards the starting policy."),
+    replay_size: int = typer.Option(16, "--replay-size", min=0, help="Replay buffer capacity (successful episodes); 0 disables it."),
+    replay_episodes: int = typer.Option(2, "--replay-episodes", min=0, help="Replayed episodes per update."),
+    replay_weight: float = typer.Option(0.5, "--replay-weight", help="Weight of the replayed-episode loss."),
+    eval_every: int = typer.Option(10, "--eval-every", min=0, help="Validate every K iterations (0: never)."),
+    eval_episodes: int = typer.Option(20, "--eval-episodes", min=1, help="Validation episodes (held-out seeds)."),
+    checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=0, help="Checkpoint every K iterations (and at the end)."),
+    horizon: Optional[int] = typer.Option(None, "--horizon", help="Episode step limit (default: the environment's)."),
+    minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
+    micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
+    max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
+    reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
+    lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
+    lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
+    shuffle_labels: bool = typer.Option(True, "--shuffle-labels/--fixed-labels", help="Shuffle action labels per step."),
+    env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
+    eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen."""
+    try:
+        _train(locals())
+    except KeyboardInterrupt:
+        typer.echo(f"\nInterrupted. Continue with the same command plus --resume (run folder {out}).", err=True)
+        raise typer.Exit(130)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _train(args: dict[str, Any]) -> None:
+    try:
+        _run(args)
+    except (ValueError, KeyError, OSError) as err:  # bad settings, files, environments, prompts too long
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        _fail(str(message))
+    except RuntimeError as err:  # model loading, a reflector server, torch (e.g. out of memory)
+        _fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
+
+
+def _run(args: dict[str, Any]) -> None:
+    from reflectrl.rollout import LocalRolloutEngine
+    from reflectrl.trainers.checkpoint import latest_checkpoint
+    from reflectrl.trainers.online import OnlineTrainer, RLConfig, resolve_levels
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    entry = lookup(args["env_name"])
+    if args["no_reflection"] and args["reflector"] is not None:
+        _fail("choose either --reflector or --no-reflection, not both")
+    if not args["no_reflection"] and args["reflector"] is None:
+        _fail("choose --reflector CKPT (Reflect-RL) or --no-reflection (the plain baseline)")
+    config = RLConfig(
+        env=entry.name,
+        levels=tuple(_split(args["levels"])),
+        horizon=args["horizon"],
+        algo=args["algo"],
+        iterations=args["iters"],
+        episodes_per_iter=args["episodes_per_iter"],
+        group_size=args["group_size"],
+        seed=args["seed"],
+        lr=args["lr"],
+        grad_clip=args["grad_clip"],
+        gamma=args["gamma"],
+        pg_baseline=args["pg_baseline"],
+        advantage_estimator=args["advantage"],
+        ppo_clip=args["ppo_clip"],
+        epochs=args["epochs"],
+        minibatch_size=args["minibatch_size"],
+        micro_batch_size=args["micro_batch_size"],
+        entropy_coef=args["entropy_coef"],
+        kl_coef=args["kl_coef"],
+        step_groups=args["step_groups"],
+        replay_size=args["replay_size"],
+        replay_episodes=args["replay_episodes"],
+        replay_weight=args["replay_weight"],
+        curriculum_schedule=tuple(int(s) for s in _split(args["curriculum_schedule"])),
+        curriculum_threshold=args["curriculum_threshold"],
+        eval_every=args["eval_every"],
+        eval_episodes=args["eval_episodes"],
+        checkpoint_every=args["checkpoint_every"],
+    )
+    env_kwargs = parse_env_options(args["env_option"])
+    eval_kwargs = {**env_kwargs, **parse_env_options(args["eval_env_option"])}
+    levels = resolve_levels(entry.env_class().levels, config)
+    out = Path(args["out"])
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    settings = {
+        "env": entry.name,
+        "policy": args["policy"],
+        "reflector": args["reflector"],
+        "reflection_tokens": args["reflection_tokens"],
+        "lora_r": args["lora_r"],
+        "lora_alpha": args["lora_alpha"],
+        "shuffle_labels": args["shuffle_labels"],
+        "env_options": env_kwargs,
+        "eval_env_options": eval_kwargs,
+        "config": config.to_dict(),
+    }
+    _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
+
+    players = load_rl_players(
+        args["policy"],
+        args["reflector"],
+        value_head=config.uses_critic,
+        kl_reference=config.kl_coef > 0,
+        lora_r=args["lora_r"],
+        lora_alpha=args["lora_alpha"],
+        reflector_max_new_tokens=args["reflection_tokens"],
+        shuffle_labels=args["shuffle_labels"],
+        init_seed=config.seed,
+        device=args["device"],
+        reflector_url=args["reflector_url"],
+    )
+    if config.horizon is not None:
+        env_kwargs["horizon"] = eval_kwargs["horizon"] = config.horizon
+    limit = {"max_actions": len(players.label_set)}
+    engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**env_kwargs, **limit})
+    eval_engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**eval_kwargs, **limit})
+    bar = None if args["quiet"] else _Progress(config.iterations)
+    trainer = OnlineTrainer(
+        config, players.policy, engine, levels=levels, run_dir=out, reference=players.reference,
+        eval_engine=eval_engine, log=bar.update if bar is not None else None,
+    )
+    if args["resume"]:
+        done = trainer.resume()
+        if bar is not None:
+            bar.start_at(done)
+        typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
+    try:
+        trainer.train()
+    finally:
+        if bar is not None:
+            bar.close()
+    trainer.save_final(out / FINAL)
+    last = next((r for r in reversed(trainer.history) if "val/success" in r), None)
+    summary = f"Done: {trainer.iteration} iterations, policy saved to {out / FINAL}"
+    if last is not None:
+        summary += f"; validation success {last['val/success']:.0%} at iteration {last['iteration']}"
+    typer.echo(summary + ".")
+
+
+def parse_env_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings as environment keywords; VALUE is read as JSON when it parses (numbers, true, null), else as text."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"environment option {item!r} is not KEY=VALUE")
+        if key in ("level", "max_actions", "horizon"):
+            raise ValueError(f"set {key} with its own option, not --env-option")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_checkpoint: bool) -> None:
+    """Refuse to mix runs: a folder with checkpoints needs --resume, and --resume needs the same settings."""
+    saved_path = out / RUN_FILE
+    if has_checkpoint and not resume:
+        _fail(f"{out} already holds a run; add --resume to continue it or choose another --out")
+    if resume and saved_path.is_file():
+        try:
+            saved = json.loads(saved_path.read_text())
+        except ValueError:
+            _fail(f"{saved_path} is not valid JSON")
+        changed = sorted(
+            key for key in set(saved) | set(settings)
+            if key != "config" and saved.get(key) != settings.get(key)
+        )
+        saved_config = dict(saved.get("config", {}))
+        new_config = dict(settings["config"])
+        for key in _RESUME_FREE:
+            saved_config.pop(key, None)
+            new_config.pop(key, None)
+        changed += sorted(k for k in set(saved_config) | set(new_config) if saved_config.get(k) != new_config.get(k))
+        if changed:
+            _fail(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
+
+
+class _Progress:
+    """A tqdm bar showing success, return and loss per iteration."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="iter", dynamic_ncols=True)
+
+    def start_at(self, done: int) -> None:
+        self.bar.n = done
+        self.bar.refresh()
+
+    def update(self, record: dict[str, Any]) -> None:
+        shown = {
+            "success": f"{record['train/success']:.0%}" if "train/success" in record else None,
+            "return": f"{record['train/return']:.2f}" if "train/return" in record else None,
+            "loss": f"{record['loss/total']:.3f}" if "loss/total" in record else None,
+            "val": f"{record['val/success']:.0%}" if "val/success" in record else None,
+            "level": record.get("level"),
+        }
+        self.bar.set_postfix({k: v for k, v in shown.items() if v is not None}, refresh=False)
+        if "train/success" in record:
+            self.bar.update(1)
+        else:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,47 @@
+"""The rollout interface the trainers use.
+
+Trainers only ever call `RolloutEngine.collect(requests, ...)`; the local
+engine (`reflectrl.rollout.local`) steps environments in lockstep in this
+process, and a distributed backend (Ray actors, remote servers) can implement
+the same method without any trainer change.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from reflectrl.rollout.episode import Batch, EpisodeRequest
+
+
+class Agent(Protocol):
+    """What the engine needs from an agent (`reflectrl.agents.ReflectiveAgent` / `PlainAgent`)."""
+
+    def act(self, states: Sequence[Any], greedy: bool = False, generator: torch.Generator | None = None) -> tuple[list[int], list[Any]]:
+        """Pick one action index per state; returns (actions, step records)."""
+        ...
+
+
+class RolloutEngine(abc.ABC):
+    """Plays batches of episodes with the current policy."""
+
+    @abc.abstractmethod
+    def collect(
+        self,
+        requests: Sequence[EpisodeRequest],
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+        label_seed: int | None = None,
+    ) -> Batch:
+        """Play one episode per request and return them in request order.
+
+        `greedy` takes the most likely label instead of sampling; `generator`
+        drives sampling; `label_seed` gives the agent's label-shuffling `rng`
+        a fresh seed so that a batch is reproducible on its own (exact resume).
+        """
+
+    def close(self) -> None:
+        """Release environments and workers (nothing to do for the local engine)."""

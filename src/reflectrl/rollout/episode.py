@@ -1,0 +1,115 @@
+"""What a rollout produces: steps, episodes and batches, with everything training needs.
+
+A `Step` keeps the exact prompt token ids and label token ids the policy saw,
+so the update recomputes log-probabilities from the same ids (no
+re-tokenisation drift), plus the sampling-time log-probability, entropy and
+value, and the environment's reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EpisodeRequest:
+    """One episode to play: its environment seed, level and group (GRPO groups share a seed)."""
+
+    seed: int
+    level: str
+    group: int = 0
+
+
+@dataclass
+class Step:
+    """One decision of the policy and what the environment answered."""
+
+    prompt_ids: list[int]
+    """Token ids of the policy prompt, exactly as fed to the model."""
+    label_ids: list[int]
+    """Label token id of each menu entry, in menu order."""
+    action: int
+    """Index of the chosen action in the menu."""
+    log_prob: float
+    """log pi_old(action | prompt) at sampling time (temperature included)."""
+    entropy: float
+    """Entropy of the label distribution at sampling time."""
+    value: float | None
+    """Value-head estimate at sampling time (None without a value head)."""
+    reward: float
+    done: bool
+    """The episode ended at this step (terminated or truncated)."""
+    state_key: str
+    """Identifies the environment state (task + observation) for step-level groups."""
+    reflection: str | None = None
+    """The reflector's text (None when playing without reflection)."""
+    invalid: bool = False
+    """The environment rejected the action (see `reflectrl.envs.base`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Step:
+        return cls(**data)
+
+
+@dataclass
+class Episode:
+    """A finished episode (ended by the environment or by the horizon)."""
+
+    seed: int
+    level: str
+    group: int
+    steps: list[Step] = field(default_factory=list)
+    success: bool = False
+    truncated: bool = False
+
+    @property
+    def total_return(self) -> float:
+        return float(sum(step.reward for step in self.steps))
+
+    @property
+    def length(self) -> int:
+        return len(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "level": self.level,
+            "group": self.group,
+            "success": self.success,
+            "truncated": self.truncated,
+            "steps": [step.to_dict() for step in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Episode:
+        steps = [Step.from_dict(s) for s in data["steps"]]
+        return cls(int(data["seed"]), str(data["level"]), int(data["group"]), steps, bool(data["success"]), bool(data["truncated"]))
+
+
+@dataclass
+class Batch:
+    """The episodes of one `collect` call, in request order, and where the time went."""
+
+    episodes: list[Episode]
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in 'reflect', 'decide' and 'environment'."""
+
+    @property
+    def num_steps(self) -> int:
+        return sum(e.length for e in self.episodes)
+
+    @property
+    def success_rate(self) -> float:
+        return sum(e.success for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
+
+    @property
+    def mean_return(self) -> float:
+        return sum(e.total_return for e in self.episodes) / len(self.episodes) if self.episodes else 0.0
+
+    @property
+    def mean_length(self) -> float:
+        return self.num_steps / len(self.episodes) if self.episodes else 0.0

@@ -1,0 +1,136 @@
+"""Local rollout engine: a pool of environments stepping in lockstep in this process.
+
+At every step all running episodes are handed to the agent as one batch
+(one reflector call and one policy forward pass for the whole batch); each
+environment then steps on its own. Episodes end independently: a finished
+episode frees its slot, which the next request takes at the following step.
+The order in which requests start and steps are taken depends only on the
+requests and the agent's choices, so a batch is reproducible given the same
+seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from reflectrl.envs import make_env
+from reflectrl.envs.base import TextEnv
+from reflectrl.protocol import State
+from reflectrl.rollout.engine import Agent, RolloutEngine
+from reflectrl.rollout.episode import Batch, Episode, EpisodeRequest, Step
+from reflectrl.rollout.timing import TimedReflector
+
+INVALID_ACTION = -1
+"""Action index recorded (and played) when the agent gave no valid answer."""
+
+
+@dataclass
+class _Slot:
+    index: int
+    request: EpisodeRequest
+    env: TextEnv
+    info: dict[str, Any]
+    episode: Episode
+
+
+class LocalRolloutEngine(RolloutEngine):
+    """Runs up to `max_concurrent` episodes at once with one agent (see the module docstring)."""
+
+    def __init__(self, env_name: str, agent: Agent, max_concurrent: int = 16, env_kwargs: dict[str, Any] | None = None):
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        self.env_name = env_name
+        self.agent = agent
+        self.max_concurrent = int(max_concurrent)
+        self.env_kwargs = dict(env_kwargs or {})
+        self._free: dict[str, list[TextEnv]] = defaultdict(list)
+
+    def collect(
+        self,
+        requests: Sequence[EpisodeRequest],
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+        label_seed: int | None = None,
+    ) -> Batch:
+        if label_seed is not None:
+            # The label-head agents shuffle labels with their public `rng`; a
+            # fresh generator per batch makes each batch reproducible on its own.
+            self.agent.rng = np.random.default_rng(label_seed)
+        timings = {"reflect": 0.0, "decide": 0.0, "environment": 0.0}
+        pending = deque(enumerate(requests))
+        running: list[_Slot] = []
+        finished: dict[int, Episode] = {}
+        while running or pending:
+            start = time.perf_counter()
+            while pending and len(running) < self.max_concurrent:
+                index, request = pending.popleft()
+                running.append(self._start(index, request))
+            timings["environment"] += time.perf_counter() - start
+
+            states = [State.from_info(slot.info) for slot in running]
+            actions, records = self._act(states, greedy, generator, timings)
+
+            start = time.perf_counter()
+            still_running = []
+            for slot, action, record in zip(running, actions, records):
+                key = f"{slot.info['task']}\n{slot.info['observation']}"
+                _, reward, terminated, truncated, info = slot.env.step(int(action))
+                done = bool(terminated or truncated)
+                slot.episode.steps.append(_step(record, action, float(reward), done, key, bool(info.get("invalid_action", False))))
+                slot.info = info
+                if done:
+                    slot.episode.success = bool(info.get("success", False))
+                    slot.episode.truncated = bool(truncated and not terminated)
+                    finished[slot.index] = slot.episode
+                    self._free[slot.request.level].append(slot.env)
+                else:
+                    still_running.append(slot)
+            running = still_running
+            timings["environment"] += time.perf_counter() - start
+        return Batch([finished[i] for i in range(len(requests))], timings)
+
+    def _start(self, index: int, request: EpisodeRequest) -> _Slot:
+        pool = self._free[request.level]
+        env = pool.pop() if pool else make_env(self.env_name, level=request.level, **self.env_kwargs)
+        _, info = env.reset(seed=int(request.seed))
+        return _Slot(index, request, env, info, Episode(int(request.seed), request.level, int(request.group)))
+
+    def _act(self, states, greedy, generator, timings) -> tuple[list[int], list[Any]]:
+        """One agent call; its time is split into reflect / decide when the reflector is a `TimedReflector`."""
+        reflector = getattr(self.agent, "reflector", None)
+        timed = reflector if isinstance(reflector, TimedReflector) else None
+        before = timed.seconds if timed is not None else 0.0
+        start = time.perf_counter()
+        actions, records = self.agent.act(states, greedy=greedy, generator=generator)
+        elapsed = time.perf_counter() - start
+        reflect = (timed.seconds - before) if timed is not None else 0.0
+        timings["reflect"] += reflect
+        timings["decide"] += max(elapsed - reflect, 0.0)
+        if len(actions) != len(states) or len(records) != len(states):
+            raise RuntimeError(f"the agent returned {len(actions)} actions for {len(states)} states")
+        # An agent that could not name an action (None) plays an out-of-range index: an invalid action.
+        return [INVALID_ACTION if a is None else int(a) for a in actions], list(records)
+
+
+def _step(record: Any, action: int, reward: float, done: bool, state_key: str, invalid: bool) -> Step:
+    value = getattr(record, "value", None)
+    return Step(
+        prompt_ids=[int(t) for t in record.prompt_ids],
+        label_ids=[int(t) for t in record.label_ids],
+        action=int(action),
+        log_prob=float(record.log_prob),
+        entropy=float(record.entropy),
+        value=None if value is None else float(value),
+        reward=reward,
+        done=done,
+        state_key=state_key,
+        reflection=getattr(record, "reflection", None),
+        invalid=invalid,
+    )

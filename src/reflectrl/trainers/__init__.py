@@ -1,0 +1,1 @@
+"""Trainers: warm-up SFT and online RL (losses, returns, replay buffer, curriculum, checkpoints)."""

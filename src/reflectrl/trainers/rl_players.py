@@ -1,0 +1,131 @@
+"""Loading the two players for an RL run: trainable policy, frozen reflector, optional KL reference.
+
+Both players live on one base model (`TwoPlayerModel`):
+
+* `policy` is either a PEFT adapter folder (an SFT checkpoint, trained on
+  from there) or a model spec (``tiny-random``, ``smollm2-135m``, a folder),
+  which gets a fresh LoRA adapter (the identity at the start).
+* `reflector` is an adapter folder on the same base (the SFT reflector), the
+  base model's own spec (the base weights reflect, zero-shot),
+  ``openai:MODEL`` (a model behind an OpenAI-compatible server at
+  `reflector_url`), or None for the no-reflection baseline.
+* With a KL penalty, the starting policy is kept frozen as the reference: the
+  SFT adapter loaded a second time, or the base weights for a fresh adapter.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reflectrl.agents import PlainAgent, ReflectiveAgent
+from reflectrl.models import POLICY, LabelPolicy, TwoPlayerModel, load_adapter
+from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
+from reflectrl.models.policy import VALUE_HEAD_FILE
+from reflectrl.protocol import LabelSet
+from reflectrl.rollout.timing import TimedReflector
+
+OPENAI_PREFIX = "openai:"
+"""Reflector specs starting with this name a model on an OpenAI-compatible server."""
+REFERENCE = "reference"
+"""Adapter name of the frozen starting policy used by the KL penalty."""
+
+
+@dataclass
+class RLPlayers:
+    """Everything an RL run acts and learns with."""
+
+    players: TwoPlayerModel
+    policy: LabelPolicy
+    agent: Any
+    """A `ReflectiveAgent` or `PlainAgent` built on `policy`."""
+    reflector: TimedReflector | None
+    reference: LabelPolicy | None
+    base: str
+    """Spec of the shared base model."""
+
+    @property
+    def label_set(self) -> LabelSet:
+        return self.policy.label_set
+
+
+def load_rl_players(
+    policy: str,
+    reflector: str | None,
+    *,
+    value_head: bool = False,
+    kl_reference: bool = False,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    reflector_max_new_tokens: int = 64,
+    shuffle_labels: bool = True,
+    init_seed: int = 0,
+    device: str | None = None,
+    dtype: str | None = None,
+    reflector_url: str | None = None,
+) -> RLPlayers:
+    """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
+
+    `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
+    the same seed start from identical weights.
+    """
+    from_adapter = is_adapter_folder(policy)
+    base = adapter_base_spec(policy) if from_adapter else str(policy)
+    reflector_adapter = None
+    remote = None
+    if reflector is not None and str(reflector).startswith(OPENAI_PREFIX):
+        remote = _remote_reflector(str(reflector)[len(OPENAI_PREFIX):], reflector_url, reflector_max_new_tokens)
+    elif reflector is not None:
+        if is_adapter_folder(reflector):
+            reflector_base = adapter_base_spec(reflector)
+            if reflector_base != base:
+                raise ValueError(
+                    f"the reflector adapter was trained on {reflector_base!r} but the policy's base is {base!r}; "
+                    "both players must share one base model"
+                )
+            reflector_adapter = reflector
+        elif str(reflector) != base:
+            raise ValueError(
+                f"--reflector must be an adapter folder on the policy's base ({base!r}) or that base itself, got {reflector!r}"
+            )
+    players = TwoPlayerModel.load(
+        base, reflector=reflector_adapter, policy=policy if from_adapter else None, device=device, dtype=dtype
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        if not from_adapter:
+            players.add_adapter(POLICY, r=lora_r, alpha=lora_alpha)
+        label_set = LabelSet.for_tokenizer(players.tokenizer)
+        label_policy = players.label_policy(label_set, value_head=value_head)
+    if value_head and from_adapter and (Path(policy) / VALUE_HEAD_FILE).is_file():
+        label_policy.load_value_head(policy)
+    reference = None
+    if kl_reference:
+        if from_adapter:
+            # The model is already a PeftModel here, so this adds an adapter to the same object.
+            players.model = load_adapter(players.model, policy, REFERENCE, trainable=False)
+        # Without an SFT adapter the reference name is not loaded, so it reads the base weights.
+        reference = LabelPolicy(players.model, players.tokenizer, label_set, adapter=REFERENCE)
+    timed = None
+    if reflector is not None:
+        inner = remote if remote is not None else players.local_reflector(max_new_tokens=reflector_max_new_tokens)
+        timed = TimedReflector(inner)
+        agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
+    else:
+        agent = PlainAgent(label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
+    return RLPlayers(players, label_policy, agent, timed, reference, base)
+
+
+def _remote_reflector(model: str, url: str | None, max_tokens: int):
+    from reflectrl.models import OpenAIChatClient, OpenAIReflector
+
+    url = url or os.environ.get("OPENAI_BASE_URL")
+    if not model:
+        raise ValueError(f"name the server's model after {OPENAI_PREFIX!r}, e.g. {OPENAI_PREFIX}my-reflector")
+    if not url:
+        raise ValueError("an openai: reflector needs the server URL (--reflector-url or $OPENAI_BASE_URL)")
+    return OpenAIReflector(OpenAIChatClient(url, model), max_tokens=max_tokens)

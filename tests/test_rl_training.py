@@ -1,0 +1,264 @@
+"""Online RL end to end with the tiny random model: learning, determinism, curriculum, exact resume, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from reflectrl.cli.main import app
+from reflectrl.envs.corridor import CorridorEnv
+from reflectrl.rollout import LocalRolloutEngine
+from reflectrl.trainers.checkpoint import latest_checkpoint
+from reflectrl.trainers.online import (
+    TIME_PREFIX,
+    OnlineTrainer,
+    RLConfig,
+    resolve_levels,
+)
+from reflectrl.trainers.rl_players import load_rl_players
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: the tests share a small CPU, where extra threads only contend."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _trainer(config: RLConfig, reflection: bool = False, run_dir=None) -> OnlineTrainer:
+    players = load_rl_players(
+        "tiny-random",
+        "tiny-random" if reflection else None,
+        value_head=config.uses_critic,
+        kl_reference=config.kl_coef > 0,
+        reflector_max_new_tokens=4,
+        # The tiny random model cannot learn to read a shuffled menu; with
+        # fixed labels the corridor checks the RL machinery itself.
+        shuffle_labels=False,
+        init_seed=config.seed,
+    )
+    engine = LocalRolloutEngine(config.env, players.agent, 16, {"max_actions": len(players.label_set)})
+    levels = resolve_levels(CorridorEnv.levels, config)
+    return OnlineTrainer(config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference)
+
+
+def _weights(trainer: OnlineTrainer) -> dict[str, torch.Tensor]:
+    return {f"p{i}": p.detach().clone() for i, p in enumerate(trainer.params)}
+
+
+def _without_time(records):
+    return [{k: v for k, v in r.items() if not k.startswith(TIME_PREFIX)} for r in records]
+
+
+@pytest.mark.parametrize("algo", ["pg", "ppo", "grpo"])
+def test_each_algorithm_lifts_corridor_success_from_chance_to_90_percent(algo):
+    config = RLConfig(
+        env="corridor", levels=("medium",), algo=algo, episodes_per_iter=16, group_size=4,
+        lr=1e-3, eval_every=0, micro_batch_size=32, seed=1,
+    )
+    trainer = _trainer(config)
+    before = trainer.evaluate(episodes=8)["val/success"]
+    sampled = []
+    for _ in range(25):
+        sampled.append(trainer.step()["train/success"])
+        if sampled[-1] >= 0.9 and len(sampled) >= 3:
+            break
+    after = trainer.evaluate(episodes=8)["val/success"]
+    print(f"{algo}: sampled success per iteration {sampled}; greedy validation {before:.0%} -> {after:.0%}")
+    assert sampled[0] <= 0.25  # chance at 'medium' is 5%
+    assert before == 0.0
+    assert sampled[-1] >= 0.9 and after >= 0.9
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"algo": "pg", "pg_baseline": "critic"},
+        {"algo": "pg", "pg_baseline": "none", "normalize_advantages": False},
+        {"algo": "ppo", "advantage_estimator": "mc", "minibatch_size": 4, "micro_batch_size": 3, "value_clip": 0.2},
+    ],
+)
+def test_other_baselines_and_batching_train_with_finite_losses(settings):
+    config = RLConfig(env="corridor", levels=("short",), episodes_per_iter=6, eval_every=0, lr=1e-3, **settings)
+    trainer = _trainer(config)
+    start = _weights(trainer)
+    record = trainer.step()
+    losses = {k: v for k, v in record.items() if k.startswith("loss/")}
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert ("loss/value" in losses) == config.uses_critic
+    assert any(not torch.equal(start[k], p) for k, p in _weights(trainer).items())
+
+
+def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_frozen_reference(tmp_path):
+    config = RLConfig(env="corridor", levels=("short",), algo="ppo", episodes_per_iter=4, eval_every=0, lr=1e-3)
+    first = _trainer(config)
+    first.step()
+    first.save_final(tmp_path / "start")
+    players = load_rl_players(str(tmp_path / "start"), None, value_head=True, kl_reference=True, shuffle_labels=False)
+    saved = load_file(str(tmp_path / "start" / "adapter_model.safetensors"))
+    assert len(players.policy.trainable_parameters()) == len(first.params)
+    for before, after in zip(first.params, players.policy.trainable_parameters()):
+        assert torch.equal(before.detach(), after.detach())
+    assert "reference" in players.players.adapters and len(saved) > 0
+    batch = LocalRolloutEngine("corridor", players.agent, 4, {"max_actions": len(players.label_set)}).collect(
+        OnlineTrainer(config, players.policy, first.engine, levels=("short",)).requests(0, "short")
+    )
+    step = batch.episodes[0].steps[0]
+    out = players.policy.forward_ids([step.prompt_ids], [step.label_ids])
+    ref = players.reference.forward_ids([step.prompt_ids], [step.label_ids])
+    assert torch.allclose(out.log_probs, ref.log_probs) and out.values is not None
+
+
+def test_same_seed_gives_the_same_run_and_another_seed_does_not():
+    def run(seed):
+        config = RLConfig(
+            env="corridor", levels=("short",), algo="grpo", episodes_per_iter=8, group_size=4, step_groups=True,
+            kl_coef=0.05, lr=1e-3, eval_every=1, eval_episodes=2, seed=seed,
+        )
+        trainer = _trainer(config, reflection=True)
+        records = trainer.train(until=2)
+        return _without_time(records), _weights(trainer)
+
+    (m1, w1), (m2, w2), (m3, w3) = run(0), run(0), run(7)
+    assert m1 == m2
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert any("loss/kl_to_reference" in r for r in m1)
+    assert m1 != m3 and any(not torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_curriculum_schedule_switches_level_and_clears_replay(tmp_path):
+    config = RLConfig(
+        env="corridor", algo="pg", episodes_per_iter=8, lr=3e-3, curriculum_schedule=(2,), eval_every=0,
+        levels=("short", "medium"), replay_size=8, checkpoint_every=0,
+    )
+    trainer = _trainer(config, run_dir=tmp_path)
+    records = trainer.train(until=3)
+    assert [r["level"] for r in records] == ["short", "short", "medium"]
+    assert records[1]["curriculum/switched_to"] == "medium"
+    assert records[2]["replay/episodes_used"] == 0  # cleared at the switch
+    assert "train/success/medium" in records[2]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [1, 2, 3]
+    assert latest_checkpoint(tmp_path).name == "iter-000003"  # saved at the end
+
+
+COMMON = [
+    "train", "corridor", "--policy", "tiny-random", "--reflector", "tiny-random", "--reflection-tokens", "4",
+    "--algo", "ppo", "--iters", "4", "--episodes-per-iter", "24", "--levels", "short", "--fixed-labels",
+    "--lr", "1e-3", "--eval-every", "2", "--eval-episodes", "4", "--checkpoint-every", "1", "--replay-size", "4", "--quiet",
+]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_weights_and_metrics_as_a_straight_run(tmp_path):
+    runner = CliRunner()
+    straight = tmp_path / "straight"
+    result = runner.invoke(app, COMMON + ["--out", str(straight)])
+    assert result.exit_code == 0, result.output
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reflectrl.cli.main", *COMMON, "--out", str(killed)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        latest = latest_checkpoint(killed)
+        if latest is not None and latest.name >= "iter-000002":
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    stopped_at = latest_checkpoint(killed).name
+    assert "iter-000002" <= stopped_at < "iter-000004"
+    assert not (killed / "final").exists()
+
+    result = runner.invoke(app, COMMON + ["--out", str(killed), "--resume"])
+    assert result.exit_code == 0, result.output
+
+    a = load_file(str(straight / "final" / "adapter_model.safetensors"))
+    b = load_file(str(killed / "final" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    va = load_file(str(straight / "final" / "value_head.safetensors"))
+    vb = load_file(str(killed / "final" / "value_head.safetensors"))
+    assert all(torch.equal(va[k], vb[k]) for k in va)
+
+    def metrics(folder):
+        return _without_time(json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines())
+
+    assert metrics(straight) == metrics(killed)
+    assert [r["iteration"] for r in metrics(killed)] == [0, 1, 2, 3, 4]
+
+
+def test_cli_refuses_bad_requests_with_clear_messages(tmp_path):
+    runner = CliRunner()
+    base = ["train", "corridor", "--policy", "tiny-random", "--out", str(tmp_path / "run"), "--quiet"]
+    cases = [
+        (base, "--reflector CKPT"),
+        (base + ["--no-reflection", "--reflector", "tiny-random"], "not both"),
+        (["train", "nowhere", "--policy", "tiny-random", "--no-reflection", "--out", str(tmp_path)], "unknown environment"),
+        (base + ["--no-reflection", "--algo", "dqn"], "algo must be one of"),
+        (base + ["--no-reflection", "--levels", "huge"], "unknown level"),
+        (base + ["--no-reflection", "--algo", "grpo", "--episodes-per-iter", "6", "--group-size", "4"], "multiple of group_size"),
+        (base + ["--no-reflection", "--env-option", "oops"], "KEY=VALUE"),
+        (base + ["--reflector", "openai:m", "--reflector-url", "ftp://x"], "http"),
+        (base + ["--reflector", "smollm2-135m"], "adapter folder on the policy's base"),
+        (["train", "corridor", "--policy", str(tmp_path / "missing"), "--no-reflection", "--out", str(tmp_path / "r2")], "Error:"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+    ok = runner.invoke(app, base + ["--no-reflection", "--iters", "1", "--episodes-per-iter", "2", "--eval-every", "0"])
+    assert ok.exit_code == 0, ok.output
+    again = runner.invoke(app, base + ["--no-reflection", "--iters", "1"])
+    assert again.exit_code == 2 and "--resume" in again.output
+    changed = runner.invoke(app, base + ["--no-reflection", "--iters", "2", "--lr", "0.1", "--resume"])
+    assert changed.exit_code == 2 and "lr" in changed.output
+
+
+class _Reflections(BaseHTTPRequestHandler):
+    """A loopback chat-completions endpoint whose every answer is one fixed reflection."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Keep walking forward."}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_reflector_behind_an_openai_compatible_server_feeds_the_policy():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reflections)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        players = load_rl_players("tiny-random", "openai:reflector", reflector_url=url, shuffle_labels=False)
+        config = RLConfig(env="corridor", levels=("short",), episodes_per_iter=2, eval_every=0)
+        engine = LocalRolloutEngine("corridor", players.agent, 2, {"max_actions": len(players.label_set)})
+        batch = engine.collect(OnlineTrainer(config, players.policy, engine, levels=("short",)).requests(0, "short"))
+    finally:
+        server.shutdown()
+    steps = [s for e in batch.episodes for s in e.steps]
+    assert steps and all(s.reflection == "Keep walking forward." for s in steps)
+    assert batch.timings["reflect"] > 0
