@@ -19,3 +19,14 @@ def smollm2_tokenizer():
 
     gguf = smollm2_gguf()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.fixture
+def tiny_model():
+    """A fresh (model, tokenizer) pair of the seeded tiny random Llama (same weights every time)."""
+    import torch
+
+    from reflectrl.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model("tiny-random", device="cpu")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from reflectrl.cli.alfworld import app as alfworld_app
+from reflectrl.cli.autoexplore import app as autoexplore_app
 from reflectrl.cli.baselines import baselines
+from reflectrl.cli.data import gen_data, sft
+from reflectrl.cli.evaluate import evaluate
+from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
+from reflectrl.cli.train import train
 from reflectrl.envs import ENVIRONMENTS
 
 app = typer.Typer(
@@ -28,6 +34,13 @@ def list_envs() -> None:
 
 app.command("play")(play)
 app.command("baselines")(baselines)
+app.command("train")(train)
+app.command("gen-data")(gen_data)
+app.command("sft")(sft)
+app.command("eval")(evaluate)
+app.command("pipeline")(pipeline)
+app.add_typer(autoexplore_app, name="autoexplore")
+app.add_typer(alfworld_app, name="alfworld")
 
 
 def main() -> None:

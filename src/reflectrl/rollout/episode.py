@@ -3,13 +3,19 @@
 A `Step` keeps the exact prompt token ids and label token ids the policy saw,
 so the update recomputes log-probabilities from the same ids (no
 re-tokenisation drift), plus the sampling-time log-probability, entropy and
-value, and the environment's reward.
+value, and the environment's reward. An `Episode` also keeps a few `tags`
+from the environment's last `info` (depth, question kind, task type, task id)
+so evaluations can report success per group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+TAG_KEYS = ("depth", "kind", "task_type", "task_id", "game_id")
+"""`info` entries copied into `Episode.tags` when the environment reports them."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,8 @@ class EpisodeRequest:
     seed: int
     level: str
     group: int = 0
+    options: Mapping[str, Any] | None = field(default=None, hash=False)
+    """Passed to `env.reset(seed=..., options=...)`, e.g. ``{"index": 3}`` to pick a fixed task."""
 
 
 @dataclass
@@ -46,6 +54,10 @@ class Step:
     """The reflector's text (None when playing without reflection)."""
     invalid: bool = False
     """The environment rejected the action (see `reflectrl.envs.base`)."""
+    action_text: str | None = None
+    """The menu entry that was played (None when the agent named no action)."""
+    answer: str | None = None
+    """A prompted model's raw text answer (None for label-head agents)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +77,12 @@ class Episode:
     steps: list[Step] = field(default_factory=list)
     success: bool = False
     truncated: bool = False
+    tags: dict[str, Any] = field(default_factory=dict)
+    """Entries of `TAG_KEYS` from the episode's last `info` (empty for environments without them)."""
+    options: dict[str, Any] | None = None
+    """The reset options of the request (e.g. the task index)."""
+    task: str = ""
+    """The task text (constant over an episode; each step's `state_key` starts with it)."""
 
     @property
     def total_return(self) -> float:
@@ -81,13 +99,19 @@ class Episode:
             "group": self.group,
             "success": self.success,
             "truncated": self.truncated,
+            "tags": dict(self.tags),
+            "options": dict(self.options) if self.options is not None else None,
+            "task": self.task,
             "steps": [step.to_dict() for step in self.steps],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Episode:
         steps = [Step.from_dict(s) for s in data["steps"]]
-        return cls(int(data["seed"]), str(data["level"]), int(data["group"]), steps, bool(data["success"]), bool(data["truncated"]))
+        return cls(
+            int(data["seed"]), str(data["level"]), int(data["group"]), steps, bool(data["success"]), bool(data["truncated"]),
+            dict(data.get("tags") or {}), data.get("options"), str(data.get("task", "")),
+        )
 
 
 @dataclass

@@ -7,13 +7,19 @@ episode frees its slot, which the next request takes at the following step.
 The order in which requests start and steps are taken depends only on the
 requests and the agent's choices, so a batch is reproducible given the same
 seeds.
+
+Two additions serve evaluation: a request's `options` reach `env.reset`
+(to pick a fixed task of a split), and `on_episode_end` is called with each
+finished episode (for a progress bar). An agent whose `reads_environment`
+attribute is true (a scripted oracle) also gets the running environments:
+`act(states, envs=..., greedy=..., generator=...)`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +30,7 @@ from reflectrl.envs import make_env
 from reflectrl.envs.base import TextEnv
 from reflectrl.protocol import State
 from reflectrl.rollout.engine import Agent, RolloutEngine
-from reflectrl.rollout.episode import Batch, Episode, EpisodeRequest, Step
+from reflectrl.rollout.episode import TAG_KEYS, Batch, Episode, EpisodeRequest, Step
 from reflectrl.rollout.timing import TimedReflector
 
 INVALID_ACTION = -1
@@ -50,6 +56,8 @@ class LocalRolloutEngine(RolloutEngine):
         self.agent = agent
         self.max_concurrent = int(max_concurrent)
         self.env_kwargs = dict(env_kwargs or {})
+        self.on_episode_end: Callable[[Episode], None] | None = None
+        """Called with every finished episode, in the order they finish."""
         self._free: dict[str, list[TextEnv]] = defaultdict(list)
 
     def collect(
@@ -75,21 +83,28 @@ class LocalRolloutEngine(RolloutEngine):
             timings["environment"] += time.perf_counter() - start
 
             states = [State.from_info(slot.info) for slot in running]
-            actions, records = self._act(states, greedy, generator, timings)
+            actions, records = self._act(states, [slot.env for slot in running], greedy, generator, timings)
 
             start = time.perf_counter()
             still_running = []
             for slot, action, record in zip(running, actions, records):
                 key = f"{slot.info['task']}\n{slot.info['observation']}"
+                menu = slot.info["actions"]
+                played = menu[action] if 0 <= action < len(menu) else None
                 _, reward, terminated, truncated, info = slot.env.step(int(action))
                 done = bool(terminated or truncated)
-                slot.episode.steps.append(_step(record, action, float(reward), done, key, bool(info.get("invalid_action", False))))
+                slot.episode.steps.append(
+                    _step(record, action, float(reward), done, key, bool(info.get("invalid_action", False)), played)
+                )
                 slot.info = info
                 if done:
                     slot.episode.success = bool(info.get("success", False))
                     slot.episode.truncated = bool(truncated and not terminated)
+                    slot.episode.tags = {k: info[k] for k in TAG_KEYS if info.get(k) is not None}
                     finished[slot.index] = slot.episode
                     self._free[slot.request.level].append(slot.env)
+                    if self.on_episode_end is not None:
+                        self.on_episode_end(slot.episode)
                 else:
                     still_running.append(slot)
             running = still_running
@@ -99,16 +114,21 @@ class LocalRolloutEngine(RolloutEngine):
     def _start(self, index: int, request: EpisodeRequest) -> _Slot:
         pool = self._free[request.level]
         env = pool.pop() if pool else make_env(self.env_name, level=request.level, **self.env_kwargs)
-        _, info = env.reset(seed=int(request.seed))
-        return _Slot(index, request, env, info, Episode(int(request.seed), request.level, int(request.group)))
+        options = dict(request.options) if request.options is not None else None
+        _, info = env.reset(seed=int(request.seed), options=options)
+        episode = Episode(int(request.seed), request.level, int(request.group), options=options, task=str(info["task"]))
+        return _Slot(index, request, env, info, episode)
 
-    def _act(self, states, greedy, generator, timings) -> tuple[list[int], list[Any]]:
+    def _act(self, states, envs, greedy, generator, timings) -> tuple[list[int], list[Any]]:
         """One agent call; its time is split into reflect / decide when the reflector is a `TimedReflector`."""
         reflector = getattr(self.agent, "reflector", None)
         timed = reflector if isinstance(reflector, TimedReflector) else None
         before = timed.seconds if timed is not None else 0.0
         start = time.perf_counter()
-        actions, records = self.agent.act(states, greedy=greedy, generator=generator)
+        if getattr(self.agent, "reads_environment", False):
+            actions, records = self.agent.act(states, envs=envs, greedy=greedy, generator=generator)
+        else:
+            actions, records = self.agent.act(states, greedy=greedy, generator=generator)
         elapsed = time.perf_counter() - start
         reflect = (timed.seconds - before) if timed is not None else 0.0
         timings["reflect"] += reflect
@@ -119,7 +139,7 @@ class LocalRolloutEngine(RolloutEngine):
         return [INVALID_ACTION if a is None else int(a) for a in actions], list(records)
 
 
-def _step(record: Any, action: int, reward: float, done: bool, state_key: str, invalid: bool) -> Step:
+def _step(record: Any, action: int, reward: float, done: bool, state_key: str, invalid: bool, played: str | None) -> Step:
     value = getattr(record, "value", None)
     return Step(
         prompt_ids=[int(t) for t in record.prompt_ids],
@@ -133,4 +153,6 @@ def _step(record: Any, action: int, reward: float, done: bool, state_key: str, i
         state_key=state_key,
         reflection=getattr(record, "reflection", None),
         invalid=invalid,
+        action_text=played,
+        answer=getattr(record, "answer", None),
     )

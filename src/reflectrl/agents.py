@@ -1,0 +1,291 @@
+"""Agents: turn a batch of states into actions, keeping what training needs.
+
+Every agent has `act(states) -> (actions, records)`: one action index per
+state (None for an invalid answer) and one `StepRecord` per state.
+
+* `ReflectiveAgent(reflector, policy)`: Reflect-RL. The reflector writes a
+  reflection for every state (one batch), then the label-head policy picks an
+  action from the labelled menu (one forward pass).
+* `PlainAgent(policy)`: the baseline without reflection.
+* `PromptedAgent(model_or_client)`: a zero-shot baseline. Any causal LM or
+  OpenAI-compatible model reads the enumerated prompt and answers in text;
+  `protocol.parse_label` maps the answer to an action, and an unparseable
+  answer is an invalid action (None).
+
+All prompts come from `reflectrl.protocol`. With `shuffle_labels` the labels
+are shuffled per state with the agent's own seeded RNG. Prompts are shortened
+to the model's budget through the protocol's `count`/`budget` arguments.
+Acting runs without gradients; a trainer recomputes log-probabilities from
+the records with `LabelPolicy.forward_ids(prompt_ids, label_ids)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from reflectrl.models.openai_backend import OpenAIChatClient
+from reflectrl.models.policy import LabelPolicy, left_pad
+from reflectrl.models.reflector import Reflector
+from reflectrl.models.seeding import seed_from, seeded
+from reflectrl.models.tokens import encode_prompts, token_counter
+from reflectrl.protocol import (
+    LabelSet,
+    Menu,
+    State,
+    parse_label,
+    plain_prompt,
+    policy_prompt,
+    reflector_prompt,
+)
+
+
+@dataclass
+class StepRecord:
+    """One decision, with what RL and SFT need to reuse it."""
+
+    prompt: str
+    """The policy (or prompted model's) prompt text."""
+    prompt_ids: list[int]
+    """Its token ids (BOS convention of `reflectrl.models.tokens`); empty for a remote model."""
+    label_ids: list[int]
+    """Menu label token ids in action order (`Menu.token_ids`); empty for a remote model."""
+    action: int | None
+    """Chosen action index into the state's actions; None for an invalid (unparseable) answer."""
+    log_prob: float
+    """Log-probability of the choice under the label distribution (prompted local models:
+    of the first answer token under the full vocabulary; remote models: nan)."""
+    entropy: float
+    """Entropy of that distribution in nats (nan for remote models)."""
+    value: float | None
+    """Value-head estimate, when the policy has one."""
+    reflection: str | None
+    """The reflection shown to the policy (None for agents without a reflector)."""
+    labels: tuple[str, ...] = ()
+    """Menu labels in action order."""
+    answer: str | None = None
+    """Raw text answer of a prompted model (None for label-head agents)."""
+    reflector_prompt: str | None = None
+    """The reflector's prompt (None for agents without a reflector)."""
+
+
+class Agent(Protocol):
+    """Anything that acts on a batch of states."""
+
+    def act(
+        self, states: Sequence[State], *, greedy: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[list[int | None], list[StepRecord]]:
+        """One action index (or None) and one record per state."""
+        ...
+
+
+class _LabelHeadAgent:
+    """Shared menu building and label-head decision of `ReflectiveAgent` and `PlainAgent`."""
+
+    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool, seed: int):
+        self.policy = policy
+        self.shuffle_labels = bool(shuffle_labels)
+        self.rng = np.random.default_rng(seed)
+        self._count = policy.count_tokens
+
+    def _menus(self, states: Sequence[State]) -> list[Menu]:
+        for state in states:
+            if not state.actions:
+                raise ValueError("a state has no actions (the episode is over); act only on running episodes")
+        rng = self.rng if self.shuffle_labels else None
+        return [Menu.build(state.actions, self.policy.label_set, rng) for state in states]
+
+    def _decide(
+        self,
+        prompts: list[str],
+        menus: list[Menu],
+        reflections: Sequence[str | None],
+        reflector_prompts: Sequence[str | None],
+        greedy: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[list[int | None], list[StepRecord]]:
+        prompt_ids = self.policy.encode(prompts)
+        label_ids = [list(menu.token_ids) for menu in menus]
+        with torch.no_grad():
+            output = self.policy.forward_ids(prompt_ids, label_ids)
+            picks = self.policy.choose(output, greedy=greedy, generator=generator).tolist()
+        log_probs = output.log_probs.gather(1, torch.as_tensor(picks, device=output.log_probs.device)[:, None])[:, 0]
+        values = output.values.tolist() if output.values is not None else [None] * len(prompts)
+        records = [
+            StepRecord(
+                prompt=prompts[i],
+                prompt_ids=prompt_ids[i],
+                label_ids=label_ids[i],
+                action=int(picks[i]),
+                log_prob=float(log_probs[i]),
+                entropy=float(output.entropy[i]),
+                value=values[i],
+                reflection=reflections[i],
+                labels=menus[i].labels,
+                reflector_prompt=reflector_prompts[i],
+            )
+            for i in range(len(prompts))
+        ]
+        return [int(p) for p in picks], records
+
+
+class ReflectiveAgent(_LabelHeadAgent):
+    """Reflect-RL: reflector, then the label-head policy."""
+
+    def __init__(self, reflector: Reflector, policy: LabelPolicy, *, shuffle_labels: bool = True, seed: int = 0):
+        super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
+        self.reflector = reflector
+
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+        """Reflect on every state (one batch), then pick one action per state (one forward pass)."""
+        states = list(states)
+        if not states:
+            return [], []
+        menus = self._menus(states)
+        # A reflector that cannot count its own tokens (a remote one, or a
+        # wrapper) is held to the policy's tokenizer and budget.
+        count = getattr(self.reflector, "count_tokens", self._count)
+        budget = getattr(self.reflector, "max_prompt_tokens", self.policy.max_prompt_tokens)
+        r_prompts = [reflector_prompt(state, count, budget) for state in states]
+        reflections = list(self.reflector.reflect(r_prompts))
+        if len(reflections) != len(states):
+            raise RuntimeError(f"the reflector returned {len(reflections)} reflections for {len(states)} prompts")
+        budget = self.policy.max_prompt_tokens
+        prompts = [
+            policy_prompt(state, reflection, menu, self._count, budget)
+            for state, reflection, menu in zip(states, reflections, menus)
+        ]
+        return self._decide(prompts, menus, reflections, r_prompts, greedy, generator)
+
+
+class PlainAgent(_LabelHeadAgent):
+    """The no-reflection baseline: the label-head policy reads state and menu only."""
+
+    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool = True, seed: int = 0):
+        super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
+
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+        """Pick one action per state (one forward pass)."""
+        states = list(states)
+        if not states:
+            return [], []
+        menus = self._menus(states)
+        budget = self.policy.max_prompt_tokens
+        prompts = [plain_prompt(state, menu, self._count, budget) for state, menu in zip(states, menus)]
+        return self._decide(prompts, menus, [None] * len(states), [None] * len(states), greedy, generator)
+
+
+class PromptedAgent:
+    """Zero-shot baseline: a model answers the enumerated prompt in text (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_or_client,
+        tokenizer=None,
+        *,
+        max_new_tokens: int = 4,
+        shuffle_labels: bool = False,
+        seed: int = 0,
+        max_prompt_tokens: int | None = None,
+    ):
+        """
+        Args:
+            model_or_client: a causal LM with `generate` (needs `tokenizer`) or an `OpenAIChatClient`.
+            tokenizer: the local model's tokenizer.
+            max_new_tokens: answer length limit in tokens.
+            shuffle_labels: shuffle labels per state (off by default for a zero-shot baseline).
+            seed: seed of the label shuffling.
+            max_prompt_tokens: prompt budget for a local model (default: its context minus the answer).
+        """
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        self.max_new_tokens = int(max_new_tokens)
+        self.shuffle_labels = bool(shuffle_labels)
+        self.rng = np.random.default_rng(seed)
+        if isinstance(model_or_client, OpenAIChatClient):
+            self.client, self.model, self.tokenizer = model_or_client, None, None
+            self.label_set = LabelSet.plain()
+            self.max_prompt_tokens = None
+            self._count = None
+        elif hasattr(model_or_client, "generate"):
+            if tokenizer is None:
+                raise ValueError("a local model needs its tokenizer: PromptedAgent(model, tokenizer)")
+            self.client, self.model, self.tokenizer = None, model_or_client, tokenizer
+            self.label_set = LabelSet.for_tokenizer(tokenizer)
+            context = getattr(model_or_client.config, "max_position_embeddings", None)
+            self.max_prompt_tokens = max_prompt_tokens or (context - self.max_new_tokens if context else None)
+            self._count = token_counter(tokenizer)
+        else:
+            raise TypeError(
+                f"PromptedAgent needs a causal LM or an OpenAIChatClient, got {type(model_or_client).__name__}"
+            )
+
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+        """Ask the model for a label per state; sampling at temperature 1 unless `greedy`."""
+        states = list(states)
+        if not states:
+            return [], []
+        if any(not state.actions for state in states):
+            raise ValueError("a state has no actions (the episode is over); act only on running episodes")
+        rng = self.rng if self.shuffle_labels else None
+        menus = [Menu.build(state.actions, self.label_set, rng) for state in states]
+        prompts = [plain_prompt(state, menu, self._count, self.max_prompt_tokens) for state, menu in zip(states, menus)]
+        if self.client is not None:
+            answers = self.client.complete(prompts, max_tokens=self.max_new_tokens, temperature=0.0 if greedy else 1.0)
+            prompt_ids = [[] for _ in prompts]
+            log_probs = entropies = [math.nan] * len(prompts)
+        else:
+            answers, prompt_ids, log_probs, entropies = self._generate(prompts, greedy, generator)
+        actions = [parse_label(answer, menu) for answer, menu in zip(answers, menus)]
+        records = [
+            StepRecord(
+                prompt=prompts[i],
+                prompt_ids=prompt_ids[i],
+                label_ids=list(menus[i].token_ids),
+                action=actions[i],
+                log_prob=log_probs[i],
+                entropy=entropies[i],
+                value=None,
+                reflection=None,
+                labels=menus[i].labels,
+                answer=answers[i],
+            )
+            for i in range(len(prompts))
+        ]
+        return actions, records
+
+    def _generate(self, prompts: list[str], greedy: bool, generator: torch.Generator | None):
+        from transformers import GenerationConfig
+
+        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        device = self.model.get_output_embeddings().weight.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        input_ids, attention_mask = left_pad(prompt_ids, pad, device)
+        config = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else 1.0,
+            top_k=None,
+            top_p=None,
+            pad_token_id=pad,
+            eos_token_id=self.tokenizer.eos_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        with torch.no_grad(), seeded(None if greedy else seed_from(generator), device):
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+            )
+        new = out.sequences[:, input_ids.shape[1] :]
+        first = torch.log_softmax(out.logits[0].float(), dim=-1)
+        chosen = first.gather(1, new[:, :1])[:, 0]
+        entropy = -(first.exp() * first).nan_to_num().sum(-1)
+        answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return answers, prompt_ids, chosen.tolist(), entropy.tolist()

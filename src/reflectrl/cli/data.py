@@ -1,0 +1,136 @@
+"""`reflectrl gen-data` and `reflectrl sft`: teacher data and the SFT warm-up (registered in `cli.main`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_env_kwargs(pairs: list[str]) -> dict:
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--env-arg takes KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except ValueError:
+            kwargs[key.strip()] = value
+    return kwargs
+
+
+def gen_data(
+    env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
+    teacher: str = typer.Option("oracle", help="oracle, openai:MODEL or hf:PATH."),
+    episodes: int = typer.Option(100, min=1, help="Expert episodes to roll out."),
+    random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
+    negatives: int = typer.Option(2, min=0, help="Negative examples per episode."),
+    out: Path = typer.Option(..., help="Output folder."),
+    split: str = typer.Option("train", help=f"Seed range: {', '.join(SPLIT_SEED_OFFSETS)}."),
+    level: Optional[str] = typer.Option(None, help="Curriculum level (default: the hardest)."),
+    horizon: Optional[int] = typer.Option(None, min=1, help="Episode length limit."),
+    seed: int = typer.Option(0, help="Base seed."),
+    model: str = typer.Option("smollm2-135m", help="Model whose tokenizer defines labels and token counts."),
+    max_prompt_tokens: Optional[int] = typer.Option(None, min=16, help="Prompt budget in tokens (default: the tokenizer's limit)."),
+    env_arg: list[str] = typer.Option([], "--env-arg", help="Extra environment argument KEY=VALUE (repeatable)."),
+    cache: Optional[Path] = typer.Option(None, help="Teacher answer cache (SQLite; default OUT/teacher_cache.sqlite)."),
+    base_url: Optional[str] = typer.Option(None, help="openai teacher: server URL up to /v1 (default $OPENAI_BASE_URL)."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai teacher: environment variable holding the key."),
+    timeout: float = typer.Option(60.0, min=1.0, help="openai teacher: seconds per request."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over if OUT holds data made with other settings."),
+) -> None:
+    """Generate teacher data: expert rollouts, negative examples, reflector/policy/plain JSONL and stats.json.
+
+    Re-running the same command continues an interrupted run (cached teacher answers are not paid for again).
+    """
+    from reflectrl.datagen import ConfigMismatch, CorruptJournal, GenConfig, InvalidRows, generate
+    from reflectrl.envs import lookup
+    from reflectrl.models import BackendError, ModelLoadError
+    from reflectrl.teachers import TeacherSpecError, parse_teacher_spec
+
+    try:
+        lookup(env_name)
+    except KeyError as err:
+        _fail(err.args[0])
+    config = GenConfig(
+        env=env_name, out=str(out), teacher=teacher, episodes=episodes, random_prob=random_prob,
+        negatives=negatives, split=split, seed=seed, level=level, horizon=horizon,
+        env_kwargs=_parse_env_kwargs(env_arg), model=model, max_prompt_tokens=max_prompt_tokens,
+    )
+    try:
+        config.check()
+        options = {"base_url": base_url, "api_key_env": api_key_env, "timeout": timeout}
+        parse_teacher_spec(teacher)  # fail before loading anything
+        result = generate(config, cache_path=cache, overwrite=overwrite, teacher_options=options)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to continue where it stopped", 130)
+    except (ValueError, ConfigMismatch, CorruptJournal, InvalidRows, TeacherSpecError, ModelLoadError, BackendError, OSError) as err:
+        _fail(str(err))
+    stats = result.stats
+    typer.echo(
+        f"{result.out}: {stats['rows']['reflector']} reflector, {stats['rows']['policy']} policy, "
+        f"{stats['rows']['plain']} plain rows; negative share {stats['negative_share']:.1%}; "
+        f"{result.episodes_generated} episodes generated now, {result.teacher_calls} teacher calls, "
+        f"{result.cache_hits} cached answers; {stats['seconds_this_run']} s"
+    )
+
+
+def sft(
+    role: str = typer.Option(..., help="reflector, policy or plain."),
+    data: Path = typer.Option(..., help="JSONL from gen-data (e.g. OUT/plain.jsonl)."),
+    out: Path = typer.Option(..., help="Output folder (PEFT adapter, config, metrics, checkpoints, logs)."),
+    model: str = typer.Option("smollm2-135m", help="Base model spec."),
+    full: bool = typer.Option(False, "--full", help="Fine-tune all weights instead of LoRA."),
+    lora_r: int = typer.Option(16, min=1, help="LoRA rank."),
+    lora_alpha: int = typer.Option(32, min=1, help="LoRA alpha."),
+    lora_layers: Optional[int] = typer.Option(None, min=1, help="Adapt only the top N transformer blocks (faster)."),
+    learning_rate: float = typer.Option(2e-4, help="Peak learning rate."),
+    epochs: float = typer.Option(1.0, help="Epochs (ignored when --max-steps is set)."),
+    max_steps: int = typer.Option(-1, help="Optimizer steps (-1: from --epochs)."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training (checkpointed)."),
+    batch_size: int = typer.Option(8, min=1, help="Rows per micro-batch."),
+    grad_accum: int = typer.Option(1, min=1, help="Micro-batches per optimizer step."),
+    max_length: int = typer.Option(1024, min=8, help="Drop rows longer than this many tokens."),
+    eval_fraction: float = typer.Option(0.1, help="Share of episodes held out."),
+    max_eval_rows: int = typer.Option(200, min=1, help="Most held-out rows evaluated."),
+    eval_steps: int = typer.Option(50, min=0, help="Evaluate every N steps (0: at the end only)."),
+    save_steps: int = typer.Option(50, min=1, help="Checkpoint every N steps."),
+    lr_scheduler: str = typer.Option("cosine", help="Learning-rate schedule."),
+    warmup_ratio: float = typer.Option(0.05, min=0.0, max=1.0, help="Warm-up share of the steps."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: when the hardware supports it)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
+    seed: int = typer.Option(0, help="Seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
+) -> None:
+    """Warm up a player by SFT on gen-data rows (loss on the completion only); prints held-out metrics."""
+    from reflectrl.models import ModelLoadError
+    from reflectrl.trainers.sft import WarmupConfig, WarmupError, run_warmup
+
+    config = WarmupConfig(
+        role=role, data=str(data), out=str(out), model=model, full=full, lora_r=lora_r, lora_alpha=lora_alpha, lora_layers=lora_layers,
+        learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
+        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, eval_fraction=eval_fraction,
+        max_eval_rows=max_eval_rows, eval_steps=eval_steps, save_steps=save_steps, lr_scheduler=lr_scheduler,
+        warmup_ratio=warmup_ratio, bf16=bf16, threads=threads, seed=seed, resume=resume,
+        extra={"argv": sys.argv[1:]},
+    )
+    try:
+        result = run_warmup(config)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130)
+    except (WarmupError, ModelLoadError, OSError) as err:
+        _fail(str(err))
+    metrics = result.metrics
+    parts = [f"{k}={metrics[k]}" for k in ("global_step", "eval_loss", "label_accuracy", "chance_accuracy") if k in metrics]
+    typer.echo(f"{result.out}: " + ", ".join(parts))

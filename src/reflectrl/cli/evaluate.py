@@ -1,0 +1,109 @@
+"""`reflectrl eval`: evaluate any agent on a held-out split (registered in `cli.main`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reflectrl.evaluation.agent_loader import AGENT_KINDS
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def evaluate(
+    env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
+    agent: str = typer.Option(..., "--agent", help=f"Agent kind: {', '.join(AGENT_KINDS)}."),
+    model: Optional[str] = typer.Option(None, "--model", help="prompted: a local model spec, or the server's model name with --base-url."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server (up to /v1) for a prompted model or an openai: reflector."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, or openai:MODEL."),
+    split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="Episodes (default: every task of a task split, 50 seeds otherwise)."),
+    level: Optional[str] = typer.Option(None, "--level", help="Curriculum level (default: the hardest)."),
+    horizon: Optional[int] = typer.Option(None, "--horizon", min=1, help="Episode step limit (default: the environment's)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Episodes stepped in lockstep."),
+    reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="reflect: maximum reflection length in tokens."),
+    seed: int = typer.Option(0, "--seed", help="Seed of label shuffling and of the random player."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json, eval.md and episodes.jsonl."),
+    show: int = typer.Option(0, "--show", min=0, help="Print this many annotated episodes (state, reflection, action), failures first."),
+    env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Evaluate an agent: success with a 95% interval, return, steps, invalid actions, per group."""
+    from reflectrl.cli.train import parse_env_options
+    from reflectrl.envs import lookup
+    from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
+    from reflectrl.evaluation.harness import EvalConfig, annotate, evaluate as run_evaluation, plan_episodes
+
+    try:
+        entry = lookup(env_name)
+        config = EvalConfig(
+            env=entry.name, split=split, episodes=episodes, level=level, horizon=horizon,
+            batch_size=batch_size, seed=seed, env_kwargs=parse_env_options(env_option),
+        )
+        if out is not None and out.exists() and not out.is_dir():
+            _fail(f"--out {out} exists and is not a folder")
+        plan_episodes(config)  # a bad split or level fails before any model is loaded
+        spec = AgentSpec(
+            kind=agent, model=model, base_url=base_url, policy=policy, reflector=reflector,
+            reflection_tokens=reflection_tokens, seed=seed, device=device,
+        )
+        spec.check()
+        loaded = load_agent(spec)
+        try:
+            result = run_evaluation(
+                loaded.agent, config, max_actions=loaded.max_actions, description=loaded.description, progress=not quiet
+            )
+        finally:
+            loaded.close()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", 130)
+    except KeyError as err:
+        _fail(str(err.args[0]) if err.args else "unknown name")
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
+        # bad settings or files, a missing optional engine, model loading or a model server
+        _fail(str(err) or type(err).__name__)
+    _print(result)
+    if show:
+        typer.echo("")
+        typer.echo(annotate(result.episodes, show))
+    if out is not None:
+        try:
+            result.write(out)
+        except OSError as err:
+            _fail(f"cannot write the results to {out}: {err}")
+        typer.echo(f"Results written to {out}")
+
+
+def _print(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from reflectrl.evaluation.tables import pct
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=110)  # a log file has no width; 80 columns would squeeze the table
+    table = Table(title=Text(f"{result.config.env}: {result.plan}"))
+    for column in ("agent", "success", "95% interval", "episodes", "return", "steps", "invalid"):
+        table.add_column(column, justify="left" if column == "agent" else "right", no_wrap=column != "agent")
+    rows = [(result.agent, result.summary)]
+    rows += [(f"  {key}", group) for key, group in result.summary.get("groups", {}).items()]
+    for label, s in rows:
+        cells = (
+            label, pct(s["success"]), f"[{pct(s['ci_low'])}, {pct(s['ci_high'])}]", str(s["episodes"]),
+            f"{s['mean_return']:+.2f}", f"{s['mean_steps']:.1f}", pct(s["invalid_rate"]),
+        )
+        table.add_row(*(Text(c) for c in cells))  # Text: brackets and paths are not rich markup
+    console.print(table)
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items() if v >= 0.05)
+    console.print(f"{result.seconds:.1f} s" + (f" ({timing})" if timing else ""), highlight=False)

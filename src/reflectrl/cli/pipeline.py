@@ -1,0 +1,78 @@
+"""`reflectrl pipeline`: teacher data, SFT, RL, evaluation and the comparison report in one command."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reflectrl.pipeline.presets import PRESETS
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def pipeline(
+    env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
+    preset_name: str = typer.Option("cpu", "--preset", help=f"Settings preset: {', '.join(PRESETS)}."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/pipeline-ENV); re-running resumes it."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
+    from reflectrl.envs import lookup
+    from reflectrl.pipeline.presets import preset as get_preset
+    from reflectrl.pipeline.run import run_pipeline
+
+    try:
+        entry = lookup(env_name)
+    except KeyError as err:
+        _fail(str(err.args[0]))
+    try:
+        settings = get_preset(preset_name, entry.name)
+    except ValueError as err:
+        _fail(str(err))
+    folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
+    command = "reflectrl pipeline " + " ".join(
+        shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
+    )
+    typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption)")
+    try:
+        result = run_pipeline(entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _fail(f"interrupted; run the same command again to resume (finished stages in {folder} are kept)", 130)
+    except KeyError as err:
+        _fail(str(err.args[0]) if err.args else "unknown name")
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
+        # bad settings or files, a different run in --out, a missing optional engine, model loading, torch
+        _fail(f"{err or type(err).__name__}\nFinished stages are kept; fix the cause and run the same command to resume.")
+    _print_table(result)
+    typer.echo(f"Report: {result.report}")
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from reflectrl.evaluation.tables import pct
+
+    table = Table(title="Held-out evaluation (95% Wilson intervals)")
+    for column in ("setting", "success", "95% interval", "episodes", "return", "steps", "invalid"):
+        table.add_column(column, justify="left" if column == "setting" else "right", no_wrap=column != "setting")
+    for row in result.rows:
+        s = row.summary
+        cells = (
+            row.setting, pct(s["success"]), f"[{pct(s['ci_low'])}, {pct(s['ci_high'])}]", str(s["episodes"]),
+            f"{s['mean_return']:+.2f}", f"{s['mean_steps']:.1f}", pct(s["invalid_rate"]),
+        )
+        table.add_row(*(Text(c, style="dim" if row.reference else "") for c in cells))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=110)  # a log file has no width; 80 columns would squeeze the setting names
+    console.print(table)

@@ -1,0 +1,67 @@
+"""Settings of one data-generation run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
+"""Episode seeds of each split start here (plus `GenConfig.seed`), so splits never share an episode."""
+
+
+@dataclass
+class GenConfig:
+    """What `generate` does; saved next to the data so a re-run can check it continues the same run."""
+
+    env: str
+    """Environment short name or gymnasium id."""
+    out: str
+    """Output folder."""
+    teacher: str = "oracle"
+    """Teacher spec: ``oracle``, ``openai:MODEL`` or ``hf:PATH``."""
+    episodes: int = 100
+    """Expert episodes to roll out."""
+    random_prob: float = 0.1
+    """Probability that the expert takes a uniformly random action instead of the oracle's."""
+    negatives: int = 2
+    """Negative examples per episode: step off the optimal path at this many different steps."""
+    split: str = "train"
+    """train, validation or test: selects a disjoint range of episode seeds."""
+    seed: int = 0
+    """Base seed (episode seeds, random actions, label shuffling, oracle wording)."""
+    level: str | None = None
+    """Curriculum level (default: the environment's hardest)."""
+    horizon: int | None = None
+    """Episode length limit (default: the environment's)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the environment's constructor."""
+    model: str = "smollm2-135m"
+    """Model spec whose tokenizer defines the labels and counts tokens."""
+    max_prompt_tokens: int | None = None
+    """Prompt budget (older history is cut first, see `reflectrl.protocol`); None: the tokenizer's limit."""
+    shuffle_labels: bool = True
+    """Shuffle the labels of every menu (as rollouts do)."""
+
+    def seed_of(self, episode: int) -> int:
+        """The environment seed of episode `episode`."""
+        return self.seed + SPLIT_SEED_OFFSETS[self.split] + episode
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that must match for a re-run to continue this run (all but the episode count)."""
+        data = asdict(self)
+        for key in ("episodes", "out"):
+            data.pop(key)
+        return data
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work."""
+        if self.split not in SPLIT_SEED_OFFSETS:
+            raise ValueError(f"unknown split {self.split!r}; choose from {', '.join(SPLIT_SEED_OFFSETS)}")
+        if self.episodes < 1:
+            raise ValueError("episodes must be >= 1")
+        if not 0.0 <= self.random_prob <= 1.0:
+            raise ValueError("random_prob must be between 0 and 1")
+        if self.negatives < 0:
+            raise ValueError("negatives must be >= 0")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
+            raise ValueError("max_prompt_tokens must be at least 16")

@@ -1,0 +1,300 @@
+"""The evaluation harness: play N episodes of a named split with any agent and summarise them.
+
+Episodes are played in lockstep batches by `LocalRolloutEngine` with greedy
+decisions (label-head agents take the most likely label, prompted models
+decode greedily, the reflector decodes greedily by default), and the label
+shuffle is seeded, so an evaluation is reproducible.
+
+Splits:
+
+* **Seeded environments** (taxi, corridor): split ``test`` is the episode
+  seeds ``SPLIT_SEED_OFFSETS["test"] + k`` for k = 0..N-1 (``train`` and
+  ``validation`` likewise). Training never uses them: gen-data draws its
+  seeds from its own split's range (default train, 0 + seed + episode), and
+  online RL trains on [0, validation offset) and validates from the
+  validation offset on. DangerousTaxi has only a few hundred distinct start
+  states, so a held-out seed is a held-out *draw*, not necessarily an unseen
+  map (the paper evaluates on 100 random maps in the same way).
+* **Task environments**: AutoExplore ``test`` is its built-in test split
+  (repositories never used for training), ALFWorld ``test`` is
+  ``valid_unseen`` (room layouts never seen in training; ``valid_seen`` and
+  ``train`` are also accepted). Each episode fixes one task with
+  ``reset(options={"index": i})``; by default every task of the split at the
+  level is played once, with fewer episodes the tasks are spread evenly over
+  the list, with more they repeat.
+
+Metrics (`reflectrl.evaluation.summary`): success with a 95% Wilson interval,
+mean return, mean steps, invalid-action rate, and the same per curriculum
+level / depth / question kind / task type. `EvalResult.write` stores
+``eval.json``, ``eval.md`` and ``episodes.jsonl`` (every step's state,
+reflection and action, for inspection); `annotate` renders a few episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
+from reflectrl.envs import lookup, make_env
+from reflectrl.evaluation.summary import summarize
+from reflectrl.evaluation.tables import group_table, summary_table
+from reflectrl.rollout.episode import Episode, EpisodeRequest
+
+DEFAULT_EPISODES = 50
+"""Episodes of a seeded environment when none are asked for."""
+TASK_SPLITS: dict[str, dict[str, str]] = {
+    "autoexplore": {"train": "train", "test": "test"},
+    "alfworld": {"train": "train", "valid_seen": "valid_seen", "valid_unseen": "valid_unseen", "test": "valid_unseen"},
+}
+"""Environments that pick tasks from a split: our split name -> the environment's `split` keyword."""
+RESULT_FILE = "eval.json"
+TABLE_FILE = "eval.md"
+EPISODES_FILE = "episodes.jsonl"
+
+
+@dataclass
+class EvalConfig:
+    """Which episodes an evaluation plays."""
+
+    env: str
+    """Environment short name."""
+    split: str = "test"
+    """Seeded environments: train, validation or test; task environments: see `TASK_SPLITS`."""
+    episodes: int | None = None
+    """Episodes to play; None: every task of a task split, `DEFAULT_EPISODES` seeds otherwise."""
+    level: str | None = None
+    """Curriculum level (default: the environment's hardest)."""
+    horizon: int | None = None
+    """Episode step limit (default: the environment's)."""
+    batch_size: int = 16
+    """Episodes stepped in lockstep (one model call per step for all of them)."""
+    seed: int = 0
+    """Seed of the label shuffle and of the random player (task environments: also added to episode seeds)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra environment keywords (not level, horizon, max_actions or split)."""
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work."""
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError("episodes must be >= 1")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError("horizon must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        reserved = sorted({"level", "horizon", "max_actions", "split"} & set(self.env_kwargs))
+        if reserved:
+            raise ValueError(f"set {', '.join(reserved)} with their own options, not as environment keywords")
+
+
+@dataclass
+class EvalPlan:
+    """The episodes of an evaluation, ready for the rollout engine."""
+
+    env: str
+    level: str
+    env_kwargs: dict[str, Any]
+    requests: list[EpisodeRequest]
+    description: str
+    """Which seeds or tasks, in words (for reports)."""
+
+
+def plan_episodes(config: EvalConfig) -> EvalPlan:
+    """Resolve the split into episode requests (see the module docstring)."""
+    config.check()
+    entry = lookup(config.env)
+    levels = entry.env_class().levels
+    level = config.level if config.level is not None else levels[-1]
+    if level not in levels:
+        raise ValueError(f"unknown level {level!r} for {entry.name}; choose from {', '.join(levels)}")
+    kwargs = dict(config.env_kwargs)
+    if config.horizon is not None:
+        kwargs["horizon"] = config.horizon
+    if entry.name in TASK_SPLITS:
+        names = TASK_SPLITS[entry.name]
+        if config.split not in names:
+            raise ValueError(f"unknown split {config.split!r} for {entry.name}; choose from {', '.join(names)}")
+        kwargs["split"] = names[config.split]
+        count = _task_count(make_env(entry.name, level=level, **kwargs))
+        if count == 0:
+            raise ValueError(f"{entry.name} has no {kwargs['split']} tasks at level {level}")
+        n = config.episodes if config.episodes is not None else count
+        indices = [k * count // n for k in range(n)] if n <= count else [k % count for k in range(n)]
+        requests = [
+            EpisodeRequest(config.seed + k, level, k, {"index": int(i)}) for k, i in enumerate(indices)
+        ]
+        what = "every task" if n == count else (f"{n} tasks spread over" if n < count else f"{n} episodes cycling over")
+        description = f"{what} the {count} tasks of split {kwargs['split']!r} at level {level}"
+        return EvalPlan(entry.name, level, kwargs, requests, description)
+    if config.split not in SPLIT_SEED_OFFSETS:
+        raise ValueError(f"unknown split {config.split!r} for {entry.name}; choose from {', '.join(SPLIT_SEED_OFFSETS)}")
+    start = SPLIT_SEED_OFFSETS[config.split]
+    n = config.episodes if config.episodes is not None else DEFAULT_EPISODES
+    requests = [EpisodeRequest(start + k, level, k) for k in range(n)]
+    description = f"seeds {start}..{start + n - 1} (the first {n} of the {config.split} split) at level {level}"
+    return EvalPlan(entry.name, level, kwargs, requests, description)
+
+
+def _task_count(env) -> int:
+    """Tasks that `reset(options={"index": i})` chooses from (AutoExplore: num_tasks, ALFWorld: games)."""
+    if hasattr(env, "num_tasks"):
+        return int(env.num_tasks)
+    return len(env.games)
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation produced."""
+
+    config: EvalConfig
+    agent: str
+    """Description of the agent."""
+    plan: str
+    """Which seeds or tasks were played (`EvalPlan.description`)."""
+    summary: dict[str, Any]
+    episodes: list[Episode]
+    seconds: float
+    timings: dict[str, float]
+    """Seconds in 'reflect', 'decide' and 'environment'."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready result without the step-by-step records (those go to episodes.jsonl)."""
+        return {
+            "env": self.config.env,
+            "split": self.config.split,
+            "agent": self.agent,
+            "episodes_played": self.plan,
+            "summary": self.summary,
+            "seconds": round(self.seconds, 2),
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+            "config": asdict(self.config),
+            "episodes": [_episode_row(e) for e in self.episodes],
+        }
+
+    def markdown(self) -> str:
+        """A markdown table of the result (and of its groups, if any)."""
+        rows = [(self.agent, self.summary)]
+        parts = [f"Evaluation on {self.config.env}: {self.plan}.", "", summary_table(rows, "agent")]
+        groups = group_table(rows, "agent")
+        if groups:
+            parts += ["", "By group:", "", groups]
+        return "\n".join(parts) + "\n"
+
+    def write(self, folder: str | Path) -> Path:
+        """Write eval.json, eval.md and episodes.jsonl into `folder`; returns the folder."""
+        from reflectrl.models.atomic import atomic_write_bytes
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / RESULT_FILE, json.dumps(self.to_dict(), indent=2, default=str).encode("utf-8"))
+        atomic_write_bytes(folder / TABLE_FILE, self.markdown().encode("utf-8"))
+        lines = "".join(json.dumps(episode_record(e), ensure_ascii=False, default=str) + "\n" for e in self.episodes)
+        atomic_write_bytes(folder / EPISODES_FILE, lines.encode("utf-8"))
+        return folder
+
+
+def evaluate(agent, config: EvalConfig, *, max_actions: int | None = None, description: str = "agent", progress: bool = False) -> EvalResult:
+    """Play the episodes of `config` with `agent` (greedy) and summarise them.
+
+    `max_actions` is the agent's label count (longer menus are paged by the
+    environment); `description` names the agent in the result.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from reflectrl.rollout.local import LocalRolloutEngine
+
+    plan = plan_episodes(config)
+    kwargs = dict(plan.env_kwargs)
+    if max_actions is not None:
+        kwargs["max_actions"] = int(max_actions)
+    engine = LocalRolloutEngine(plan.env, agent, config.batch_size, kwargs)
+    bar = tqdm(total=len(plan.requests), desc=f"eval {plan.env}", unit="episode", disable=not progress, dynamic_ncols=True)
+    wins = [0, 0]
+
+    def finished(episode: Episode) -> None:
+        wins[0] += int(episode.success)
+        wins[1] += 1
+        bar.set_postfix({"success": f"{wins[0]}/{wins[1]}"}, refresh=False)
+        bar.update(1)
+
+    engine.on_episode_end = finished
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            batch = engine.collect(plan.requests, greedy=True, label_seed=config.seed)
+    finally:
+        bar.close()
+        engine.close()
+    seconds = time.perf_counter() - start
+    return EvalResult(config, description, plan.description, summarize(batch.episodes), batch.episodes, seconds, dict(batch.timings))
+
+
+def _episode_row(episode: Episode) -> dict[str, Any]:
+    return {
+        "seed": episode.seed,
+        "level": episode.level,
+        "options": episode.options,
+        "tags": episode.tags,
+        "success": episode.success,
+        "return": episode.total_return,
+        "steps": episode.length,
+        "truncated": episode.truncated,
+        "invalid_steps": sum(1 for s in episode.steps if s.invalid),
+    }
+
+
+def _observation(episode: Episode, state_key: str) -> str:
+    prefix = episode.task + "\n"
+    return state_key[len(prefix):] if episode.task and state_key.startswith(prefix) else state_key
+
+
+def episode_record(episode: Episode) -> dict[str, Any]:
+    """An episode as JSON for inspection: its outcome and, per step, state, reflection, action and reward."""
+    record = _episode_row(episode)
+    record["task"] = episode.task
+    record["trajectory"] = [
+        {
+            "observation": _observation(episode, step.state_key),
+            "reflection": step.reflection,
+            "action": step.action_text,
+            "answer": step.answer,
+            "reward": step.reward,
+            "invalid": step.invalid,
+        }
+        for step in episode.steps
+    ]
+    return record
+
+
+def annotate(episodes: Sequence[Episode], count: int, max_chars: int = 600) -> str:
+    """`count` episodes step by step (state, reflection, action), failures first: they show what goes wrong."""
+    chosen = sorted(episodes, key=lambda e: e.success)[: max(0, count)]
+    blocks = []
+    for episode in chosen:
+        outcome = "success" if episode.success else ("truncated" if episode.truncated else "failure")
+        tags = " ".join(f"{k}={v}" for k, v in episode.tags.items())
+        lines = [
+            f"=== seed {episode.seed} ({outcome}, return {episode.total_return:+.1f}, {episode.length} steps){' ' + tags if tags else ''}",
+            f"Task: {_clip(episode.task, max_chars)}",
+        ]
+        for number, step in enumerate(episode.steps, 1):
+            lines.append(f"--- step {number}")
+            lines.append("state: " + _clip(_observation(episode, step.state_key), max_chars))
+            if step.reflection is not None:
+                lines.append("reflection: " + _clip(step.reflection, max_chars))
+            if step.action_text is not None:
+                lines.append(f"action: {step.action_text}  (reward {step.reward:+.1f})")
+            else:
+                answer = f" (answer {step.answer!r})" if step.answer is not None else ""
+                lines.append(f"action: invalid{answer}  (reward {step.reward:+.1f})")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 15] + " [... cut ...]"

@@ -1,0 +1,208 @@
+"""The reflector: writes a short analysis of each state, in batches.
+
+`LocalReflector` runs `generate` on a local model (with its adapter active)
+for a whole batch of reflector prompts at once, with the KV cache; decoding
+stops at the end-of-sequence token or when the model starts writing the
+policy's part of the prompt (the action list or the action cue), and
+`protocol.clean_reflection` trims the text.
+
+Prefix reuse: reflector prompts of one batch usually start with the same
+tokens (the task and the start of the observation). When that shared prefix
+is long enough it is run once, its KV cache is copied to every row, and only
+the differing suffixes are processed per row. Rows are laid out as
+``[prefix][padding][suffix]`` with the padding masked out and position ids
+counted over real tokens, so the result equals generating each prompt from
+scratch (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from reflectrl.models.adapters import adapter_names, adapter_scope, is_peft_model
+from reflectrl.models.policy import left_pad
+from reflectrl.models.seeding import seeded
+from reflectrl.models.tokens import encode_prompts
+from reflectrl.protocol import clean_reflection
+
+STOP_STRINGS = ("\nActions:", "Action label:", "\nTask:", "Answer with the label")
+"""Text after which a reflection is over: the start of the policy's part of the prompt."""
+MIN_SHARED_PREFIX = 32
+"""Prefix reuse pays only when the shared prefix has at least this many tokens."""
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Reflector(Protocol):
+    """Anything that turns reflector prompts into reflections."""
+
+    def reflect(self, prompts: Sequence[str]) -> list[str]:
+        """One cleaned reflection per prompt, in order."""
+        ...
+
+
+class LocalReflector:
+    """Batched reflection generation with a local model (see the module docstring)."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        adapter: str | None = None,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int = 0,
+        prefix_reuse: bool | None = None,
+        max_prompt_tokens: int | None = None,
+    ):
+        """
+        Args:
+            model: a causal LM (plain or `peft.PeftModel`), shared with the policy if you like.
+            tokenizer: its tokenizer (pad token set, see `load_model`).
+            adapter: adapter to activate while generating (see `adapter_scope`).
+            max_new_tokens: length limit of a reflection in tokens.
+            temperature: 0 decodes greedily; above 0 samples (seeded by `seed` and a call counter).
+            seed: base seed for sampling.
+            prefix_reuse: True always reuses a shared prefix, False never, None when it
+                is at least `MIN_SHARED_PREFIX` tokens long.
+            max_prompt_tokens: prompt budget for callers that shorten prompts
+                (default: the model's context minus `max_new_tokens`).
+        """
+        from transformers import StoppingCriteriaList, StopStringCriteria
+
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.seed = int(seed)
+        self.prefix_reuse = prefix_reuse
+        context = getattr(model.config, "max_position_embeddings", None)
+        self.max_prompt_tokens = max_prompt_tokens if max_prompt_tokens is not None else (
+            context - self.max_new_tokens if context else None
+        )
+        if adapter is not None and is_peft_model(model) and adapter not in adapter_names(model):
+            log.info("adapter %r is not loaded (loaded: %s): the reflector uses the base weights", adapter, adapter_names(model))
+        self._stopping = StoppingCriteriaList([StopStringCriteria(tokenizer, list(STOP_STRINGS))])
+        self._calls = 0
+        self.last_stats: dict[str, int] = {}
+        """Token counts of the last call: prompt_tokens, prefix_tokens, new_tokens."""
+
+    def count_tokens(self, text: str) -> int:
+        """Prompt length in tokens (the protocol's `count` for prompt budgets)."""
+        return len(encode_prompts(self.tokenizer, [text])[0])
+
+    def reflect(self, prompts: Sequence[str]) -> list[str]:
+        """One cleaned reflection per reflector prompt, generated as one batch."""
+        if not prompts:
+            return []
+        return [clean_reflection(text) for text in self.generate_raw(prompts)]
+
+    def generate_raw(self, prompts: Sequence[str]) -> list[str]:
+        """The generated continuations before `clean_reflection`."""
+        from transformers import GenerationConfig
+
+        prompt_ids = encode_prompts(self.tokenizer, prompts)
+        if any(not row for row in prompt_ids):
+            raise ValueError("empty reflector prompt")
+        sample = self.temperature > 0
+        config = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=sample,
+            temperature=self.temperature if sample else None,
+            top_k=None,
+            top_p=None,
+            pad_token_id=self._pad_id(),
+            eos_token_id=self._eos_ids(),
+        )
+        seed = self.seed + self._calls
+        self._calls += 1
+        device = self.model.get_output_embeddings().weight.device
+        with torch.no_grad(), adapter_scope(self.model, self.adapter), seeded(seed if sample else None, device):
+            input_ids, attention_mask, cache, shared = self.prepare_inputs(prompt_ids)
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                past_key_values=cache,
+                generation_config=config,
+                stopping_criteria=self._stopping,
+            )
+        new = output[:, input_ids.shape[1] :]
+        self.last_stats = {
+            "prompt_tokens": sum(len(row) for row in prompt_ids),
+            "prefix_tokens": shared,
+            "new_tokens": int(_generated_count(new, self._pad_id(), self._eos_ids())),
+        }
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def prepare_inputs(self, prompt_ids: Sequence[Sequence[int]]):
+        """Padded ids, attention mask, a prefilled cache (or None) and the shared-prefix length."""
+        device = self.model.get_output_embeddings().weight.device
+        shared = shared_prefix_length(prompt_ids)
+        reuse = self.prefix_reuse if self.prefix_reuse is not None else shared >= MIN_SHARED_PREFIX
+        if not reuse or len(prompt_ids) < 2 or shared == 0:
+            input_ids, attention_mask = left_pad(prompt_ids, self._pad_id(), device)
+            return input_ids, attention_mask, None, 0
+        suffixes = [row[shared:] for row in prompt_ids]
+        suffix_ids, suffix_mask = left_pad(suffixes, self._pad_id(), device)
+        prefix = torch.as_tensor([list(prompt_ids[0][:shared])], dtype=torch.long, device=device)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        # The bare transformer fills the cache without projecting every prefix
+        # position onto the vocabulary.
+        causal_lm = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        causal_lm.base_model(input_ids=prefix, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(prompt_ids))
+        input_ids = torch.cat([prefix.expand(len(prompt_ids), -1), suffix_ids], dim=1)
+        attention_mask = torch.cat([torch.ones_like(prefix).expand(len(prompt_ids), -1), suffix_mask], dim=1)
+        return input_ids, attention_mask, cache, shared
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
+
+    def _eos_ids(self) -> list[int]:
+        ids = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(int(i) for i in source)
+        return sorted(ids)
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens shared by the start of every row, leaving each row at least one token of its own."""
+    if not rows:
+        return 0
+    first = rows[0]
+    limit = min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == first[length] for row in rows):
+        length += 1
+    return max(length, 0)
+
+
+def _generated_count(new: torch.Tensor, pad_id: int, eos_ids: list[int]) -> int:
+    """Generated tokens up to and including each row's first EOS/pad."""
+    total = 0
+    stops = set(eos_ids) | {pad_id}
+    for row in new.tolist():
+        count = 0
+        for token in row:
+            count += 1
+            if token in stops:
+                break
+        total += count
+    return total

@@ -1,0 +1,1 @@
+"""The end-to-end pipeline: teacher data -> SFT -> RL -> evaluation -> report."""

@@ -1,0 +1,269 @@
+"""Pipeline presets: every knob of `reflectrl pipeline`, in one dataclass per stage.
+
+* ``tiny``: the tiny random model and a handful of episodes; the whole
+  pipeline runs in well under a minute. For tests: it checks the plumbing,
+  not learning.
+* ``cpu``: the embedded default (SmolLM2-135M-Instruct), sized so that
+  ``reflectrl pipeline taxi`` fits in 30 minutes on a 2-core CPU (budget
+  below). Numbers from so short a run are noisy and mostly show the
+  method's machinery; the Wilson intervals in the report say how noisy.
+* ``gpu``: the paper's setting on one GPU: a 1.5B instruct model with LoRA,
+  the paper's RL hyper-parameters (Adam 2e-4, gradient clip 0.3, PPO clip 0.1
+  over 3 epochs, entropy bonus, replay of successful episodes), a curriculum
+  where the environment has one, and 100 evaluation episodes. The model
+  must be in the local Hugging Face cache (or reachable on the Hub).
+
+`preset(name, env)` returns the preset with the environment's own levels,
+horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
+with `dataclasses.replace` for experiments; the run folder remembers the
+exact preset, so a re-run with other settings needs another ``--out``.
+
+Time budget of ``reflectrl pipeline taxi --preset cpu`` on a 2-core CPU
+(level dropoff, horizon 10; seconds; "measured" = on the shared development
+machine with 3-5 other jobs running, so pessimistic):
+
+=================================  ========  ===============================================
+stage                              budget    what sets it
+=================================  ========  ===============================================
+load models (13 loads, ~2 s each)  ~30       cached conversion of the GGUF file
+data (40 episodes, oracle)         ~15       no model calls; tokenising and validating rows
+5 x SFT (12 steps of 4 rows)       5 x ~60   ~3-5 s per step (prompts ~370 tokens), 16 held-out rows
+3 x RL (3 iterations x 8 episodes) 3 x ~150  per iteration: rollout (episodes crash early: ~2-6
+                                             steps each) + update (forward+backward per step)
+6 model evaluations (40 seeds)     6 x ~80   reflect rows ~2x the plain rows; the prompted row
+                                             can run to the horizon when its answers are invalid
+oracle + random rows               ~1
+report                             ~5
+total                              ~1500     knobs: SFTSettings.max_steps, RLSettings.iterations
+                                             and episodes_per_iter, EvalSettings.episodes,
+                                             Preset.reflection_tokens, Preset.horizon
+=================================  ========  ===============================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Teacher data generation (`reflectrl.datagen.GenConfig`)."""
+
+    episodes: int = 40
+    """Expert episodes rolled out."""
+    negatives: int = 2
+    """Negative examples per episode."""
+    random_prob: float = 0.1
+    """Chance of a random expert action (puts off-path states into the data)."""
+    teacher: str = "oracle"
+    """Teacher spec: oracle (offline), openai:MODEL or hf:PATH."""
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """Warm-up SFT of each player (`reflectrl.trainers.sft.WarmupConfig`)."""
+
+    max_steps: int = 12
+    """Optimizer steps per player."""
+    batch_size: int = 4
+    """Rows per step."""
+    learning_rate: float = 1e-3
+    """Peak learning rate (short runs need a high one)."""
+    lr_scheduler: str = "constant_with_warmup"
+    """transformers scheduler name."""
+    warmup_ratio: float = 0.1
+    """Share of steps with a rising learning rate."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_layers: int | None = 8
+    """Adapt only the top this many blocks (None: all); fewer is faster on CPU."""
+    max_length: int = 1024
+    """Rows longer than this many tokens are dropped."""
+    eval_fraction: float = 0.1
+    """Share of episodes held out for the SFT evaluation."""
+    max_eval_rows: int = 16
+    """Held-out rows evaluated at the end of each SFT run."""
+    save_steps: int = 4
+    """Checkpoint every this many steps (a killed run resumes from the last one)."""
+    epochs: float = 1.0
+    """Passes over the data when max_steps is -1."""
+    max_minutes: float | None = None
+    """Stop a player's SFT early (checkpointed) after this many minutes; a safety net for a time budget
+    (on a machine fast enough it never fires, and the run stays reproducible)."""
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    """Online RL of the policy (`reflectrl.trainers.online.RLConfig`)."""
+
+    algo: str = "pg"
+    """pg (REINFORCE with reward-to-go), ppo or grpo."""
+    iterations: int = 3
+    """Collect-and-update iterations per RL run."""
+    episodes_per_iter: int = 8
+    """Episodes per iteration (played in lockstep)."""
+    lr: float = 2e-4
+    """Adam learning rate (the paper's)."""
+    grad_clip: float = 0.3
+    """Gradient norm clip (the paper's)."""
+    entropy_coef: float = 0.01
+    """Entropy bonus weight."""
+    ppo_clip: float = 0.1
+    """ppo/grpo ratio clip (the paper's)."""
+    epochs: int = 3
+    """ppo/grpo passes over each batch (the paper's)."""
+    replay_size: int = 16
+    """Buffer of successful episodes (0: no replay)."""
+    replay_episodes: int = 2
+    """Replayed episodes per update."""
+    micro_batch_size: int = 8
+    """Steps per forward pass of the update."""
+    levels: tuple[str, ...] = ()
+    """Curriculum levels, easiest first (empty: the preset's level only)."""
+    curriculum_schedule: tuple[int, ...] = ()
+    """Iterations after which to move to the next curriculum level."""
+    eval_every: int = 0
+    """Validate every this many iterations (0: never; the learning curve then shows training success)."""
+    eval_episodes: int = 16
+    """Validation episodes per validation."""
+    checkpoint_every: int = 1
+    """Checkpoint every this many iterations (a killed run resumes from the last one)."""
+    max_minutes: float | None = None
+    """Stop an RL run after the iteration that passes this many minutes (at least one iteration runs);
+    a safety net for a time budget, like `SFTSettings.max_minutes`."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Held-out evaluation of every setting (`reflectrl.evaluation.harness.EvalConfig`)."""
+
+    episodes: int | None = 40
+    """Episodes per setting and level (None: every task of a task split)."""
+    prompted_episodes: int | None = None
+    """Episodes of the prompted base model (None: `episodes`); its invalid answers do not end an
+    episode, so each of its episodes runs to the horizon and costs several times a trained row's."""
+    batch_size: int = 16
+    """Episodes stepped in lockstep."""
+    levels: tuple[str, ...] = ()
+    """Levels evaluated (empty: the preset's level); reported together and per level."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything `reflectrl pipeline` does for one environment."""
+
+    name: str
+    """Preset name (tiny, cpu, gpu)."""
+    model: str
+    """Base model spec of both players and of the prompted baseline."""
+    level: str | None = None
+    """Level of the teacher data, of RL (without a curriculum) and of the evaluation; None: the hardest."""
+    horizon: int | None = None
+    """Episode step limit everywhere; None: the environment's default."""
+    reflection_tokens: int = 32
+    """Longest reflection the reflector writes during RL and evaluation."""
+    answer_tokens: int = 4
+    """Longest answer of the prompted baseline."""
+    seed: int = 0
+    """Seed of data, SFT, RL and evaluation."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    device: str | None = None
+    """cpu or cuda (None: cuda when available)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra environment keywords for data, RL and evaluation."""
+    data: DataSettings = field(default_factory=DataSettings)
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    rl: RLSettings = field(default_factory=RLSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    @property
+    def eval_levels(self) -> tuple[str | None, ...]:
+        """Levels the evaluation plays (None: the environment's hardest)."""
+        return self.eval.levels or (self.level,)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (stored in the run folder)."""
+        return asdict(self)
+
+
+TINY = Preset(
+    name="tiny",
+    model="tiny-random",
+    horizon=10,
+    reflection_tokens=4,
+    answer_tokens=2,
+    threads=1,
+    device="cpu",
+    data=DataSettings(episodes=6, negatives=1),
+    sft=SFTSettings(max_steps=2, batch_size=2, lora_layers=None, max_eval_rows=4, save_steps=1, eval_fraction=0.25),
+    rl=RLSettings(iterations=3, episodes_per_iter=4, micro_batch_size=16),
+    eval=EvalSettings(episodes=4, batch_size=8),
+)
+
+CPU = Preset(name="cpu", model="smollm2-135m", horizon=10, reflection_tokens=32, eval=EvalSettings(episodes=40, prompted_episodes=10))
+
+GPU = Preset(
+    name="gpu",
+    model="Qwen/Qwen2.5-1.5B-Instruct",
+    reflection_tokens=64,
+    answer_tokens=8,
+    data=DataSettings(episodes=500, negatives=2),
+    sft=SFTSettings(
+        max_steps=-1, epochs=2.0, batch_size=8, learning_rate=2e-4, lr_scheduler="cosine", warmup_ratio=0.05,
+        lora_layers=None, max_length=2048, max_eval_rows=200, save_steps=100,
+    ),
+    rl=RLSettings(
+        algo="ppo", iterations=150, episodes_per_iter=32, lr=2e-4, grad_clip=0.3, entropy_coef=0.01, ppo_clip=0.1,
+        epochs=3, replay_size=32, replay_episodes=4, micro_batch_size=8, eval_every=10, eval_episodes=32, checkpoint_every=5,
+    ),
+    eval=EvalSettings(episodes=100, batch_size=32),
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, CPU, GPU)}
+
+ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "taxi": {
+        # Drop-off is the paper's reported DangerousTaxi level; its optimal episodes take 1-9 steps.
+        "tiny": {"level": "dropoff"},
+        "cpu": {"level": "dropoff"},
+        "gpu": {"level": "dropoff", "horizon": 20, "rl": {"levels": ("pickup", "dropoff"), "curriculum_schedule": (40,)}},
+    },
+    "corridor": {
+        "tiny": {"level": "short"},
+        "cpu": {"level": "medium", "horizon": None},
+        "gpu": {"level": "long", "rl": {"levels": ("short", "medium", "long"), "curriculum_schedule": (20, 50)}},
+    },
+    "autoexplore": {
+        # Test split = repositories never used for training; the prompts are long (listings, file heads).
+        "tiny": {"level": "depth1", "env_kwargs": {"view_chars": 200}},
+        "cpu": {"level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300}, "eval": {"episodes": 24}},
+        "gpu": {
+            "level": "depth2", "horizon": 15,
+            "rl": {"levels": ("depth0", "depth1", "depth2"), "curriculum_schedule": (30, 80)},
+            "eval": {"episodes": None, "levels": ("depth1", "depth2")},
+        },
+    },
+    "alfworld": {
+        # Test split = valid_unseen (room layouts never seen in training); pick and place tasks.
+        "tiny": {"level": "easy"},
+        "cpu": {"level": "easy", "horizon": 12, "eval": {"episodes": 24}},
+        "gpu": {"level": "full", "horizon": 30, "rl": {"levels": ("easy", "medium", "full"), "curriculum_schedule": (30, 80)}, "eval": {"episodes": 100}},
+    },
+}
+"""Per-environment changes to each preset (nested dicts replace fields of the stage settings)."""
+
+
+def preset(name: str, env: str) -> Preset:
+    """The named preset with `env`'s overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    base = PRESETS[name]
+    changes = dict(ENV_OVERRIDES.get(env, {}).get(name, {}))
+    for part in ("data", "sft", "rl", "eval"):
+        if part in changes:
+            changes[part] = replace(getattr(base, part), **changes[part])
+    return replace(base, **changes)

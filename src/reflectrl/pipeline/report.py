@@ -1,0 +1,133 @@
+"""The comparison report: markdown tables in the paper's layout plus two plots.
+
+``report.md`` holds the comparison (one row per setting, in the paper's
+order, success with its 95% Wilson interval first), the reference players,
+success per group, the plots, the time of every stage and how the run was
+made (command, model, seeds, episodes, machine, preset). ``success.png``
+shows success bars with their intervals; ``learning_curves.png`` the RL
+runs' success per iteration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from reflectrl.evaluation.tables import group_table, summary_table
+
+REPORT = "report.md"
+SUCCESS_PLOT = "success.png"
+CURVES_PLOT = "learning_curves.png"
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One evaluated setting."""
+
+    setting: str
+    """Row label, e.g. 'Reflect-RL'."""
+    summary: Mapping[str, Any]
+    """An evaluation summary: success, ci_low, ci_high, episodes, mean_return, mean_steps, invalid_rate, groups."""
+    reference: bool = False
+    """A scripted reference player (oracle, random) rather than a learned setting."""
+
+
+Curve = Sequence[tuple[float, float]]
+
+
+def plot_success_bars(rows: Sequence[ComparisonRow], path: Path, title: str) -> None:
+    """Horizontal bars of success rates with 95% Wilson intervals (reference players in grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # reports are written on machines without a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.6))
+    names = [r.setting for r in rows]
+    rates = [100 * r.summary["success"] for r in rows]
+    # max(0, ...): at 0% or 100% the interval's end equals the rate up to float rounding
+    lo = [max(0.0, 100 * (r.summary["success"] - r.summary["ci_low"])) for r in rows]
+    hi = [max(0.0, 100 * (r.summary["ci_high"] - r.summary["success"])) for r in rows]
+    colors = ["#b0b0b0" if r.reference else "#4c72b0" for r in rows]
+    ax.barh(names, rates, xerr=[lo, hi], color=colors, capsize=4)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("success rate (%) with 95% Wilson interval")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str) -> None:
+    """Success per RL iteration for each run (validation curves dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, points in curves.items():
+        if points:
+            xs, ys = zip(*points)
+            style = "--" if "validation" in name else "-"
+            ax.plot(xs, [100 * y for y in ys], style, marker="o", markersize=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no RL iterations ran", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def render_tables(rows: Sequence[ComparisonRow]) -> str:
+    """The comparison table, the reference players and success per group."""
+    learned = [(r.setting, r.summary) for r in rows if not r.reference]
+    references = [(r.setting, r.summary) for r in rows if r.reference]
+    parts = [summary_table(learned)]
+    if references:
+        parts += ["", "Reference players (scripted, same episodes):", "", summary_table(references, "player")]
+    groups = group_table(learned + references)
+    if groups:
+        parts += ["", "Success by group:", "", groups]
+    return "\n".join(parts)
+
+
+def write_report(
+    folder: Path,
+    title: str,
+    intro: str,
+    rows: Sequence[ComparisonRow],
+    curves: Mapping[str, Curve],
+    stage_seconds: Sequence[tuple[str, float, str]],
+    meta: Mapping[str, Any],
+    settings: Mapping[str, Any],
+) -> Path:
+    """Write report.md, success.png and learning_curves.png into `folder`; returns the report path.
+
+    `stage_seconds` lists (stage, seconds, note); `meta` is shown as a list
+    ("command", "model", ...); `settings` (the preset) as a JSON block.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_success_bars(rows, folder / SUCCESS_PLOT, title)
+    plot_learning_curves(curves, folder / CURVES_PLOT, title)
+    parts = [f"# {title}", "", intro, "", render_tables(rows), ""]
+    parts += [f"![success rates with 95% intervals]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
+    parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
+    parts += ["## Time per stage", "", "| stage | seconds | notes |", "|---|---|---|"]
+    parts += [f"| {name} | {seconds:.0f} | {note} |" for name, seconds, note in stage_seconds]
+    parts += ["", "## Settings (preset)", "", "```json", json.dumps(settings, indent=2, sort_keys=True), "```", ""]
+    path = folder / REPORT
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,380 @@
+"""`run_pipeline`: teacher data -> SFT -> RL -> evaluation -> report, stage by stage and resumable.
+
+Stages (one folder each under the run folder; see `stages` for skipping and resuming):
+
+1. ``data``: teacher data on the train split (`reflectrl.datagen.generate`; a
+   killed run continues where it stopped);
+2. ``sft-reflector``, ``sft-policy``, ``sft-plain``, ``sft-reflector-positive``,
+   ``sft-policy-positive``: warm-up SFT of each player, the ``-positive``
+   ones without negative examples (`reflectrl.trainers.sft.run_warmup`,
+   resuming from its checkpoints);
+3. ``rl-reflect`` (Reflect-RL), ``rl-reflect-positive`` (Reflect-RL without
+   negative examples) and ``rl-plain`` (RL without reflection): online RL of
+   the policy from its SFT adapter with the frozen SFT reflector
+   (`reflectrl.trainers.online.OnlineTrainer`, resuming from its checkpoints);
+4. ``eval-*``: every setting on the held-out split (`reflectrl.evaluation.harness`):
+   the SFT-only players, the three RL runs, the prompted base model, and the
+   oracle and random players for reference;
+5. ``report.md`` with ``success.png`` and ``learning_curves.png`` in the run
+   folder, rewritten at the end of every run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from reflectrl.envs import lookup
+from reflectrl.pipeline.presets import Preset
+from reflectrl.pipeline.report import ComparisonRow, write_report
+from reflectrl.pipeline.stages import Stage, StageRunner
+
+SFT_JOBS: tuple[tuple[str, str, str], ...] = (
+    ("sft-reflector", "reflector", "reflector.jsonl"),
+    ("sft-policy", "policy", "policy.jsonl"),
+    ("sft-plain", "plain", "plain.jsonl"),
+    ("sft-reflector-positive", "reflector", "reflector_positive.jsonl"),
+    ("sft-policy-positive", "policy", "policy_positive.jsonl"),
+)
+"""(stage, role, data file) of every SFT run."""
+RL_JOBS: tuple[tuple[str, str, str | None, str], ...] = (
+    ("rl-reflect", "sft-policy", "sft-reflector", "Reflect-RL"),
+    ("rl-reflect-positive", "sft-policy-positive", "sft-reflector-positive", "Reflect-RL, no negative examples"),
+    ("rl-plain", "sft-plain", None, "SFT + RL, no reflection"),
+)
+"""(stage, SFT policy stage, SFT reflector stage or None, curve label) of every RL run."""
+RL_FINAL = "final"
+RL_RUN = "run"
+REFLECTION_CACHE = "reflection-cache"
+"""Folder of the evaluation reflection caches (one JSON-lines file per reflector)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the comparison."""
+
+    key: str
+    """Evaluation stage name is ``eval-<key>``."""
+    label: str
+    """Row label in the report (``{model}`` is replaced by the model spec)."""
+    kind: str
+    """Agent kind (see `reflectrl.evaluation.agent_loader`)."""
+    policy: str | None = None
+    """Policy adapter, relative to the run folder."""
+    reflector: str | None = None
+    """Reflector adapter, relative to the run folder."""
+    reference: bool = False
+    """A scripted reference player."""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("sft-plain", "SFT only, no reflection", "plain", "sft-plain"),
+    Setting("sft-reflect", "SFT only, with reflection", "reflect", "sft-policy", "sft-reflector"),
+    Setting("rl-plain", "SFT + RL, no reflection", "plain", f"rl-plain/{RL_FINAL}"),
+    Setting("rl-reflect-positive", "Reflect-RL, no negative examples", "reflect", f"rl-reflect-positive/{RL_FINAL}", "sft-reflector-positive"),
+    Setting("rl-reflect", "Reflect-RL", "reflect", f"rl-reflect/{RL_FINAL}", "sft-reflector"),
+    Setting("prompted", "{model}, prompted", "prompted"),
+    Setting("oracle", "Oracle (upper bound)", "oracle", reference=True),
+    Setting("random", "Random (chance level)", "random", reference=True),
+)
+"""The report's rows, in the paper's order, then the reference players."""
+
+
+@dataclass
+class PipelineResult:
+    """What a pipeline run produced."""
+
+    out: Path
+    report: Path
+    rows: list[ComparisonRow]
+    records: dict[str, dict[str, Any]]
+    """DONE record of every stage."""
+
+
+def stage_names() -> list[str]:
+    """Every stage, in the order they run."""
+    return ["data"] + [job[0] for job in SFT_JOBS] + [job[0] for job in RL_JOBS] + [f"eval-{s.key}" for s in SETTINGS]
+
+
+def run_pipeline(
+    env: str,
+    preset: Preset,
+    out: str | os.PathLike,
+    *,
+    command: str | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> PipelineResult:
+    """Run (or finish) the pipeline for `env` with `preset` in the folder `out`; returns the report's path and rows.
+
+    `command` is recorded in the report as the way to reproduce it.
+    """
+    entry = lookup(env)
+    out = Path(out)
+    if preset.threads:
+        import torch
+
+        torch.set_num_threads(int(preset.threads))
+    runner = StageRunner(out, {"env": entry.name, "preset": preset.to_dict()}, log)
+    started = time.perf_counter()
+    records: dict[str, dict[str, Any]] = {}
+    records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
+    for name, role, data_file in SFT_JOBS:
+        records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, progress)))
+    for name, policy, reflector, _ in RL_JOBS:
+        stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, _prefixed(log, name))
+        records[name] = runner.run(Stage(name, stage))
+    for setting in SETTINGS:
+        name = f"eval-{setting.key}"
+        records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
+    report = _write_report(entry, preset, out, records, command, time.perf_counter() - started)
+    rows = _rows(preset, records)
+    return PipelineResult(out, report, rows, records)
+
+
+def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
+    return lambda message: log(f"[{name}] {message}")
+
+
+# ------------------------------------------------------------------ stages
+def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[str, Any]:
+    from reflectrl.datagen import GenConfig, generate
+
+    config = GenConfig(
+        env=env, out=str(folder), teacher=preset.data.teacher, episodes=preset.data.episodes,
+        random_prob=preset.data.random_prob, negatives=preset.data.negatives, split="train", seed=preset.seed,
+        level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
+    )
+    result = generate(config, show_progress=progress)
+    stats = result.stats
+    return {
+        "episodes": preset.data.episodes,
+        "rows": stats["rows"],
+        "negative_share": stats["negative_share"],
+        "expert_success_rate": stats["expert"]["success_rate"],
+        "level": stats["level"],
+    }
+
+
+def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Path) -> dict[str, Any]:
+    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+
+    s = preset.sft
+    config = WarmupConfig(
+        role=role, data=str(data), out=str(folder), model=preset.model, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
+        lora_layers=s.lora_layers, learning_rate=s.learning_rate, epochs=s.epochs, max_steps=s.max_steps,
+        batch_size=s.batch_size, max_length=s.max_length, eval_fraction=s.eval_fraction, max_eval_rows=s.max_eval_rows,
+        eval_steps=0, save_steps=s.save_steps, save_total_limit=1, lr_scheduler=s.lr_scheduler,
+        warmup_ratio=s.warmup_ratio, seed=preset.seed, threads=preset.threads, max_minutes=s.max_minutes,
+        # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
+        resume=True,
+    )
+    metrics = run_warmup(config, show_progress=progress).metrics
+    keys = (
+        "role", "global_step", "max_steps", "stopped_by_time_limit", "train_rows", "eval_rows", "eval_loss",
+        "label_accuracy", "chance_accuracy", "resumed_from",
+    )
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
+    from reflectrl.rollout import LocalRolloutEngine
+    from reflectrl.trainers.online import OnlineTrainer, RLConfig, resolve_levels
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    s = preset.rl
+    config = RLConfig(
+        env=env, levels=s.levels or ((preset.level,) if preset.level else ()), horizon=preset.horizon, algo=s.algo,
+        iterations=s.iterations, episodes_per_iter=s.episodes_per_iter, seed=preset.seed, lr=s.lr, grad_clip=s.grad_clip,
+        entropy_coef=s.entropy_coef, ppo_clip=s.ppo_clip, epochs=s.epochs, replay_size=s.replay_size,
+        replay_episodes=s.replay_episodes, micro_batch_size=s.micro_batch_size, curriculum_schedule=s.curriculum_schedule,
+        eval_every=s.eval_every, eval_episodes=s.eval_episodes, checkpoint_every=s.checkpoint_every, keep_checkpoints=1,
+    )
+    players = load_rl_players(
+        str(policy), str(reflector) if reflector is not None else None, value_head=config.uses_critic,
+        reflector_max_new_tokens=preset.reflection_tokens, shuffle_labels=True, init_seed=preset.seed, device=preset.device,
+    )
+    kwargs = {**preset.env_kwargs, "max_actions": len(players.label_set)}
+    if preset.horizon is not None:
+        kwargs["horizon"] = preset.horizon
+    engine = LocalRolloutEngine(env, players.agent, max(1, s.episodes_per_iter), kwargs)
+    levels = resolve_levels(lookup(env).env_class().levels, config)
+
+    def report(record: dict[str, Any]) -> None:
+        if "train/success" in record:
+            seconds = record.get("time/iteration", 0.0)
+            log(
+                f"iteration {record['iteration']}/{config.iterations}: training success {record['train/success']:.0%}, "
+                f"return {record['train/return']:+.2f}, {record['train/length']:.1f} steps per episode ({seconds:.0f} s)"
+            )
+
+    trainer = OnlineTrainer(config, players.policy, engine, levels=levels, run_dir=folder / RL_RUN, log=report)
+    resumed = trainer.resume()
+    if resumed:
+        log(f"resuming after iteration {resumed}")
+    deadline = time.monotonic() + 60 * s.max_minutes if s.max_minutes is not None else None
+    stopped = False
+    while trainer.iteration < config.iterations:
+        # One iteration per call, so the time limit is checked between iterations (each ends with a checkpoint).
+        trainer.train(until=trainer.iteration + 1 if deadline is not None else None)
+        if deadline is not None and time.monotonic() > deadline and trainer.iteration < config.iterations:
+            stopped = True
+            log(f"time limit of {s.max_minutes} min reached: stopping after iteration {trainer.iteration}")
+            break
+    trainer.save_final(folder / RL_FINAL)
+    history = _curve(folder, "train/success")
+    return {
+        "iterations": trainer.iteration,
+        "planned_iterations": config.iterations,
+        "stopped_by_time_limit": stopped,
+        "resumed_from_iteration": resumed,
+        "last_training_success": history[-1][1] if history else None,
+    }
+
+
+def _eval_stage(env: str, preset: Preset, setting: Setting, root: Path, progress: bool, folder: Path) -> dict[str, Any]:
+    from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
+    from reflectrl.evaluation.harness import EvalConfig, evaluate
+    from reflectrl.evaluation.reflection_cache import CachedReflector
+    from reflectrl.evaluation.summary import summarize
+
+    spec = AgentSpec(
+        kind=setting.kind,
+        model=preset.model if setting.kind == "prompted" else None,
+        policy=str(root / setting.policy) if setting.policy else None,
+        reflector=str(root / setting.reflector) if setting.reflector else None,
+        reflection_tokens=preset.reflection_tokens,
+        answer_tokens=preset.answer_tokens,
+        seed=preset.seed,
+        device=preset.device,
+        # Rows that share a reflector meet the same states (same seeds): reuse its greedy reflections.
+        reflection_cache=str(root / REFLECTION_CACHE / f"{setting.reflector}.jsonl") if setting.reflector else None,
+    )
+    levels = [level or lookup(env).env_class().levels[-1] for level in preset.eval_levels]
+    episodes_wanted = preset.eval.episodes
+    if setting.kind == "prompted" and preset.eval.prompted_episodes is not None:
+        episodes_wanted = preset.eval.prompted_episodes
+    loaded = load_agent(spec)
+    episodes, plans, seconds = [], [], 0.0
+    try:
+        for level in levels:
+            config = EvalConfig(
+                env=env, split="test", episodes=episodes_wanted, level=level, horizon=preset.horizon,
+                batch_size=preset.eval.batch_size, seed=preset.seed, env_kwargs=dict(preset.env_kwargs),
+            )
+            result = evaluate(loaded.agent, config, max_actions=loaded.max_actions, description=_label(setting, preset), progress=progress)
+            result.write(folder / level)
+            episodes += result.episodes
+            plans.append(result.plan)
+            seconds += result.seconds
+        cache = getattr(getattr(loaded.agent, "reflector", None), "inner", None)
+    finally:
+        loaded.close()
+    reflections = {"generated": cache.misses, "from_cache": cache.hits} if isinstance(cache, CachedReflector) else None
+    return {
+        "reflections": reflections,
+        "setting": _label(setting, preset),
+        "agent": {"kind": setting.kind, "policy": setting.policy, "reflector": setting.reflector},
+        "summary": summarize(episodes),
+        "episodes_played": plans,
+        "eval_seconds": round(seconds, 1),
+    }
+
+
+def _label(setting: Setting, preset: Preset) -> str:
+    return setting.label.replace("{model}", preset.model)
+
+
+# ------------------------------------------------------------------ report
+def _curve(rl_folder: Path, key: str) -> list[tuple[float, float]]:
+    """(iteration, value) of one metric from an RL run's metrics.jsonl."""
+    path = rl_folder / RL_RUN / "metrics.jsonl"
+    points = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill; the resumed run rewrote it
+            if key in record:
+                points.append((float(record["iteration"]), float(record[key])))
+    return points
+
+
+def _rows(preset: Preset, records: dict[str, dict[str, Any]]) -> list[ComparisonRow]:
+    return [
+        ComparisonRow(_label(s, preset), records[f"eval-{s.key}"]["summary"]["summary"], s.reference)
+        for s in SETTINGS
+    ]
+
+
+def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], command: str | None, seconds: float) -> Path:
+    import torch
+
+    rows = _rows(preset, records)
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for name, _, _, label in RL_JOBS:
+        curves[f"{label} (training)"] = _curve(out / name, "train/success")
+        validation = _curve(out / name, "val/success")
+        if validation:
+            curves[f"{label} (validation)"] = validation
+    data = records["data"]["summary"]
+    plans = records["eval-rl-reflect"]["summary"]["episodes_played"]
+    total = sum(r["seconds"] for r in records.values())
+    stage_seconds = [(name, rec["seconds"], _note(rec)) for name, rec in records.items()]
+    device = preset.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    meta = {
+        "command": f"`{command}`" if command else "(called from Python)",
+        "environment": f"{entry.name} ({entry.gym_id}), level {data['level']}, horizon {preset.horizon or 'default'}",
+        "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
+        "evaluation": "; ".join(plans) + "; greedy decisions, labels shuffled with seed "
+        + f"{preset.seed}; the same episodes for every row",
+        "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
+        + ", ".join(f"{n} {name} rows" for name, n in data["rows"].items())
+        + f"; negative share {data['negative_share']:.1%}",
+        "RL": f"{preset.rl.algo}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
+        f"reflections up to {preset.reflection_tokens} tokens",
+        "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
+        f"this invocation {seconds:.0f} s",
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"device {device}, {torch.get_num_threads()} torch threads",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
+    intro = (
+        f"Held-out success of every setting on {entry.name}, level {data['level']}: {'; '.join(plans)}. "
+        "Rows follow the paper's comparison (METHOD.md); intervals are 95% Wilson score intervals."
+    )
+    if preset.eval.prompted_episodes is not None:
+        intro += (
+            f" The prompted row plays the first {preset.eval.prompted_episodes} of these episodes only: its invalid "
+            "answers do not end an episode, so each runs to the horizon."
+        )
+    return write_report(out, title, intro, rows, curves, stage_seconds, meta, preset.to_dict())
+
+
+def _note(record: dict[str, Any]) -> str:
+    summary = record.get("summary", {})
+    notes = []
+    if record.get("resumed"):
+        notes.append("resumed after an interruption")
+    if "label_accuracy" in summary:
+        notes.append(f"held-out label accuracy {summary['label_accuracy']:.0%} (chance {summary.get('chance_accuracy', 0):.0%})")
+    elif "eval_loss" in summary:
+        notes.append(f"held-out loss {summary['eval_loss']:.3f}")
+    if summary.get("stopped_by_time_limit"):
+        done = summary.get("global_step", summary.get("iterations"))
+        planned = summary.get("max_steps", summary.get("planned_iterations"))
+        notes.append(f"stopped by its time limit after {done} of {planned} {'steps' if 'global_step' in summary else 'iterations'}")
+    if "last_training_success" in summary and summary["last_training_success"] is not None:
+        notes.append(f"last training success {summary['last_training_success']:.0%}")
+    if "eval_seconds" in summary:
+        notes.append(f"{summary['summary']['episodes']} episodes")
+    return "; ".join(notes)

@@ -1,0 +1,112 @@
+"""Resumable stages of a pipeline run.
+
+Each stage writes into its own folder under the run folder and is marked done
+by a `DONE.json` written last, atomically. A re-run skips stages that are
+done; a stage that was killed is simply run again, and it resumes from its own
+checkpoints (data generation, SFT and RL all resume). The run folder remembers
+the configuration it was made with, so a re-run with a different one cannot
+silently mix results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+DONE = "DONE.json"
+CONFIG = "pipeline.json"
+
+
+class ConfigMismatch(RuntimeError):
+    """The run folder holds results of a different configuration."""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that readers see either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline."""
+
+    name: str
+    """Folder name under the run folder, and the name shown in logs."""
+    run: Callable[[Path], dict[str, Any] | None]
+    """Does the work in the given folder; may return a summary kept in DONE.json."""
+
+
+class StageRunner:
+    """Runs stages in order, skipping those already done."""
+
+    def __init__(self, root: Path, config: dict[str, Any], log: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.log = log
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigMismatch(f"{self.root} exists and is not a folder")
+        self.root.mkdir(parents=True, exist_ok=True)
+        saved = self.root / CONFIG
+        wanted = json.loads(json.dumps(config, sort_keys=True))
+        if saved.exists():
+            try:
+                previous = json.loads(saved.read_text(encoding="utf-8"))
+            except ValueError:
+                previous = None
+            if previous != wanted:
+                raise ConfigMismatch(
+                    f"{self.root} was made with a different configuration ({saved}); use another --out folder "
+                    "(or delete it to start over)"
+                )
+        else:
+            write_json_atomic(saved, wanted)
+
+    def done(self, name: str) -> dict[str, Any] | None:
+        """The DONE record of a finished stage, or None."""
+        marker = self.root / name / DONE
+        try:
+            return json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def run(self, stage: Stage) -> dict[str, Any]:
+        """Run `stage` unless it is done; returns its DONE record."""
+        previous = self.done(stage.name)
+        if previous is not None:
+            self.log(f"[{stage.name}] already done ({previous['seconds']:.0f} s), skipped")
+            return previous
+        folder = self.root / stage.name
+        resumed = folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log(f"[{stage.name}] {'resuming (an earlier run stopped in this stage)' if resumed else 'running'}")
+        start = time.perf_counter()
+        try:
+            summary = stage.run(folder) or {}
+        finally:
+            gc.collect()  # models of one stage should not stay in memory during the next
+        record = {
+            "stage": stage.name,
+            "seconds": time.perf_counter() - start,
+            "resumed": resumed,
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "summary": summary,
+        }
+        write_json_atomic(folder / DONE, record)
+        self.log(f"[{stage.name}] done in {record['seconds']:.0f} s")
+        return record

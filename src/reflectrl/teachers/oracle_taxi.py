@@ -1,0 +1,225 @@
+"""The oracle's explainer for DangerousTaxi: reflections from the true state and shortest routes.
+
+Shortest-route lengths come from the taxi module's own distance tables
+(`_distances`, `_transitions`), so "optimal" here means exactly what the
+environment's oracle optimises. A reflection says what the last move did (and
+how many steps a detour cost), where the taxi and its current target are,
+which direction leads there and why (walls included), and which moves would
+crash. Wording is drawn from several phrasings with the caller's RNG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from reflectrl.envs.base import TextEnv
+from reflectrl.envs.taxi import (
+    ACTIONS,
+    IN_TAXI,
+    STOP_NAMES,
+    _distances,
+    _stop,
+    _taxi,
+    _transitions,
+)
+from reflectrl.teachers.base import Assessment, ReflectionRequest
+from reflectrl.teachers.explainers import Explainer, pick
+
+MOVES = {"move south": (1, 0), "move north": (-1, 0), "move east": (0, 1), "move west": (0, -1)}
+DIRECTION = {name: name.split()[1] for name in MOVES}
+
+
+def _goal(env) -> str:
+    return "pickup" if env.level == "pickup" else "deliver"
+
+
+def action_costs(env) -> dict[str, int | None]:
+    """Steps to finish after each action from the current state (None: the action crashes)."""
+    nxt, done = _transitions()
+    dist = _distances(_goal(env))
+    state = env._state  # the encoded state; reading it is how the oracle sees the truth
+    passenger_before = env.state[2]
+    costs: dict[str, int | None] = {}
+    for a, name in enumerate(ACTIONS):
+        s2 = int(nxt[state, a])
+        if env.level == "pickup":
+            finish = passenger_before != IN_TAXI and _taxi().decode(s2)[2] == IN_TAXI
+        else:
+            finish = bool(done[state, a])
+        costs[name] = 1 if finish else (None if s2 == state else 1 + int(dist[s2]))
+    return costs
+
+
+def taxi_facts(env: TextEnv) -> dict[str, Any]:
+    row, col, passenger, dest = env.state
+    costs = action_costs(env)
+    carrying = passenger == IN_TAXI
+    if carrying:
+        target, target_name = _stop(dest), f"the destination {STOP_NAMES[dest]}"
+    else:
+        target, target_name = _stop(passenger), f"the passenger at {STOP_NAMES[passenger]}"
+    feasible = [c for c in costs.values() if c is not None]
+    return {
+        "taxi": [int(row), int(col)],
+        "carrying": bool(carrying),
+        "target": [int(target[0]), int(target[1])],
+        "target_name": target_name,
+        "crashing_moves": [name for name in MOVES if costs[name] is None],
+        "steps_left": min(feasible) if feasible else None,
+    }
+
+
+def taxi_assess(env: TextEnv, action: str) -> Assessment:
+    costs = action_costs(env)
+    feasible = {name: c for name, c in costs.items() if c is not None}
+    best_cost = min(feasible.values())
+    cost = costs.get(action)
+    best = env.oracle_action()
+    if cost is not None and cost == best_cost:
+        return Assessment(action=action, mistake=False)
+    details = {"crash": cost is None, "extra_steps": None if cost is None else cost - best_cost}
+    return Assessment(action=action, mistake=True, better=best, details=details)
+
+
+def _offset(facts: dict[str, Any]) -> tuple[int, int]:
+    (row, col), (trow, tcol) = facts["taxi"], facts["target"]
+    return trow - row, tcol - col
+
+
+def _where(facts: dict[str, Any], rng: np.random.Generator) -> str:
+    dr, dc = _offset(facts)
+    bits = []
+    if dr:
+        bits.append(f"{abs(dr)} row{'s' if abs(dr) > 1 else ''} {'down' if dr > 0 else 'up'}")
+    if dc:
+        bits.append(f"{abs(dc)} column{'s' if abs(dc) > 1 else ''} to the {'right' if dc > 0 else 'left'}")
+    (row, col), (trow, tcol) = facts["taxi"], facts["target"]
+    name = facts["target_name"]
+    if not bits:
+        return pick(rng, (f"The taxi is right on the square of {name}.", f"The taxi has reached {name} at row {row}, column {col}."))
+    gap = " and ".join(bits)
+    return pick(
+        rng,
+        (
+            f"The taxi is at row {row}, column {col}, and {name} is at row {trow}, column {tcol}: {gap}.",
+            f"{name[0].upper() + name[1:]} is {gap} from the taxi (row {row}, column {col}).",
+            f"From row {row}, column {col}, {name} lies {gap}.",
+        ),
+    )
+
+
+def _last_move(request: ReflectionRequest, rng: np.random.Generator) -> str | None:
+    last = request.last
+    if last is None:
+        return None
+    facts = request.facts
+    if last.action == "pick up passenger" and not last.mistake:
+        return pick(
+            rng,
+            (
+                f"Picking up the passenger worked; now the job is to reach {facts['target_name']}.",
+                f"The passenger is on board now, so the next goal is {facts['target_name']}.",
+            ),
+        )
+    if last.mistake:
+        extra = last.details.get("extra_steps")
+        cost = f" and added {extra} steps to the trip" if extra else ""
+        if last.action in MOVES:
+            way = DIRECTION[last.action]
+            text = pick(
+                rng,
+                (
+                    f"Going {way} was a detour: it took the taxi away from the shortest route{cost}.",
+                    f"The last move ({way}) was a mistake{cost}; it did not bring the taxi closer to {facts['target_name']}.",
+                    f"Moving {way} did not help: it led off the shortest path{cost}.",
+                ),
+            )
+        else:
+            text = f"'{last.action}' was the wrong move here{cost}."
+        if last.better in MOVES:
+            text += pick(rng, (f" Heading {DIRECTION[last.better]} would have been better.", f" {DIRECTION[last.better].capitalize()} was the better choice."))
+        return text
+    if last.action in MOVES:
+        way = DIRECTION[last.action]
+        return pick(
+            rng,
+            (
+                f"Moving {way} was a good move: it kept the taxi on the shortest route.",
+                f"The last move, {way}, brought the taxi one step closer to {facts['target_name']}.",
+                f"Going {way} was right; the taxi is making progress.",
+            ),
+        )
+    return pick(rng, (f"'{last.action}' was the right call.", "The last action went as planned."))
+
+
+def _next_move(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    facts, best = request.facts, request.best_action
+    if best == "pick up passenger":
+        return pick(
+            rng,
+            (
+                "The taxi is on the passenger's square, so the passenger should be picked up now.",
+                "Since the taxi stands where the passenger waits, picking them up is the next step.",
+                "Time to pick up the passenger: the taxi is right there.",
+            ),
+        )
+    if best == "drop off passenger":
+        return pick(
+            rng,
+            (
+                "The taxi is at the destination with the passenger inside, so dropping them off finishes the trip.",
+                "This is the destination; drop off the passenger now.",
+                "With the passenger on board at the destination, the next step is to drop them off.",
+            ),
+        )
+    way = DIRECTION.get(best, best)
+    dr, dc = _offset(facts)
+    step_r, step_c = MOVES.get(best, (0, 0))
+    closer = (step_r and np.sign(step_r) == np.sign(dr)) or (step_c and np.sign(step_c) == np.sign(dc))
+    blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
+    if closer:
+        return pick(
+            rng,
+            (
+                f"So the taxi should move {way}.",
+                f"Moving {way} closes the gap, so that is the next move.",
+                f"The shortest route starts by going {way}.",
+            ),
+        )
+    wall = f" (going {' or '.join(blocked)} would hit a wall)" if blocked else ""
+    return pick(
+        rng,
+        (
+            f"A wall is in the way{wall}, so the shortest route goes {way} first.",
+            f"The direct way is blocked by walls{wall}; moving {way} is how to get around them.",
+            f"Walls force a detour here{wall}: the taxi should move {way}.",
+        ),
+    )
+
+
+def _danger(request: ReflectionRequest, rng: np.random.Generator) -> str | None:
+    blocked = [DIRECTION[m] for m in request.facts["crashing_moves"]]
+    if not blocked or rng.random() < 0.4:
+        return None
+    listed = " or ".join(blocked)
+    return pick(
+        rng,
+        (
+            f"Careful: moving {listed} would crash into a wall.",
+            f"Driving {listed} from here would hit a wall and end the trip.",
+            f"Avoid going {listed}; there is a wall there.",
+        ),
+    )
+
+
+def taxi_explain(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    parts = [_last_move(request, rng), _where(request.facts, rng)]
+    danger = _danger(request, rng)
+    nxt = _next_move(request, rng)
+    parts += [danger, nxt] if rng.random() < 0.5 else [nxt, danger]
+    return " ".join(p for p in parts if p)
+
+
+EXPLAINER = Explainer(facts=taxi_facts, assess=taxi_assess, explain=taxi_explain)

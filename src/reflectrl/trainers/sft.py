@@ -1,0 +1,605 @@
+"""Warm-up SFT of the reflector, the policy or the plain baseline on teacher data.
+
+Built on transformers' `Trainer` (checkpoints, resume, evaluation, the
+progress bar and tensorboard logging come from it) rather than TRL's
+`SFTTrainer`, for two reasons measured on CPU:
+
+* we tokenize the rows ourselves, with the project's BOS convention
+  (`reflectrl.models.tokens`) and the label token ids of
+  `LabelSet.for_tokenizer`, so training sees exactly the ids the policy and
+  reflector see at rollout time;
+* the loss projects only the completion positions through the LM head
+  (`CompletionOnlyTrainer.compute_loss`). A policy row has one completion
+  token among ~400, and the full-vocabulary logits of every position that a
+  stock causal-LM loss computes cost more time and memory than the rest.
+
+What it does:
+
+* loss on the completion only: the label token (policy, plain) or the
+  reflection plus EOS (reflector);
+* LoRA by default (optionally on the top `lora_layers` blocks only, which
+  also skips the backward pass below them), full fine-tuning with ``full=True``;
+* a held-out slice of whole episodes (never rows of a training episode) for
+  the eval loss and, for policy/plain, the held-out label accuracy: argmax of
+  `LabelPolicy` over the row's own menu labels;
+* periodic checkpoints under ``OUT/checkpoints``, ``resume=True`` continues
+  from the last complete one; tensorboard logs under ``OUT/logs``;
+* output: ``OUT`` is a standard PEFT adapter folder (``load_model(OUT)`` or
+  ``PeftModel.from_pretrained``), or a full model folder with ``full=True``,
+  plus ``OUT/warmup_config.json`` (the exact settings) and ``OUT/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROLES = ("reflector", "policy", "plain")
+CONFIG_FILE = "warmup_config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+# Settings that may change between a run and its resumption.
+RESUMABLE_CHANGES = ("resume", "max_minutes", "threads")
+
+
+class WarmupError(ValueError):
+    """The SFT settings or data cannot work (the message says why)."""
+
+
+@dataclass
+class WarmupConfig:
+    """Settings of one SFT warm-up run (saved as OUT/warmup_config.json)."""
+
+    role: str
+    """reflector, policy or plain."""
+    data: str
+    """JSONL file written by gen-data (reflector.jsonl, policy.jsonl, plain.jsonl or a positive variant)."""
+    out: str
+    """Output folder: adapter (or full model), config, metrics, checkpoints and logs."""
+    model: str = "smollm2-135m"
+    """Base model spec (see `reflectrl.models.load_model`)."""
+    full: bool = False
+    """Fine-tune all weights instead of a LoRA adapter."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    lora_layers: int | None = None
+    """Adapt only the top this many transformer blocks (None: all); fewer is faster on CPU."""
+    learning_rate: float = 2e-4
+    """Peak learning rate."""
+    epochs: float = 1.0
+    """Passes over the training rows (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Optimizer steps to run; -1 derives them from epochs."""
+    max_minutes: float | None = None
+    """Stop (with a checkpoint and the final evaluation) after this much training time in this session."""
+    batch_size: int = 8
+    """Rows per optimizer step (per gradient-accumulation micro-batch)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_length: int = 1024
+    """Rows longer than this many tokens are dropped (cutting would remove the completion)."""
+    eval_fraction: float = 0.1
+    """Share of episodes held out for evaluation."""
+    max_eval_rows: int = 200
+    """Most held-out rows evaluated (a seeded subset), to bound evaluation time."""
+    eval_steps: int = 50
+    """Evaluate every this many steps (0: only at the end)."""
+    save_steps: int = 50
+    """Checkpoint every this many steps."""
+    save_total_limit: int = 2
+    """Checkpoints kept."""
+    logging_steps: int = 10
+    """Log the training loss every this many steps."""
+    warmup_ratio: float = 0.05
+    """Share of steps with a linearly rising learning rate."""
+    lr_scheduler: str = "cosine"
+    """transformers scheduler name (linear, cosine, constant, ...)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    bf16: bool | None = None
+    """bfloat16 autocast; None: on when the device supports it well (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
+    seed: int = 0
+    """Seed of the held-out split, data order and initialisation."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    resume: bool = False
+    """Continue from the last complete checkpoint in OUT/checkpoints."""
+    accuracy_each_eval: bool = True
+    """Policy/plain: also measure held-out label accuracy at every evaluation (logged as eval_label_accuracy)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes stored with the config (e.g. the command line)."""
+
+    def check(self) -> None:
+        if self.role not in ROLES:
+            raise WarmupError(f"unknown role {self.role!r}; choose from {', '.join(ROLES)}")
+        if not Path(self.data).is_file():
+            raise WarmupError(f"data file {self.data} does not exist")
+        if not 0 < self.eval_fraction < 1:
+            raise WarmupError("eval_fraction must be between 0 and 1")
+        for name in ("batch_size", "grad_accum", "max_length", "save_steps", "lora_r", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise WarmupError(f"{name} must be >= 1")
+        if self.learning_rate <= 0:
+            raise WarmupError("learning_rate must be > 0")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.epochs <= 0):
+            raise WarmupError("give max_steps > 0 or epochs > 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise WarmupError("max_minutes must be > 0")
+
+
+@dataclass
+class WarmupResult:
+    """What `run_warmup` produced."""
+
+    out: Path
+    metrics: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- data
+def load_rows(path: str | os.PathLike, role: str) -> list[dict[str, Any]]:
+    """Rows of a gen-data JSONL file, checked for the columns `role` needs."""
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset("json", data_files=str(path), split="train")
+    except Exception as err:  # datasets raises many kinds of errors for a bad file
+        raise WarmupError(f"cannot read {path} as JSON lines: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+    needed = {"prompt", "completion"} | ({"labels"} if role != "reflector" else set())
+    missing = needed - set(data.column_names)
+    if missing:
+        raise WarmupError(f"{path} lacks the columns {sorted(missing)} that a {role} dataset needs (was it made for another role?)")
+    if len(data) == 0:
+        raise WarmupError(f"{path} has no rows")
+    return data.to_list()
+
+
+def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, held-out): whole episodes go to one side, chosen by a seeded shuffle of the episode seeds."""
+    keys = [row.get("seed", i) for i, row in enumerate(rows)]
+    unique = sorted(set(keys), key=str)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    held = max(1, round(fraction * len(unique)))
+    if held >= len(unique):
+        raise WarmupError(f"only {len(unique)} episodes in the data: too few to hold some out")
+    held_keys = {unique[i] for i in order[:held]}
+    train = [r for r, k in zip(rows, keys) if k not in held_keys]
+    evaluation = [r for r, k in zip(rows, keys) if k in held_keys]
+    return train, evaluation
+
+
+def tokenize_rows(
+    rows: list[dict[str, Any]], role: str, tokenizer, label_set, max_length: int
+) -> tuple[list[dict], list[dict[str, Any]]]:
+    """``input_ids`` + ``completion_mask`` of the rows that fit in `max_length`, and those rows."""
+    from reflectrl.models.tokens import encode_prompts
+
+    prompts = encode_prompts(tokenizer, [r["prompt"] for r in rows])
+    label_id = dict(zip(label_set.labels, label_set.token_ids))
+    out, kept = [], []
+    for row, prompt_ids in zip(rows, prompts):
+        if role == "reflector":
+            completion = list(tokenizer.encode(row["completion"], add_special_tokens=False))
+            if tokenizer.eos_token_id is not None:
+                completion.append(int(tokenizer.eos_token_id))  # teaches the reflector to stop
+        else:
+            if row["completion"] not in label_id:
+                raise WarmupError(
+                    f"label {row['completion']!r} is not a single-token label of this tokenizer; "
+                    "generate the data with the same --model"
+                )
+            completion = [label_id[row["completion"]]]
+        ids = list(prompt_ids) + completion
+        if len(ids) > max_length:
+            continue
+        out.append({"input_ids": ids, "completion_mask": [0] * len(prompt_ids) + [1] * len(completion)})
+        kept.append(row)
+    return out, kept
+
+
+# ----------------------------------------------------------------------- evaluation
+def evaluate_labels(
+    model, tokenizer, label_set, rows: list[dict[str, Any]], batch_size: int = 8, bf16: bool = False
+) -> dict[str, float]:
+    """Held-out ``eval_loss`` (cross-entropy of the label token) and ``label_accuracy`` in one pass.
+
+    Accuracy is the share of rows whose completion label is the argmax over
+    the row's own menu labels, which is `LabelPolicy`'s greedy choice (its
+    shrink head is the full-vocabulary logits restricted to the label ids);
+    prompts are encoded, padded and positioned the way `LabelPolicy` does.
+    """
+    import torch
+
+    from reflectrl.models.adapters import is_peft_model
+    from reflectrl.models.policy import left_pad
+    from reflectrl.models.tokens import encode_prompts
+
+    if not rows:
+        return {"eval_loss": float("nan"), "label_accuracy": float("nan")}
+    label_id = dict(zip(label_set.labels, label_set.token_ids))
+    causal_lm = model.get_base_model() if is_peft_model(model) else model
+    head = causal_lm.get_output_embeddings()
+    device = head.weight.device
+    correct, loss_sum = 0, 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(bf16, model):
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                ids, mask = left_pad(encode_prompts(tokenizer, [r["prompt"] for r in batch]), tokenizer.pad_token_id or 0, device)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                hidden = causal_lm.base_model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
+                ).last_hidden_state[:, -1]
+                log_probs = torch.log_softmax(head(hidden).float(), dim=-1)
+                for row, lp in zip(batch, log_probs):
+                    menu_ids = torch.as_tensor([label_id[x] for x in row["labels"]], device=device)
+                    pick = row["labels"][int(lp[menu_ids].argmax())]
+                    correct += int(pick == row["completion"])
+                    loss_sum -= float(lp[label_id[row["completion"]]])
+    finally:
+        model.train(was_training)
+    return {"eval_loss": loss_sum / len(rows), "label_accuracy": correct / len(rows)}
+
+
+def label_accuracy(
+    model, tokenizer, label_set, rows: list[dict[str, Any]], batch_size: int = 8, bf16: bool = False
+) -> float:
+    """Share of rows whose completion label is the argmax over the row's own menu labels."""
+    return evaluate_labels(model, tokenizer, label_set, rows, batch_size, bf16)["label_accuracy"]
+
+
+def baseline_accuracies(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of guessing uniformly, and of always naming the most common oracle action."""
+    if not rows:
+        return {}
+    chance = float(np.mean([1.0 / len(r["labels"]) for r in rows]))
+    actions = [r.get("oracle_action") for r in rows]
+    majority = max(actions.count(a) for a in set(actions)) / len(actions)
+    return {"chance_accuracy": round(chance, 4), "majority_action_accuracy": round(majority, 4)}
+
+
+# ---------------------------------------------------------------------- checkpoints
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders whose trainer state was fully written (it is written last), oldest first."""
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        try:
+            step = int(path.name.split("-", 1)[1])
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        found.append((step, path))
+    return [p for _, p in sorted(found)]
+
+
+def _drop_incomplete_checkpoints(folder: Path) -> None:
+    complete = set(complete_checkpoints(folder))
+    for path in folder.glob("checkpoint-*"):
+        if path not in complete:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _auto_bf16() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    # Without native bf16 instructions, CPU autocast to bf16 is slower than float32.
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from reflectrl.models.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8"))
+
+
+def _check_resume(out: Path, config: WarmupConfig) -> Path | None:
+    """The checkpoint to resume from (None: start fresh); refuses to mix different settings."""
+    checkpoints = out / CHECKPOINTS
+    existing = complete_checkpoints(checkpoints) if checkpoints.exists() else []
+    if not config.resume:
+        if existing:
+            raise WarmupError(f"{out} already has checkpoints: pass --resume to continue, or choose a new --out")
+        return None
+    saved = out / CONFIG_FILE
+    if saved.exists():
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        now = json.loads(json.dumps(asdict(config), default=str))
+        differing = sorted(k for k in now if k not in RESUMABLE_CHANGES and k != "extra" and previous.get(k) != now[k])
+        if differing:
+            raise WarmupError(f"cannot resume {out} with different settings ({', '.join(differing)}); use a new --out")
+    if checkpoints.exists():
+        _drop_incomplete_checkpoints(checkpoints)
+    return existing[-1] if existing else None
+
+
+def _save_adapter_files(model, out: Path) -> None:
+    """Write the PEFT adapter into OUT itself, each file replaced atomically, config last."""
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
+    try:
+        model.save_pretrained(str(scratch), save_embedding_layers=False)
+        files = sorted(p for p in scratch.iterdir() if p.is_file())
+        # adapter_config.json marks the folder as an adapter, so it goes in last.
+        for path in sorted(files, key=lambda p: p.name == "adapter_config.json"):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- run
+def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Right-padded input_ids, attention_mask and labels (-100 outside the completion).
+
+    Hand-written because the stock collators either pad on the tokenizer's
+    side (left, for generation) or do not turn a completion mask into labels;
+    right padding keeps every row's positions 0..n-1, as at rollout time.
+    """
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    labels = torch.full((len(features), width), -100, dtype=torch.long)
+    for i, f in enumerate(features):
+        n = len(f["input_ids"])
+        row = torch.as_tensor(f["input_ids"], dtype=torch.long)
+        ids[i, :n] = row
+        mask[i, :n] = 1
+        keep = torch.as_tensor(f["completion_mask"], dtype=torch.bool)
+        labels[i, :n] = torch.where(keep, row, torch.full_like(row, -100))
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def completion_loss(model, inputs: dict[str, Any]):
+    """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head."""
+    import torch
+
+    from reflectrl.models.adapters import is_peft_model
+
+    causal_lm = model.get_base_model() if is_peft_model(model) else model
+    hidden = causal_lm.base_model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+    ).last_hidden_state
+    targets = inputs["labels"][:, 1:]
+    chosen = targets != -100
+    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][chosen]).float()
+    return torch.nn.functional.cross_entropy(logits, targets[chosen])
+
+
+def _autocast(enabled: bool, model):
+    """bfloat16 autocast on the model's device type (a no-op when disabled)."""
+    import torch
+
+    device = next(model.parameters()).device.type
+    return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class CompletionOnlyTrainer(Trainer):
+        """`Trainer` whose loss is `completion_loss`."""
+
+        # Each micro-batch loss is its own mean; Trainer divides by the accumulation steps.
+        loss_is_scaled_for_ga = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # accelerate's autocast wraps model.forward, which completion_loss bypasses: apply it here.
+            with _autocast(self.args.bf16, model):
+                loss = completion_loss(model, inputs)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+        def _save(self, output_dir=None, state_dict=None):
+            from reflectrl.models.adapters import is_peft_model
+
+            if not is_peft_model(self.model):
+                return super()._save(output_dir, state_dict)
+            # peft's default ("auto") looks the base model up on the Hub, which stalls or fails offline.
+            os.makedirs(output_dir or self.args.output_dir, exist_ok=True)
+            self.model.save_pretrained(output_dir or self.args.output_dir, save_embedding_layers=False)
+
+    return CompletionOnlyTrainer
+
+
+def _add_adapter(model, config: WarmupConfig):
+    from peft import LoraConfig, get_peft_model
+
+    from reflectrl.models import add_lora
+
+    if config.lora_layers is None:
+        return add_lora(model, "default", r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
+    import torch
+
+    total = int(model.config.num_hidden_layers)
+    top = list(range(max(0, total - int(config.lora_layers)), total))
+    # peft takes layers_to_transform only with explicit module names: the linear layers of one block.
+    block = model.get_decoder().layers[0]
+    names = sorted({name.rsplit(".", 1)[-1] for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)})
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=names,
+        layers_to_transform=top,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list | None = None) -> WarmupResult:
+    """Train one player by SFT as `config` says; returns the final metrics (also in OUT/metrics.json).
+
+    `callbacks` are extra `transformers.TrainerCallback`s.
+    """
+    import torch
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import TrainerCallback, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from reflectrl.models import load_model
+    from reflectrl.protocol import LabelSet
+
+    config.check()
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    model_spec = config.model
+    if Path(model_spec).exists():
+        model_spec = str(Path(model_spec).resolve())  # the adapter records its base; keep it valid from anywhere
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume_from = _check_resume(out, config)
+    _write_json(out / CONFIG_FILE, asdict(config))
+
+    rows = load_rows(config.data, config.role)
+    train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
+    rng = np.random.default_rng(config.seed)
+    if len(eval_rows) > config.max_eval_rows:
+        eval_rows = [eval_rows[i] for i in sorted(rng.choice(len(eval_rows), config.max_eval_rows, replace=False))]
+
+    model, tokenizer = load_model(model_spec, dtype=torch.float32)
+    label_set = LabelSet.for_tokenizer(tokenizer)
+    train_data, _ = tokenize_rows(train_rows, config.role, tokenizer, label_set, config.max_length)
+    eval_data, kept_eval_rows = tokenize_rows(eval_rows, config.role, tokenizer, label_set, config.max_length)
+    dropped = len(train_rows) - len(train_data) + len(eval_rows) - len(eval_data)
+    if not train_data:
+        raise WarmupError(f"no training rows fit in max_length={config.max_length} tokens")
+    if config.full:
+        for param in model.parameters():
+            param.requires_grad_(True)
+    else:
+        model = _add_adapter(model, config)
+    model.train()
+
+    steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.grad_accum))
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(steps_per_epoch * config.epochs))
+    bf16 = _auto_bf16() if config.bf16 is None else bool(config.bf16)
+    do_eval = bool(eval_data)
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=round(config.warmup_ratio * total_steps),
+        max_steps=total_steps,
+        logging_steps=config.logging_steps,
+        # Policy/plain rows are evaluated by `LabelEval` instead (loss and accuracy from one forward pass).
+        eval_strategy="steps" if do_eval and config.eval_steps > 0 and config.role == "reflector" else "no",
+        eval_steps=config.eval_steps if config.eval_steps > 0 else None,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        optim="adamw_torch",
+    )
+
+    class TimeLimit(TrainerCallback):
+        """Stops training after `max_minutes` of this session, saving a checkpoint first."""
+
+        def __init__(self):
+            self.start = time.monotonic()
+            self.hit = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if config.max_minutes is not None and time.monotonic() - self.start > 60 * config.max_minutes:
+                self.hit = True
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    class LabelEval(TrainerCallback):
+        """Held-out label loss and accuracy every `eval_steps` steps (policy and plain)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if config.eval_steps > 0 and state.global_step % config.eval_steps == 0 and state.global_step < args.max_steps:
+                record(state.global_step)
+
+    def record(step: int) -> dict[str, float]:
+        result = evaluate_labels(trainer.model, tokenizer, label_set, kept_eval_rows, config.batch_size, bf16)
+        trainer.state.log_history.append({"eval_loss": result["eval_loss"], "eval_label_accuracy": result["label_accuracy"], "step": step})
+        writer.add_scalar("eval/loss", result["eval_loss"], step)
+        writer.add_scalar("eval/label_accuracy", result["label_accuracy"], step)
+        writer.flush()
+        return result
+
+    writer = SummaryWriter(log_dir=str(out / LOGS))
+    timer = TimeLimit()
+    all_callbacks = [TensorBoardCallback(tb_writer=writer), timer] + list(callbacks or [])
+    if config.role != "reflector" and config.accuracy_each_eval and do_eval:
+        all_callbacks.append(LabelEval())
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_data),
+        eval_dataset=Dataset.from_list(eval_data) if do_eval else None,
+        data_collator=lambda features: pad_batch(features, pad_id),
+        callbacks=all_callbacks,
+    )
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    train_seconds = time.monotonic() - started
+
+    metrics: dict[str, Any] = {
+        "role": config.role,
+        "train_rows": len(train_data),
+        "eval_rows": len(eval_data),
+        "dropped_too_long": dropped,
+        "global_step": trainer.state.global_step,
+        "max_steps": total_steps,
+        "epochs_done": round(trainer.state.global_step * config.batch_size * config.grad_accum / len(train_data), 3),
+        "train_seconds_this_session": round(train_seconds, 1),
+        "resumed_from": resume_from.name if resume_from else None,
+        "stopped_by_time_limit": timer.hit,
+        "bf16": bf16,
+    }
+    if do_eval and config.role == "reflector":
+        metrics["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
+    elif do_eval:
+        started_eval = time.monotonic()
+        final = record(trainer.state.global_step)
+        metrics["eval_loss"] = round(final["eval_loss"], 4)
+        metrics["label_accuracy"] = round(final["label_accuracy"], 4)
+        metrics["eval_seconds"] = round(time.monotonic() - started_eval, 1)
+        metrics.update(baseline_accuracies(kept_eval_rows))
+    metrics["eval_history"] = [h for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h]
+    if config.full:
+        trainer.model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+    else:
+        _save_adapter_files(trainer.model, out)
+    writer.close()
+    _write_json(out / METRICS_FILE, metrics)
+    return WarmupResult(out=out, metrics=metrics)

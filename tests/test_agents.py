@@ -1,0 +1,129 @@
+"""Agents: one interface, records that let a trainer recompute exactly what was acted on."""
+
+import math
+
+import pytest
+import torch
+
+from reflectrl.agents import PlainAgent, PromptedAgent, ReflectiveAgent, StepRecord
+from reflectrl.envs import make_env
+from reflectrl.models import LabelPolicy, LocalReflector, add_lora, encode_prompt
+from reflectrl.protocol import ACTION_CUE, REFLECT_CUE, State
+
+
+def taxi_states(n=3):
+    env = make_env("taxi")
+    return [State.from_info(env.reset(seed=seed)[1]) for seed in range(n)]
+
+
+def two_players(tiny_model, value_head=True):
+    model, tokenizer = tiny_model
+    model = add_lora(model, "reflector", r=2)
+    model = add_lora(model, "policy", r=2)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)
+    reflector = LocalReflector(model, tokenizer, adapter="reflector", max_new_tokens=6)
+    policy = LabelPolicy(model, tokenizer, adapter="policy", value_head=value_head)
+    return reflector, policy
+
+
+def test_reflective_agent_records_what_training_needs(tiny_model):
+    reflector, policy = two_players(tiny_model)
+    agent = ReflectiveAgent(reflector, policy, seed=0)
+    states = taxi_states()
+    actions, records = agent.act(states, generator=torch.Generator().manual_seed(0))
+    assert len(actions) == len(records) == 3
+    for state, action, record in zip(states, actions, records):
+        assert isinstance(record, StepRecord)
+        assert 0 <= action < len(state.actions) and record.action == action
+        assert record.reflector_prompt.endswith(REFLECT_CUE)
+        assert f"Reflection: {record.reflection}" in record.prompt
+        assert record.prompt.endswith(ACTION_CUE)
+        assert record.prompt_ids == encode_prompt(policy.tokenizer, record.prompt)
+        assert record.label_ids == [policy.label_set.token_ids[policy.label_set.labels.index(l)] for l in record.labels]
+        assert record.value is not None and math.isfinite(record.log_prob) and record.entropy > 0
+        # The label shown next to the chosen action is the label the policy scored.
+        assert f"{record.labels[action]}. {state.actions[action]}" in record.prompt
+    # A trainer recomputes the same numbers from the records alone.
+    out = policy.forward_ids([r.prompt_ids for r in records], [r.label_ids for r in records])
+    for i, record in enumerate(records):
+        assert out.log_probs[i, record.action].item() == pytest.approx(record.log_prob, abs=1e-5)
+        assert out.entropy[i].item() == pytest.approx(record.entropy, abs=1e-5)
+        assert out.values[i].item() == pytest.approx(record.value, abs=1e-6)
+
+
+def test_greedy_picks_the_argmax_and_sampling_is_reproducible(tiny_model):
+    _, policy = two_players(tiny_model, value_head=False)
+    states = taxi_states()
+    actions, records = PlainAgent(policy, seed=3).act(states, greedy=True)
+    out = policy.forward_ids([r.prompt_ids for r in records], [r.label_ids for r in records])
+    assert actions == out.logits.argmax(-1).tolist()
+    assert all(r.reflection is None and "Reflection:" not in r.prompt and r.value is None for r in records)
+    first = PlainAgent(policy, seed=3).act(states, generator=torch.Generator().manual_seed(1))
+    second = PlainAgent(policy, seed=3).act(states, generator=torch.Generator().manual_seed(1))
+    assert first[0] == second[0] and [r.labels for r in first[1]] == [r.labels for r in second[1]]
+
+
+def test_label_shuffling(tiny_model):
+    _, policy = two_players(tiny_model, value_head=False)
+    states = taxi_states(1) * 4
+    _, fixed = PlainAgent(policy, shuffle_labels=False).act(states)
+    assert all(r.labels == policy.label_set.labels[: len(states[0].actions)] for r in fixed)
+    _, shuffled = PlainAgent(policy, shuffle_labels=True, seed=0).act(states)
+    assert len({r.labels for r in shuffled}) > 1
+    assert all(sorted(r.labels) == sorted(fixed[0].labels) for r in shuffled)
+
+
+def test_agents_play_the_environment(tiny_model):
+    reflector, policy = two_players(tiny_model)
+    agent = ReflectiveAgent(reflector, policy)
+    envs = [make_env("taxi", level="full") for _ in range(2)]
+    infos = [env.reset(seed=10 + i)[1] for i, env in enumerate(envs)]
+    for _ in range(3):
+        running = [i for i, env in enumerate(envs) if infos[i]["actions"]]
+        if not running:
+            break
+        actions, _ = agent.act([State.from_info(infos[i]) for i in running])
+        for i, action in zip(running, actions):
+            _, _, _, _, infos[i] = envs[i].step(action)  # a finished episode offers no actions
+            assert not infos[i]["invalid_action"]
+
+
+def test_long_prompts_are_shortened_to_the_budget(tiny_model):
+    _, policy = two_players(tiny_model, value_head=False)
+    state = taxi_states(1)[0]
+    history = tuple(f"move north -> step {i}" for i in range(60))
+    long_state = State(state.task, state.observation, state.actions, history)
+    policy.max_prompt_tokens = 400
+    _, records = PlainAgent(policy).act([long_state])
+    assert len(records[0].prompt_ids) <= 400
+    assert "(earlier steps omitted)" in records[0].prompt
+
+
+def test_prompted_local_model(tiny_model):
+    model, tokenizer = tiny_model
+    agent = PromptedAgent(model, tokenizer, max_new_tokens=3)
+    states = taxi_states(2)
+    actions, records = agent.act(states, greedy=True)
+    assert len(actions) == 2
+    for action, record in zip(actions, records):
+        assert record.action == action and (action is None or 0 <= action < 6)
+        assert record.answer is not None and record.prompt.endswith(ACTION_CUE)
+        assert math.isfinite(record.log_prob) and record.log_prob <= 0 and record.entropy > 0
+    again, _ = agent.act(states, greedy=True)
+    assert again == actions
+    with pytest.raises(ValueError, match="tokenizer"):
+        PromptedAgent(model)
+    with pytest.raises(TypeError):
+        PromptedAgent(object())
+
+
+def test_bad_batches(tiny_model):
+    _, policy = two_players(tiny_model, value_head=False)
+    agent = PlainAgent(policy)
+    assert agent.act([]) == ([], [])
+    done = State(task="t", observation="o", actions=())
+    with pytest.raises(ValueError, match="no actions"):
+        agent.act([done])

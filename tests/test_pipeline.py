@@ -1,0 +1,148 @@
+"""`reflectrl pipeline` with the tiny preset: the whole run, its report, skipping finished stages, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reflectrl.cli.main import app
+from reflectrl.pipeline.presets import PRESETS, preset
+from reflectrl.pipeline.run import SETTINGS, run_pipeline, stage_names
+from reflectrl.pipeline.stages import DONE, ConfigMismatch
+from reflectrl.trainers.checkpoint import latest_checkpoint
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _done_records(out: Path) -> dict[str, bytes]:
+    return {name: (out / name / DONE).read_bytes() for name in stage_names() if (out / name / DONE).exists()}
+
+
+def _report_rows(report: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 7 and cells[1].endswith("%"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_path):
+    out = tmp_path / "run"
+    messages: list[str] = []
+    started = time.perf_counter()
+    result = run_pipeline("taxi", preset("tiny", "taxi"), out, command="reflectrl pipeline taxi --preset tiny", log=messages.append, progress=False)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 180, f"the tiny pipeline took {elapsed:.0f} s"
+
+    report = result.report.read_text()
+    rows = _report_rows(report)
+    labels = [s.label.replace("{model}", "tiny-random") for s in SETTINGS]
+    assert set(labels) <= set(rows), f"missing rows: {set(labels) - set(rows)}"
+    assert rows["Oracle (upper bound)"][0] == "100.0%"  # optimal drop-offs take at most 9 steps
+    assert all(cells[2] == "4" for cells in rows.values())  # episodes per row
+    for name in ("success.png", "learning_curves.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+    assert "reflectrl pipeline taxi --preset tiny" in report and "## Time per stage" in report
+    assert set(_done_records(out)) == set(stage_names())
+    for name in ("rl-reflect", "rl-reflect-positive", "rl-plain"):
+        assert (out / name / "final" / "adapter_config.json").is_file()
+        assert len((out / name / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    evaluated = json.loads((out / "eval-rl-reflect" / "dropoff" / "eval.json").read_text())
+    assert evaluated["episodes"][0]["seed"] == 2_000_000
+
+    before = _done_records(out)
+    messages.clear()
+    again = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    assert _done_records(out) == before
+    assert sum("already done" in m for m in messages) == len(stage_names())
+    assert [r.summary for r in again.rows] == [r.summary for r in result.rows]
+
+    with pytest.raises(ConfigMismatch, match="different configuration"):
+        run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
+
+
+def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"]
+    log = open(tmp_path / "first.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    run_dir = out / "rl-reflect" / "run"
+    deadline = time.monotonic() + 240
+    try:
+        # Kill in the middle of the first RL run: after its first checkpoint, before it is done.
+        while not (run_dir.exists() and latest_checkpoint(run_dir) is not None):
+            assert process.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "the pipeline never reached its first RL checkpoint"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert not (out / "rl-reflect" / DONE).exists(), "the RL stage finished before the kill; nothing to resume"
+    finished = _done_records(out)
+    assert set(finished) == {"data", "sft-reflector", "sft-policy", "sft-plain", "sft-reflector-positive", "sft-policy-positive"}
+    adapter = out / "sft-policy" / "adapter_model.safetensors"
+    adapter_time = adapter.stat().st_mtime_ns
+
+    messages: list[str] = []
+    result = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    assert {name: (out / name / DONE).read_bytes() for name in finished} == finished
+    assert adapter.stat().st_mtime_ns == adapter_time
+    for name in finished:
+        assert any(m.startswith(f"[{name}] already done") for m in messages)
+        assert not any(m.startswith((f"[{name}] running", f"[{name}] resuming")) for m in messages)
+    assert any(m.startswith("[rl-reflect] resuming") for m in messages)
+    rl = json.loads((out / "rl-reflect" / DONE).read_text())
+    assert rl["resumed"] and rl["summary"]["resumed_from_iteration"] >= 1 and rl["summary"]["iterations"] == 3
+    metrics = (out / "rl-reflect" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in metrics] == [1, 2, 3]
+    assert result.report.is_file() and "resumed after an interruption" in result.report.read_text()
+
+
+def test_pipeline_cli_refuses_bad_requests_without_traceback(tmp_path):
+    runner = CliRunner()
+    for args, message in [
+        (["pipeline", "nowhere"], "unknown environment"),
+        (["pipeline", "taxi", "--preset", "huge"], "unknown preset"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = runner.invoke(app, ["pipeline", "taxi", "--preset", "tiny", "--out", str(target), "--quiet"])
+    assert result.exit_code == 2 and "not a folder" in result.output and "Traceback" not in result.output
+
+
+def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
+    for env in ("taxi", "corridor", "autoexplore", "alfworld"):
+        for name in PRESETS:
+            chosen = preset(name, env)
+            assert chosen.name == name and chosen.eval_levels
+    gpu = preset("gpu", "taxi")
+    assert (gpu.rl.lr, gpu.rl.grad_clip, gpu.rl.ppo_clip, gpu.rl.epochs) == (2e-4, 0.3, 0.1, 3)
+    assert gpu.rl.levels == ("pickup", "dropoff") and gpu.level == "dropoff"
+    assert preset("cpu", "taxi").model == "smollm2-135m" and preset("cpu", "taxi").level == "dropoff"
+    assert preset("gpu", "autoexplore").eval_levels == ("depth1", "depth2")

@@ -1,0 +1,174 @@
+"""Warm-up SFT: tokenization, held-out split, label accuracy, outputs, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from reflectrl.datagen import GenConfig, generate, load_rows
+from reflectrl.protocol import LabelSet
+from reflectrl.trainers.sft import (
+    CHECKPOINTS,
+    WarmupConfig,
+    WarmupError,
+    complete_checkpoints,
+    label_accuracy,
+    pad_batch,
+    run_warmup,
+    split_rows,
+    tokenize_rows,
+)
+
+
+@pytest.fixture(scope="module")
+def taxi_data(tmp_path_factory, smollm2_tokenizer) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("sftdata")
+    # Pickup level: short episodes, so prompts stay short and the tiny model trains fast.
+    config = GenConfig(env="taxi", out=str(out), episodes=8, negatives=1, level="pickup", horizon=6)
+    generate(config, tokenizer=smollm2_tokenizer, show_progress=False)
+    return out
+
+
+def _config(folder: Path, out: Path, role="plain", **kw) -> WarmupConfig:
+    base = dict(
+        role=role, data=str(folder / f"{role}.jsonl"), out=str(out), model="tiny-random", max_steps=4,
+        batch_size=2, save_steps=2, eval_steps=2, eval_fraction=0.25, max_eval_rows=8, bf16=False, seed=0,
+    )
+    base.update(kw)
+    return WarmupConfig(**base)
+
+
+def test_tokenized_rows_train_only_the_completion(taxi_data, smollm2_tokenizer):
+    labels = LabelSet.for_tokenizer(smollm2_tokenizer)
+    rows = load_rows(taxi_data / "policy.jsonl")[:5]
+    examples, kept = tokenize_rows(rows, "policy", smollm2_tokenizer, labels, 4096)
+    assert kept == rows
+    for example, row in zip(examples, rows):
+        assert sum(example["completion_mask"]) == 1 and example["completion_mask"][-1] == 1
+        assert example["input_ids"][-1] == labels.token_ids[labels.labels.index(row["completion"])]
+    reflector = load_rows(taxi_data / "reflector.jsonl")[:3]
+    examples, _ = tokenize_rows(reflector, "reflector", smollm2_tokenizer, labels, 4096)
+    for example in examples:
+        assert example["input_ids"][-1] == smollm2_tokenizer.eos_token_id
+        assert sum(example["completion_mask"]) > 5
+    _, kept = tokenize_rows(rows, "policy", smollm2_tokenizer, labels, 50)
+    assert kept == []
+    batch = pad_batch(examples, pad_id=0)
+    assert batch["input_ids"].shape == batch["labels"].shape
+    assert ((batch["labels"] != -100) == (batch["attention_mask"].bool() & (batch["labels"] != -100))).all()
+
+
+def test_held_out_split_keeps_episodes_whole(taxi_data):
+    rows = load_rows(taxi_data / "plain.jsonl")
+    train, held = split_rows(rows, 0.25, seed=0)
+    assert train and held and len(train) + len(held) == len(rows)
+    assert not {r["seed"] for r in train} & {r["seed"] for r in held}
+
+
+def test_label_accuracy_counts_argmax_over_the_menu(taxi_data):
+    from reflectrl.models import LabelPolicy, load_model
+    from reflectrl.protocol import Menu
+
+    model, tokenizer = load_model("tiny-random")
+    labels = LabelSet.for_tokenizer(tokenizer)
+    rows = load_rows(taxi_data / "plain.jsonl")[:6]
+    policy = LabelPolicy(model, tokenizer, labels)
+    ids = dict(zip(labels.labels, labels.token_ids))
+    menus = [Menu(tuple(r["menu_actions"]), tuple(r["labels"]), tuple(ids[x] for x in r["labels"])) for r in rows]
+    best = policy.distribution([r["prompt"] for r in rows], menus).logits.argmax(-1).tolist()
+    right = [dict(r, completion=m.labels[b]) for r, m, b in zip(rows, menus, best)]
+    wrong = [dict(r, completion=m.labels[(b + 1) % len(m.labels)]) for r, m, b in zip(rows, menus, best)]
+    assert label_accuracy(model, tokenizer, labels, right) == 1.0
+    assert label_accuracy(model, tokenizer, labels, wrong) == 0.0
+
+
+def test_plain_sft_writes_adapter_config_metrics_and_logs(taxi_data, tmp_path):
+    from peft import PeftModel
+
+    from reflectrl.models import load_model
+
+    out = tmp_path / "plain"
+    result = run_warmup(_config(taxi_data, out, learning_rate=5e-3), show_progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["global_step"] == 4 and 0.0 <= metrics["label_accuracy"] <= 1.0
+    assert metrics["eval_rows"] > 0 and "eval_loss" in metrics and "chance_accuracy" in metrics
+    assert any("eval_label_accuracy" in h for h in metrics["eval_history"])
+    saved = json.loads((out / "warmup_config.json").read_text())
+    assert saved["role"] == "plain" and saved["learning_rate"] == 5e-3
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+    model, _ = load_model(out)
+    assert isinstance(model, PeftModel)
+    # The adapter changed the model: its LoRA B matrices are no longer zero.
+    assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_training_lowers_the_eval_loss(taxi_data, tmp_path):
+    first = run_warmup(_config(taxi_data, tmp_path / "a", max_steps=1, learning_rate=1e-2), show_progress=False)
+    longer = run_warmup(_config(taxi_data, tmp_path / "b", max_steps=12, learning_rate=1e-2, eval_steps=0), show_progress=False)
+    assert longer.metrics["eval_loss"] < first.metrics["eval_loss"]
+
+
+def test_reflector_sft_runs(taxi_data, tmp_path):
+    result = run_warmup(_config(taxi_data, tmp_path / "r", role="reflector", max_steps=2), show_progress=False)
+    assert "label_accuracy" not in result.metrics and result.metrics["eval_loss"] > 0
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter(TrainerCallback):
+    """Stops the process-like run right after the checkpoint of step `step` was written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            raise _Killed()
+
+
+def test_resume_continues_from_the_last_checkpoint(taxi_data, tmp_path):
+    out = tmp_path / "resume"
+    with pytest.raises(_Killed):
+        run_warmup(_config(taxi_data, out, max_steps=6, eval_steps=0), show_progress=False, callbacks=[_KillAfter(2)])
+    assert [p.name for p in complete_checkpoints(out / CHECKPOINTS)] == ["checkpoint-2"]
+    # A checkpoint torn by a kill while it was being written is ignored.
+    (out / CHECKPOINTS / "checkpoint-4").mkdir()
+    with pytest.raises(WarmupError, match="--resume"):
+        run_warmup(_config(taxi_data, out, max_steps=6, eval_steps=0), show_progress=False)
+    with pytest.raises(WarmupError, match="different settings"):
+        run_warmup(_config(taxi_data, out, max_steps=6, eval_steps=0, learning_rate=1.0, resume=True), show_progress=False)
+    result = run_warmup(_config(taxi_data, out, max_steps=6, eval_steps=0, resume=True), show_progress=False)
+    assert result.metrics["resumed_from"] == "checkpoint-2"
+    assert result.metrics["global_step"] == 6
+    assert not (out / CHECKPOINTS / "checkpoint-4").exists() or complete_checkpoints(out / CHECKPOINTS)[-1].name == "checkpoint-6"
+    state = json.loads((out / CHECKPOINTS / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+
+
+def test_bad_inputs_are_clear_errors(taxi_data, tmp_path):
+    with pytest.raises(WarmupError, match="unknown role"):
+        run_warmup(_config(taxi_data, tmp_path / "x", role="critic", data=str(taxi_data / "plain.jsonl")))
+    with pytest.raises(WarmupError, match="lacks the columns"):
+        run_warmup(_config(taxi_data, tmp_path / "y", role="policy", data=str(taxi_data / "reflector.jsonl")))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(WarmupError, match="cannot read"):
+        run_warmup(_config(taxi_data, tmp_path / "z", data=str(broken)))
+
+
+def test_sft_cli_reports_errors_without_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from reflectrl.cli.main import app
+
+    result = CliRunner().invoke(app, ["sft", "--role", "plain", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
