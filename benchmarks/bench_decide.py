@@ -38,9 +38,16 @@ import numpy as np
 import torch
 
 from reflectrl.envs import make_env
-from reflectrl.models import EMBEDDED_DEFAULT, LabelPolicy, LocalReflector, TwoPlayerModel, add_lora, load_model
-from reflectrl.models.tokens import encode_prompts
+from reflectrl.models import (
+    EMBEDDED_DEFAULT,
+    LabelPolicy,
+    LocalReflector,
+    TwoPlayerModel,
+    add_lora,
+    load_model,
+)
 from reflectrl.models.policy import left_pad
+from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import Menu, State, parse_label, policy_prompt, reflector_prompt
 
 
@@ -164,15 +171,21 @@ def memory_probe(mode: str, batch: int) -> None:
     print(json.dumps({"mode": mode, "baseline_bytes": baseline, "growth_bytes": rss_peak() - baseline, "stages": stages}))
 
 
-def measure_memory(batch: int) -> dict:
-    results = {}
+def measure_memory(batch: int, runs: int) -> dict:
+    """Median (by peak) of `runs` fresh-process probes per configuration, alternating."""
+    samples: dict[str, list[dict]] = {"shared": [], "separate": []}
     env = {**os.environ, **MALLOC_SETTINGS}
-    for mode in ("shared", "separate"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", mode, "--batch", str(batch)],
-            capture_output=True, text=True, check=True, env=env,
-        )
-        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    for _ in range(runs):
+        for mode, collected in samples.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", mode, "--batch", str(batch)],
+                capture_output=True, text=True, check=True, env=env,
+            )
+            collected.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {}
+    for mode, runs_of_mode in samples.items():
+        ordered = sorted(runs_of_mode, key=lambda r: r["growth_bytes"])
+        results[mode] = {**ordered[len(ordered) // 2], "all_peaks": [r["growth_bytes"] for r in runs_of_mode]}
     return results
 
 
@@ -181,6 +194,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reflect-tokens", type=int, default=32)
+    parser.add_argument("--memory-runs", type=int, default=3, help="fresh-process memory probes per configuration")
     parser.add_argument("--save", type=Path, default=None, help="also write the report to this file")
     parser.add_argument("--memory-probe", choices=["shared", "separate"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,7 +227,7 @@ def main() -> None:
     cpu_rates = {"without": [], "with": []}
     for _ in range(max(2, args.repeats // 2)):
         for name, reflector in (("without", plain), ("with", reuse)):
-            wall, cpu, _ = timed(lambda: reflector.generate_raw(r_prompts))
+            wall, cpu, _ = timed(lambda r=reflector: r.generate_raw(r_prompts))
             rates[name].append(reflector.last_stats["new_tokens"] / wall)
             cpu_rates[name].append(reflector.last_stats["new_tokens"] / cpu)
     shared = reuse.last_stats["prefix_tokens"]
@@ -264,15 +278,16 @@ def main() -> None:
            "(the label head always yields one)")
 
     # Memory.
-    memory = measure_memory(len(states))
+    memory = measure_memory(len(states), args.memory_runs)
     report()
     report(f"peak memory of both players (fresh process per configuration; load, reflect and decide on "
            f"{len(states)} states; RSS growth over a baseline with imports, tokenizer and warm thread pools; "
-           "glibc returns freed blocks over 1 MiB):")
+           f"glibc returns freed blocks over 1 MiB; median of {args.memory_runs} runs):")
     for mode in ("shared", "separate"):
         m = memory[mode]
         stages = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in m["stages"].items() if not k.endswith("_peak"))
-        report(f"  {mode:8s}: peak {m['growth_bytes'] / 2**20:6.0f} MiB (resident after: {stages} MiB)")
+        peaks = ", ".join(f"{p / 2**20:.0f}" for p in m["all_peaks"])
+        report(f"  {mode:8s}: peak {m['growth_bytes'] / 2**20:6.0f} MiB (all runs: {peaks}; resident after: {stages} MiB)")
     report(f"  shared / separate, peak: {memory['shared']['growth_bytes'] / memory['separate']['growth_bytes']:.2f}; "
            f"resident after the step: {memory['shared']['stages']['decided'] / memory['separate']['stages']['decided']:.2f}")
 

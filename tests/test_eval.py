@@ -174,3 +174,21 @@ def test_eval_cli_refuses_an_out_path_that_is_a_file(tmp_path):
     target.write_text("x")
     result = runner.invoke(app, ["eval", "taxi", "--agent", "oracle", "--episodes", "1", "--out", str(target)])
     assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path):
+    from reflectrl.evaluation.reflection_cache import CachedReflector
+    from reflectrl.models import LocalReflector, load_model
+
+    model, tokenizer = load_model("tiny-random", device="cpu")
+    reflector = LocalReflector(model, tokenizer, max_new_tokens=3)
+    prompts = ["Task: a\nReflection:", "Task: b\nReflection:", "Task: a\nReflection:"]
+    cached = CachedReflector(reflector, tmp_path / "cache.jsonl")
+    first = cached.reflect(prompts)
+    assert first == reflector.reflect(prompts) and first[0] == first[2]
+    assert (cached.misses, cached.hits) == (2, 1)
+    reopened = CachedReflector(reflector, tmp_path / "cache.jsonl")
+    assert reopened.reflect(prompts[:2]) == first[:2] and (reopened.misses, reopened.hits) == (0, 2)
+    assert reopened.count_tokens("Task: a") == reflector.count_tokens("Task: a")
+    with pytest.raises(ValueError, match="sampling"):
+        CachedReflector(LocalReflector(model, tokenizer, max_new_tokens=3, temperature=1.0))

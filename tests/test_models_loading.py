@@ -33,6 +33,8 @@ def test_dtype_and_device_choice():
         resolve_dtype("int3", torch.device("cpu"))
     model, _ = load_model("tiny-random", dtype="bfloat16", device="cpu")
     assert model.dtype == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="device"):
+        load_model("tiny-random", device="no-such-device")
 
 
 @pytest.mark.parametrize("spec", ["", "   ", None])

@@ -45,6 +45,7 @@ def _report_rows(report: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # about 20 s: every stage of the pipeline with the tiny model
 def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_path):
     out = tmp_path / "run"
     messages: list[str] = []
@@ -69,6 +70,9 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
         assert len((out / name / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     evaluated = json.loads((out / "eval-rl-reflect" / "dropoff" / "eval.json").read_text())
     assert evaluated["episodes"][0]["seed"] == 2_000_000
+    # Reflect-RL meets the first states of the SFT-only row's episodes again: same reflector, same seeds.
+    reflections = json.loads((out / "eval-rl-reflect" / DONE).read_text())["summary"]["reflections"]
+    assert reflections["from_cache"] >= 4
 
     before = _done_records(out)
     messages.clear()
@@ -81,26 +85,27 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
         run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
 
 
+@pytest.mark.slow  # about 25 s: a pipeline process killed in its first RL stage, then finished
 def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"]
-    log = open(tmp_path / "first.log", "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     run_dir = out / "rl-reflect" / "run"
     deadline = time.monotonic() + 240
-    try:
-        # Kill in the middle of the first RL run: after its first checkpoint, before it is done.
-        while not (run_dir.exists() and latest_checkpoint(run_dir) is not None):
-            assert process.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "the pipeline never reached its first RL checkpoint"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        log.close()
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            # Kill in the middle of the first RL run: after its first checkpoint, before it is done.
+            while not (run_dir.exists() and latest_checkpoint(run_dir) is not None):
+                assert process.poll() is None, (tmp_path / "first.log").read_text()
+                assert time.monotonic() < deadline, "the pipeline never reached its first RL checkpoint"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
     assert not (out / "rl-reflect" / DONE).exists(), "the RL stage finished before the kill; nothing to resume"
     finished = _done_records(out)
     assert set(finished) == {"data", "sft-reflector", "sft-policy", "sft-plain", "sft-reflector-positive", "sft-policy-positive"}

@@ -39,7 +39,8 @@ def evaluate(
     from reflectrl.cli.train import parse_env_options
     from reflectrl.envs import lookup
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
-    from reflectrl.evaluation.harness import EvalConfig, annotate, evaluate as run_evaluation, plan_episodes
+    from reflectrl.evaluation.harness import EvalConfig, annotate, plan_episodes
+    from reflectrl.evaluation.harness import evaluate as run_evaluation
 
     try:
         entry = lookup(env_name)

@@ -18,8 +18,9 @@ shuffle per evaluation, so results are reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 AGENT_KINDS = ("oracle", "random", "prompted", "plain", "reflect")
 

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
 from reflectrl.envs import lookup, make_env

@@ -190,7 +190,12 @@ def load_model(
     `name_or_path`, so adapters saved from it name this spec as their base.
     """
     spec = _check_spec(spec)
-    device = torch.device(device) if device is not None else default_device()
+    try:
+        device = torch.device(device) if device is not None else default_device()
+    except (RuntimeError, TypeError) as err:
+        raise ModelLoadError(f"unknown device {device!r}: {_first_line(err)}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device} was asked for but CUDA is not available; use device='cpu'")
     dtype = resolve_dtype(dtype, device)
     if is_adapter_folder(spec):
         return _load_with_adapter(spec, dtype=dtype, device=device, adapter_name=adapter_name, trainable=trainable)

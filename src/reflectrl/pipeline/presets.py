@@ -18,26 +18,37 @@ horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
 with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
-Time budget of ``reflectrl pipeline taxi --preset cpu`` on a 2-core CPU
-(level dropoff, horizon 10; seconds; "measured" = on the shared development
-machine with 3-5 other jobs running, so pessimistic):
+Time budget of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), in seconds.
+"measured" is the shared development machine while 3-4 other jobs ran (load average 4-5), so
+pessimistic; "plan" is for a quiet 2-core CPU, taken as about half the one-thread measurements
+(a quiet machine was not available to measure):
 
-=================================  ========  ===============================================
-stage                              budget    what sets it
-=================================  ========  ===============================================
-load models (13 loads, ~2 s each)  ~30       cached conversion of the GGUF file
-data (40 episodes, oracle)         ~15       no model calls; tokenising and validating rows
-5 x SFT (12 steps of 4 rows)       5 x ~60   ~3-5 s per step (prompts ~370 tokens), 16 held-out rows
-3 x RL (3 iterations x 8 episodes) 3 x ~150  per iteration: rollout (episodes crash early: ~2-6
-                                             steps each) + update (forward+backward per step)
-6 model evaluations (40 seeds)     6 x ~80   reflect rows ~2x the plain rows; the prompted row
-                                             can run to the horizon when its answers are invalid
-oracle + random rows               ~1
-report                             ~5
-total                              ~1500     knobs: SFTSettings.max_steps, RLSettings.iterations
-                                             and episodes_per_iter, EvalSettings.episodes,
-                                             Preset.reflection_tokens, Preset.horizon
-=================================  ========  ===============================================
+=============================  ==========  ================================================
+stage                          plan        measured on the shared machine
+=============================  ==========  ================================================
+data (40 oracle episodes)      5           4
+5 x SFT (12 steps x 4 rows,    5 x ~60     211-410 per run with 2 threads (15-23 s per
+LoRA on the top 8 blocks)                  step); 4-6 s per step with 1 thread (plain role)
+3 x RL (2 iterations x 8       2 x ~150    one Reflect-RL iteration of 18 steps: 431 s with
+episodes)                      + ~80       2 threads (reflect 292, decide 61, update 79),
+                                           157 s with 1 thread (benchmarks/bench_rl_iter.py)
+3 reflect rows (20 test seeds) 3 x ~90     SFT-only row, 30 seeds: 678 s with 2 threads,
+                                           257 s with 1 thread (reflect 125, decide 132)
+2 plain rows (20 test seeds)   2 x ~45     (decide only: about half a reflect row)
+prompted row (8 seeds)         ~60         8 seeds x 10 steps: 231 s with 2 threads (its
+                                           answers are invalid, so it plays to the horizon)
+oracle, random, report         ~5          1
+model loads (13 x ~5 s)        ~70         the very first load converts the GGUF file: +30 once
+total                          ~1200       about 20 min, leaving a third of the 30 for a slower machine
+=============================  ==========  ================================================
+
+Safety nets: ``SFTSettings.max_minutes`` (1.5) and ``RLSettings.max_minutes`` (3) stop a
+stage early on a slow machine (the report says so); on a machine as fast as planned they
+never fire and the run is reproducible. Knobs, in order of effect: `EvalSettings.episodes`,
+`RLSettings.iterations` and `episodes_per_iter`, `SFTSettings.max_steps`,
+`Preset.reflection_tokens`, `Preset.horizon`. On a machine shared with other jobs set
+``threads=1``: torch's two threads then fight the other processes (the evaluation above took
+2.6x longer with 2 threads than with 1).
 """
 
 from __future__ import annotations
@@ -204,7 +215,18 @@ TINY = Preset(
     eval=EvalSettings(episodes=4, batch_size=8),
 )
 
-CPU = Preset(name="cpu", model="smollm2-135m", horizon=10, reflection_tokens=32, eval=EvalSettings(episodes=40, prompted_episodes=10))
+CPU = Preset(
+    name="cpu",
+    model="smollm2-135m",
+    horizon=10,
+    reflection_tokens=24,
+    data=DataSettings(episodes=40, negatives=2),
+    sft=SFTSettings(max_steps=12, batch_size=4, max_minutes=1.5),
+    rl=RLSettings(iterations=2, episodes_per_iter=8, max_minutes=3.0),
+    # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
+    # decodes for every running episode at once (rounds, not states, drive the decoding cost).
+    eval=EvalSettings(episodes=20, batch_size=64, prompted_episodes=8),
+)
 
 GPU = Preset(
     name="gpu",
@@ -250,7 +272,9 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "alfworld": {
         # Test split = valid_unseen (room layouts never seen in training); pick and place tasks.
         "tiny": {"level": "easy"},
-        "cpu": {"level": "easy", "horizon": 12, "eval": {"episodes": 24}},
+        # The default generated game set is small (3 valid_unseen games): episodes cycle over the games
+        # with fresh label shuffles, as the paper's "4 tasks x 25 runs"; make more with `reflectrl alfworld make-games`.
+        "cpu": {"level": "full", "horizon": 15, "eval": {"episodes": 24}},
         "gpu": {"level": "full", "horizon": 30, "rl": {"levels": ("easy", "medium", "full"), "curriculum_schedule": (30, 80)}, "eval": {"episodes": 100}},
     },
 }

@@ -11,9 +11,10 @@ runs' success per iteration.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from reflectrl.evaluation.tables import group_table, summary_table
 

@@ -26,10 +26,11 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reflectrl.envs import lookup
 from reflectrl.pipeline.presets import Preset

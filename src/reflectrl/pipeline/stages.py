@@ -16,9 +16,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DONE = "DONE.json"
 CONFIG = "pipeline.json"
