@@ -8,7 +8,7 @@ import torch
 from reflectrl.agents import PlainAgent, PromptedAgent, ReflectiveAgent, StepRecord
 from reflectrl.envs import make_env
 from reflectrl.models import LabelPolicy, LocalReflector, add_lora, encode_prompt
-from reflectrl.protocol import ACTION_CUE, REFLECT_CUE, State
+from reflectrl.protocol import ACTION_CUE, REFLECT_CUE, Menu, State, plain_prompt
 
 
 def taxi_states(n=3):
@@ -108,9 +108,14 @@ def test_prompted_local_model(tiny_model):
     states = taxi_states(2)
     actions, records = agent.act(states, greedy=True)
     assert len(actions) == 2
-    for action, record in zip(actions, records):
+    for state, action, record in zip(states, actions, records):
         assert record.action == action and (action is None or 0 <= action < 6)
-        assert record.answer is not None and record.prompt.endswith(ACTION_CUE)
+        # an instruct tokenizer: the enumerated prompt is the user message of its chat template
+        user = plain_prompt(state, Menu.build(state.actions, agent.label_set))
+        expected = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+        assert record.prompt == expected and record.prompt.index(user) > 0
+        assert record.prompt_ids == tokenizer(expected, add_special_tokens=False)["input_ids"]
+        assert record.answer is not None
         assert math.isfinite(record.log_prob) and record.log_prob <= 0 and record.entropy > 0
     again, _ = agent.act(states, greedy=True)
     assert again == actions
@@ -118,6 +123,47 @@ def test_prompted_local_model(tiny_model):
         PromptedAgent(model)
     with pytest.raises(TypeError):
         PromptedAgent(object())
+
+
+def test_prompted_model_without_chat_template_reads_the_raw_prompt(tiny_model):
+    model, tokenizer = tiny_model
+    states = taxi_states(2)
+    _, records = PromptedAgent(model, tokenizer, chat=False).act(states, greedy=True)
+    assert all(r.prompt.endswith(ACTION_CUE) and r.prompt_ids == encode_prompt(tokenizer, r.prompt) for r in records)
+    tokenizer.chat_template = None
+    agent = PromptedAgent(model, tokenizer)
+    assert agent.chat is False
+    _, again = agent.act(states, greedy=True)
+    assert [r.prompt for r in again] == [r.prompt for r in records]
+    with pytest.raises(ValueError, match="chat template"):
+        PromptedAgent(model, tokenizer, chat=True)
+
+
+def test_prompted_chat_prompts_fit_the_budget_with_the_template(tiny_model):
+    model, tokenizer = tiny_model
+    state = taxi_states(1)[0]
+    long_state = State(state.task, state.observation, state.actions, tuple(f"move north -> step {i}" for i in range(60)))
+    _, records = PromptedAgent(model, tokenizer, max_prompt_tokens=400).act([long_state], greedy=True)
+    assert 380 < len(records[0].prompt_ids) <= 400  # the template's own tokens count against the budget
+    assert "(earlier steps omitted)" in records[0].prompt and records[0].prompt.startswith("<|im_start|>system")
+
+
+def test_constrained_prompted_agent_takes_the_most_likely_menu_label(tiny_model):
+    model, tokenizer = tiny_model
+    agent = PromptedAgent(model, tokenizer, constrained=True)
+    states = taxi_states(3)
+    actions, records = agent.act(states, greedy=True)
+    for state, action, record in zip(states, actions, records):
+        assert action is not None and record.answer == record.labels[action]
+        # the label with the highest next-token logit right after the assistant header, among this menu's labels
+        with torch.no_grad():
+            logits = model(torch.tensor([record.prompt_ids])).logits[0, -1].double()
+        label_logits = logits[record.label_ids[: len(state.actions)]]
+        assert action == int(label_logits.argmax())
+        assert record.log_prob == pytest.approx(float(torch.log_softmax(label_logits, -1)[action]), abs=1e-4)
+        assert 0 < record.entropy <= math.log(len(state.actions)) + 1e-6
+    sampled = [agent.act(states, generator=torch.Generator().manual_seed(s))[0] for s in (1, 1)]
+    assert sampled[0] == sampled[1] and None not in sampled[0]
 
 
 def test_bad_batches(tiny_model):

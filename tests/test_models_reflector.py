@@ -1,5 +1,6 @@
-"""Batched reflection generation: stopping at the policy cue, prefix reuse, seeding."""
+"""Batched reflection generation: stopping at the policy cue, prefix reuse, chunked prefill, seeding."""
 
+import pytest
 import torch
 
 from reflectrl.envs import make_env
@@ -93,3 +94,53 @@ def test_max_new_tokens_is_respected(tiny_model):
     texts = reflector.generate_raw(reflector_prompts(2))
     assert all(len(tokenizer.encode(t, add_special_tokens=False)) <= 4 for t in texts)
     assert reflector.last_stats["new_tokens"] <= 6
+
+
+def test_chunked_prefill_gives_the_same_reflections(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = reflector_prompts(3)
+    ids = [encode_prompt(tokenizer, p) for p in prompts]
+    assert len({len(row) for row in ids}) > 1  # left padding is exercised, chunks of only padding included
+    whole = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=False, prefill_chunk_size=None)
+    expected = whole.generate_raw(prompts)
+    prefill_passes = []
+    hook = model.model.register_forward_hook(
+        lambda module, args, kwargs, out: prefill_passes.append(kwargs["input_ids"].shape[1])
+        if kwargs.get("input_ids") is not None and kwargs["input_ids"].shape[1] > 1 else None,
+        with_kwargs=True,
+    )
+    try:
+        for reuse in (False, True):
+            prefill_passes.clear()
+            chunked = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=reuse, prefill_chunk_size=8)
+            assert chunked.generate_raw(prompts) == expected
+            # The prompt (or, with reuse, the part after the shared prefix) was read 8 tokens at a time.
+            read = max(len(row) for row in ids) - chunked.last_stats["prefix_tokens"]
+            chunks = [n for n in prefill_passes if n != chunked.last_stats["prefix_tokens"]]
+            assert chunks == [8] * (read // 8) + ([read % 8] if read % 8 else [])
+    finally:
+        hook.remove()
+
+
+def test_generation_projects_only_the_last_position(tiny_model):
+    from reflectrl.models import add_lora
+
+    model, tokenizer = tiny_model
+    model = add_lora(model, "reflector")
+    widths = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda module, args, out: widths.append(out.shape[1]))
+    try:
+        for chunk in (None, 16):
+            reflector = LocalReflector(model, tokenizer, adapter="reflector", max_new_tokens=5, prefill_chunk_size=chunk)
+            reflector.generate_raw(reflector_prompts(3))
+    finally:
+        hook.remove()
+    # Full-vocabulary logits for every prompt position would be [batch, prompt length, vocabulary].
+    assert widths and set(widths) == {1}
+
+
+def test_prefill_chunk_size_is_checked(tiny_model):
+    model, tokenizer = tiny_model
+    with pytest.raises(ValueError, match="prefill_chunk_size"):
+        LocalReflector(model, tokenizer, prefill_chunk_size=0)

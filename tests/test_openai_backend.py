@@ -233,6 +233,8 @@ def test_reflector_and_prompted_agent_over_http(server_url):
     with OpenAIChatClient(server_url, "answer:I am not sure") as client:
         actions, _ = PromptedAgent(client).act(states)
         assert actions == [None, None]  # an unparseable answer is an invalid action
+        with pytest.raises(ValueError, match="local model"):
+            PromptedAgent(client, constrained=True)
 
 
 if __name__ == "__main__":

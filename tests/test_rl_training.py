@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.envs.corridor import CorridorEnv
+from reflectrl.protocol import load_label_order, save_label_order
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.trainers.checkpoint import latest_checkpoint
 from reflectrl.trainers.online import (
@@ -118,6 +119,11 @@ def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_froze
     out = players.policy.forward_ids([step.prompt_ids], [step.label_ids])
     ref = players.reference.forward_ids([step.prompt_ids], [step.label_ids])
     assert torch.allclose(out.log_probs, ref.log_probs) and out.values is not None
+    # The label order travels with the policy: trained with fixed labels, loaded with fixed labels.
+    assert load_label_order(tmp_path / "start") is False
+    assert load_rl_players(str(tmp_path / "start"), None).agent.shuffle_labels is False
+    save_label_order(tmp_path / "start", True)
+    assert load_rl_players(str(tmp_path / "start"), None).agent.shuffle_labels is True
 
 
 def test_same_seed_gives_the_same_run_and_another_seed_does_not():

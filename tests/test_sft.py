@@ -10,12 +10,14 @@ import torch
 from transformers import TrainerCallback
 
 from reflectrl.datagen import GenConfig, generate, load_rows
-from reflectrl.protocol import LabelSet
+from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.trainers.sft import (
     CHECKPOINTS,
     WarmupConfig,
     WarmupError,
     complete_checkpoints,
+    completion_loss,
+    shared_prefix_length,
     label_accuracy,
     pad_batch,
     run_warmup,
@@ -63,6 +65,35 @@ def test_tokenized_rows_train_only_the_completion(taxi_data, smollm2_tokenizer):
     assert ((batch["labels"] != -100) == (batch["attention_mask"].bool() & (batch["labels"] != -100))).all()
 
 
+@pytest.mark.parametrize("role", ["plain", "reflector"])
+def test_shared_prefix_loss_equals_the_plain_loss(taxi_data, role, monkeypatch):
+    """Running the batch's common prefix once gives the same loss and gradients as running every row whole."""
+    import reflectrl.trainers.sft as sft
+    from reflectrl.models import add_lora, load_model
+
+    model, tokenizer = load_model("tiny-random")
+    model = add_lora(model, "default", r=4, alpha=8)
+    labels = LabelSet.for_tokenizer(tokenizer)
+    rows = load_rows(taxi_data / f"{role}.jsonl")[:4]
+    examples, _ = tokenize_rows(rows, role, tokenizer, labels, 4096)
+    batch = pad_batch(examples, pad_id=tokenizer.pad_token_id)
+    completion_start = int((batch["labels"] != -100).float().argmax(dim=1).min())
+    assert shared_prefix_length(batch["input_ids"], completion_start) >= sft.MIN_SHARED_PREFIX
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = completion_loss(model, batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    shared_loss, shared_grads = loss_and_grads()
+    monkeypatch.setattr(sft, "MIN_SHARED_PREFIX", 10**9)
+    whole_loss, whole_grads = loss_and_grads()
+    torch.testing.assert_close(shared_loss, whole_loss, rtol=1e-5, atol=1e-5)
+    for a, b in zip(shared_grads, whole_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_held_out_split_keeps_episodes_whole(taxi_data):
     rows = load_rows(taxi_data / "plain.jsonl")
     train, held = split_rows(rows, 0.25, seed=0)
@@ -103,6 +134,7 @@ def test_plain_sft_writes_adapter_config_metrics_and_logs(taxi_data, tmp_path):
     assert saved["role"] == "plain" and saved["learning_rate"] == 5e-3
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert list((out / "logs").glob("events.out.tfevents.*"))
+    assert load_label_order(out) is True  # the fixture's data shuffles labels; rollouts must too
     model, _ = load_model(out)
     assert isinstance(model, PeftModel)
     # The adapter changed the model: its LoRA B matrices are no longer zero.

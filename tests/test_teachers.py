@@ -48,8 +48,10 @@ def test_oracle_is_deterministic_and_varied():
     first = OracleTeacher(seed=0).reflect(requests)
     assert first == OracleTeacher(seed=0).reflect(requests)
     assert all(text.strip() for text in first)
-    # Varied wording: far more distinct texts than templates, and several openings.
-    assert len(set(first)) >= 0.9 * len(first)
+    # Varied wording: far more distinct texts than templates, and several openings. The wording is
+    # seeded by the request, so count texts per distinct request (episodes revisit the same states).
+    distinct = {repr(r): text for r, text in zip(requests, first)}
+    assert len(set(distinct.values())) >= 0.9 * len(distinct)
     assert len({text.split()[0] for text in first}) >= 4
     for text in first:
         lowered = text.lower()

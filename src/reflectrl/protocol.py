@@ -35,6 +35,10 @@ REFLECT_CUE = "Reflection:"
 """Ends every reflector prompt; the reflection follows after a space."""
 ACTION_CUE = "Answer with the label of one action.\nAction label:\n"
 """Ends every policy prompt; the label token follows directly (no space)."""
+LABEL_ORDER_FILE = "label_order.json"
+"""Written next to a trained policy: whether it was trained with labels shuffled per step, so that
+rollouts and evaluation present menus the way the policy learned them."""
+
 LABEL_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 HISTORY_CUT_NOTE = "(earlier steps omitted)"
 OBSERVATION_CUT_NOTE = "\n[... observation shortened ...]\n"
@@ -244,3 +248,25 @@ def clean_reflection(text: str) -> str:
         if pos != -1:
             text = text[:pos]
     return " ".join(text.split())
+
+
+def save_label_order(folder, shuffle_labels: bool) -> None:
+    """Record in a policy folder whether its menus had shuffled labels (see `LABEL_ORDER_FILE`)."""
+    import json
+    from pathlib import Path
+
+    Path(folder, LABEL_ORDER_FILE).write_text(json.dumps({"shuffle_labels": bool(shuffle_labels)}) + "\n")
+
+
+def load_label_order(folder) -> bool | None:
+    """The label order a policy folder records: True (shuffled per step), False (fixed), None (no record)."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder, LABEL_ORDER_FILE)
+    if not path.is_file():
+        return None
+    try:
+        return bool(json.loads(path.read_text())["shuffle_labels"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a label-order record: {error}") from None

@@ -8,17 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from reflectrl.cli.errors import fail
 from reflectrl.envs.alfworld.tasks import SPLITS
 
 app = typer.Typer(
     help="ALFWorld: generate games offline with alfworld's own engine and planner, and check game sets.",
     no_args_is_help=True,
 )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command("make-games")
@@ -41,14 +37,14 @@ def make_games_command(
             out=out, n=n, task_types=types, seed=seed, valid_fraction=valid_fraction, max_objects=max_objects, workers=workers
         )
         if config.out.exists() and not config.out.is_dir():
-            _fail(f"--out {str(config.out)!r} exists and is not a folder")
+            fail(f"--out {str(config.out)!r} exists and is not a folder")
         report = make_games(config, progress=not quiet)
     except (ValueError, EngineMissing) as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:
-        _fail(f"cannot write games to {str(out)!r}: {err}")
+        fail(f"cannot write games to {str(out)!r}: {err}")
     except KeyboardInterrupt:
-        _fail("interrupted; finished games are kept and a rerun continues where this one stopped", 130)
+        fail("interrupted; finished games are kept and a rerun continues where this one stopped", 130)
 
     counts = report.counts
     table = Table(title=f"ALFWorld games in {config.out}")
@@ -89,9 +85,9 @@ def check_command(
         env = ALFWorldEnv(split=split, data_dir=data_dir, task_types=types, horizon=horizon)
         result = run_checks(env, games, random_steps=random_steps, seed=seed)
     except (ValueError, FileNotFoundError, EngineMissing) as err:
-        _fail(str(err))
+        fail(str(err))
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        fail("interrupted", 130)
     table = Table(title=f"ALFWorld {split}: {result.games} games, horizon {horizon} ({result.seconds:.0f} s)")
     for column in ("player", "wins", "success", "95% interval"):
         table.add_column(column, justify="left" if column == "player" else "right")

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from reflectrl.cli.errors import fail
 from reflectrl.envs.autoexplore.generator import DEFAULT_EXCLUDE, GeneratorConfig, make_tasks
 from reflectrl.envs.autoexplore.taskset import Task, TaskSetError, save_tasks, split_by_ratio, split_by_repository
 
@@ -21,11 +22,6 @@ app = typer.Typer(
     add_completion=False,
 )
 SPLITS = ("auto", "repository", "ratio", "none")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def print_counts(tasks: list[Task], console: Console | None = None) -> None:
@@ -49,13 +45,13 @@ def print_counts(tasks: list[Task], console: Console | None = None) -> None:
 def _llm_client(llm: str, base_url: Optional[str], api_key_env: str):
     provider, _, model = llm.partition(":")
     if provider != "openai" or not model:
-        _fail(f"--llm must look like openai:MODEL, got {llm!r}")
+        fail(f"--llm must look like openai:MODEL, got {llm!r}")
     if not base_url:
-        _fail("--llm needs --base-url (any OpenAI-compatible endpoint)")
+        fail("--llm needs --base-url (any OpenAI-compatible endpoint)")
     try:
         from reflectrl.models.openai_backend import OpenAIChatClient
     except ImportError as err:
-        _fail(f"LLM rewriting is unavailable: {err}")
+        fail(f"LLM rewriting is unavailable: {err}")
     return OpenAIChatClient(base_url, model, api_key_env=api_key_env), model
 
 
@@ -78,7 +74,7 @@ def make_tasks_command(
 ) -> None:
     """Generate questions whose answer lies in exactly one file, and write them with their splits."""
     if split not in SPLITS:
-        _fail(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        fail(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     start = time.monotonic()
     config = GeneratorConfig(
         seed=seed,
@@ -91,7 +87,7 @@ def make_tasks_command(
     try:
         tasks, stats = make_tasks(list(roots), config, each_subfolder=each_subfolder)
         if not tasks:
-            _fail("no tasks found: the folders hold no documented code, sectioned documents or data tables")
+            fail("no tasks found: the folders hold no documented code, sectioned documents or data tables")
         repositories = len({t.repository for t in tasks})
         if split == "auto":
             split = "repository" if repositories >= 2 else "ratio"
@@ -101,20 +97,20 @@ def make_tasks_command(
             tasks = split_by_ratio(tasks, test_fraction, seed)
         calls = 0
         if llm:
-            from reflectrl.envs.autoexplore.benchmark import cache_root
             from reflectrl.envs.autoexplore.rewrite import QuestionRewriter
+            from reflectrl.storage import cache_root
 
             client, model = _llm_client(llm, base_url, api_key_env)
             rewriter = QuestionRewriter(client, model, cache_root() / "autoexplore" / "rewrites")
             try:
                 tasks, calls = rewriter.rewrite(tasks)
             except RuntimeError as err:  # the backend's BackendError: server unreachable or unusable answers
-                _fail(f"question rewriting failed: {err}")
+                fail(f"question rewriting failed: {err}")
             finally:
                 client.close()
         save_tasks(tasks, out)
     except (TaskSetError, OSError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err))
     elapsed = time.monotonic() - start
     print_counts(tasks)
     typer.echo(
@@ -137,11 +133,11 @@ def make_benchmark_command(
             path = builtin_tasks_path(seed)
         else:
             if out.exists():
-                _fail(f"{out} already exists; choose a new folder")
+                fail(f"{out} already exists; choose a new folder")
             build_benchmark(out, seed=seed)
             path = out / TASKS_FILE
         tasks = load_tasks(path)
     except (TaskSetError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     print_counts(tasks)
     typer.echo(f"task file: {path}")

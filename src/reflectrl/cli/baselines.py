@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reflectrl.envs import lookup
+from reflectrl.cli.errors import env_entry, fail
 from reflectrl.evaluation import evaluate_scripted
 
 
@@ -19,11 +19,7 @@ def baselines(
     seed: int = typer.Option(0, help="First episode seed."),
 ) -> None:
     """Success of the oracle and of a uniformly random player, with 95% Wilson intervals."""
-    try:
-        entry = lookup(env_name)
-    except KeyError as err:
-        typer.echo(f"Error: {err.args[0]}", err=True)
-        raise typer.Exit(2)
+    entry = env_entry(env_name)
     levels = [level] if level else list(entry.env_class().levels)
     table = Table(title=f"{entry.gym_id}: scripted players, {episodes} episodes each (seeds {seed}..{seed + episodes - 1})")
     for column in ("level", "player", "success", "95% interval", "mean return", "mean steps"):
@@ -33,8 +29,7 @@ def baselines(
             try:
                 res = evaluate_scripted(entry.name, player, episodes, level=lvl, seed=seed)
             except ValueError as err:
-                typer.echo(f"Error: {err}", err=True)
-                raise typer.Exit(2)
+                fail(str(err))
             lo, hi = res.interval
             table.add_row(lvl, player, f"{res.success_rate:.1%}", f"[{lo:.1%}, {hi:.1%}]", f"{res.mean_return:+.2f}", f"{res.mean_steps:.1f}")
     Console().print(table)

@@ -9,12 +9,8 @@ from typing import Optional
 
 import typer
 
+from reflectrl.cli.errors import fail
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _parse_env_kwargs(pairs: list[str]) -> dict:
@@ -22,7 +18,7 @@ def _parse_env_kwargs(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            _fail(f"--env-arg takes KEY=VALUE, got {pair!r}")
+            fail(f"--env-arg takes KEY=VALUE, got {pair!r}")
         try:
             kwargs[key.strip()] = json.loads(value)
         except ValueError:
@@ -44,6 +40,7 @@ def gen_data(
     model: str = typer.Option("smollm2-135m", help="Model whose tokenizer defines labels and token counts."),
     max_prompt_tokens: Optional[int] = typer.Option(None, min=16, help="Prompt budget in tokens (default: the tokenizer's limit)."),
     env_arg: list[str] = typer.Option([], "--env-arg", help="Extra environment argument KEY=VALUE (repeatable)."),
+    shuffle_labels: bool = typer.Option(True, "--shuffle-labels/--fixed-labels", help="Shuffle action labels per step (as rollouts do by default)."),
     cache: Optional[Path] = typer.Option(None, help="Teacher answer cache (SQLite; default OUT/teacher_cache.sqlite)."),
     base_url: Optional[str] = typer.Option(None, help="openai teacher: server URL up to /v1 (default $OPENAI_BASE_URL)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai teacher: environment variable holding the key."),
@@ -54,7 +51,13 @@ def gen_data(
 
     Re-running the same command continues an interrupted run (cached teacher answers are not paid for again).
     """
-    from reflectrl.datagen import ConfigMismatch, CorruptJournal, GenConfig, InvalidRows, generate
+    from reflectrl.datagen import (
+        ConfigMismatch,
+        CorruptJournal,
+        GenConfig,
+        InvalidRows,
+        generate,
+    )
     from reflectrl.envs import lookup
     from reflectrl.models import BackendError, ModelLoadError
     from reflectrl.teachers import TeacherSpecError, parse_teacher_spec
@@ -62,11 +65,12 @@ def gen_data(
     try:
         lookup(env_name)
     except KeyError as err:
-        _fail(err.args[0])
+        fail(err.args[0])
     config = GenConfig(
         env=env_name, out=str(out), teacher=teacher, episodes=episodes, random_prob=random_prob,
         negatives=negatives, split=split, seed=seed, level=level, horizon=horizon,
         env_kwargs=_parse_env_kwargs(env_arg), model=model, max_prompt_tokens=max_prompt_tokens,
+        shuffle_labels=shuffle_labels,
     )
     try:
         config.check()
@@ -74,9 +78,9 @@ def gen_data(
         parse_teacher_spec(teacher)  # fail before loading anything
         result = generate(config, cache_path=cache, overwrite=overwrite, teacher_options=options)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to continue where it stopped", 130)
+        fail("interrupted; run the same command again to continue where it stopped", 130)
     except (ValueError, ConfigMismatch, CorruptJournal, InvalidRows, TeacherSpecError, ModelLoadError, BackendError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     stats = result.stats
     typer.echo(
         f"{result.out}: {stats['rows']['reflector']} reflector, {stats['rows']['policy']} policy, "
@@ -128,9 +132,9 @@ def sft(
     try:
         result = run_warmup(config)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130)
+        fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130)
     except (WarmupError, ModelLoadError, OSError) as err:
-        _fail(str(err))
+        fail(str(err))
     metrics = result.metrics
     parts = [f"{k}={metrics[k]}" for k in ("global_step", "eval_loss", "label_accuracy", "chance_accuracy") if k in metrics]
     typer.echo(f"{result.out}: " + ", ".join(parts))

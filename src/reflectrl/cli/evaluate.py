@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from reflectrl.cli.errors import fail
 from reflectrl.evaluation.agent_loader import AGENT_KINDS
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def evaluate(
@@ -28,6 +25,11 @@ def evaluate(
     horizon: Optional[int] = typer.Option(None, "--horizon", min=1, help="Episode step limit (default: the environment's)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Episodes stepped in lockstep."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="reflect: maximum reflection length in tokens."),
+    constrained: bool = typer.Option(
+        False, "--constrained",
+        help="prompted, local model: pick the most likely menu label instead of parsing a free answer "
+        "(label-restricted decoding; never an invalid action).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of label shuffling and of the random player."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json, eval.md and episodes.jsonl."),
     show: int = typer.Option(0, "--show", min=0, help="Print this many annotated episodes (state, reflection, action), failures first."),
@@ -49,14 +51,18 @@ def evaluate(
             batch_size=batch_size, seed=seed, env_kwargs=parse_env_options(env_option),
         )
         if out is not None and out.exists() and not out.is_dir():
-            _fail(f"--out {out} exists and is not a folder")
+            fail(f"--out {out} exists and is not a folder")
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
             kind=agent, model=model, base_url=base_url, policy=policy, reflector=reflector,
             reflection_tokens=reflection_tokens, seed=seed, device=device,
         )
         spec.check()
+        if constrained and (agent != "prompted" or base_url):
+            fail("--constrained goes with --agent prompted and a local --model (a chat server only returns text)")
         loaded = load_agent(spec)
+        if constrained:
+            loaded = _label_restricted(loaded)
         try:
             result = run_evaluation(
                 loaded.agent, config, max_actions=loaded.max_actions, description=loaded.description, progress=not quiet
@@ -66,12 +72,12 @@ def evaluate(
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", 130)
+        fail("interrupted; nothing was written", 130)
     except KeyError as err:
-        _fail(str(err.args[0]) if err.args else "unknown name")
+        fail(str(err.args[0]) if err.args else "unknown name")
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         # bad settings or files, a missing optional engine, model loading or a model server
-        _fail(str(err) or type(err).__name__)
+        fail(str(err) or type(err).__name__)
     _print(result)
     if show:
         typer.echo("")
@@ -80,8 +86,20 @@ def evaluate(
         try:
             result.write(out)
         except OSError as err:
-            _fail(f"cannot write the results to {out}: {err}")
+            fail(f"cannot write the results to {out}: {err}")
         typer.echo(f"Results written to {out}")
+
+
+def _label_restricted(loaded):
+    """The same prompted model, deciding by label-restricted decoding (`PromptedAgent(constrained=True)`)."""
+    from reflectrl.agents import PromptedAgent
+
+    free = loaded.agent
+    agent = PromptedAgent(
+        free.model, free.tokenizer, max_new_tokens=free.max_new_tokens, shuffle_labels=free.shuffle_labels,
+        max_prompt_tokens=free.max_prompt_tokens, chat=free.chat, constrained=True,
+    )
+    return replace(loaded, agent=agent, max_actions=len(agent.label_set), description=f"{loaded.description}, label-restricted")
 
 
 def _print(result) -> None:

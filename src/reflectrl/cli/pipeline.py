@@ -8,12 +8,8 @@ from typing import Optional
 
 import typer
 
+from reflectrl.cli.errors import env_entry, fail
 from reflectrl.pipeline.presets import PRESETS
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def pipeline(
@@ -21,20 +17,25 @@ def pipeline(
     preset_name: str = typer.Option("cpu", "--preset", help=f"Settings preset: {', '.join(PRESETS)}."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/pipeline-ENV); re-running resumes it."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1,
+        help="torch CPU threads (default: the preset's, else torch's); 1 is often faster on a machine busy with other jobs.",
+    ),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
-    from reflectrl.envs import lookup
     from reflectrl.pipeline.presets import preset as get_preset
     from reflectrl.pipeline.run import run_pipeline
 
-    try:
-        entry = lookup(env_name)
-    except KeyError as err:
-        _fail(str(err.args[0]))
+    entry = env_entry(env_name)
+    if threads is not None:
+        import torch
+
+        # Not part of the preset: the thread count changes speed (and at most float rounding), not the method.
+        torch.set_num_threads(threads)
     try:
         settings = get_preset(preset_name, entry.name)
     except ValueError as err:
-        _fail(str(err))
+        fail(str(err))
     folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
     command = "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
@@ -45,12 +46,12 @@ def pipeline(
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        _fail(f"interrupted; run the same command again to resume (finished stages in {folder} are kept)", 130)
+        fail(f"interrupted; run the same command again to resume (finished stages in {folder} are kept)", 130)
     except KeyError as err:
-        _fail(str(err.args[0]) if err.args else "unknown name")
+        fail(str(err.args[0]) if err.args else "unknown name")
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         # bad settings or files, a different run in --out, a missing optional engine, model loading, torch
-        _fail(f"{err or type(err).__name__}\nFinished stages are kept; fix the cause and run the same command to resume.")
+        fail(f"{err or type(err).__name__}\nFinished stages are kept; fix the cause and run the same command to resume.")
     _print_table(result)
     typer.echo(f"Report: {result.report}")
 

@@ -7,7 +7,8 @@ from typing import Any, Optional, TextIO
 
 import typer
 
-from reflectrl.envs import TextEnv, lookup
+from reflectrl.cli.errors import env_entry, fail
+from reflectrl.envs import TextEnv
 from reflectrl.protocol import LabelSet, Menu
 
 
@@ -66,16 +67,11 @@ def play(
     show_oracle: bool = typer.Option(False, "--show-oracle", help="Show the oracle's choice at each step."),
 ) -> None:
     """Play an environment yourself: read the state, type an action's label."""
-    try:
-        entry = lookup(env_name)
-    except KeyError as err:
-        typer.echo(f"Error: {err.args[0]}", err=True)
-        raise typer.Exit(2)
+    entry = env_entry(env_name)
     options = {"level": level, "horizon": horizon, "split": split, "index": index, "task_id": task}
     kwargs = {k: v for k, v in options.items() if v is not None}
     try:
         env = entry.env_class()(max_actions=len(LabelSet.plain()), **kwargs)
     except (ValueError, OSError, TypeError, ImportError) as err:
-        typer.echo(f"Error: cannot start {entry.name}: {err}", err=True)
-        raise typer.Exit(2)
+        fail(f"cannot start {entry.name}: {err}")
     play_episode(env, seed, show_oracle, sys.stdin)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import typer
 
+from reflectrl.cli.errors import fail
 from reflectrl.envs import lookup
 
 FINAL = "final"
@@ -64,7 +65,10 @@ def train(
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
     lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
-    shuffle_labels: bool = typer.Option(True, "--shuffle-labels/--fixed-labels", help="Shuffle action labels per step."),
+    shuffle_labels: Optional[bool] = typer.Option(
+        None, "--shuffle-labels/--fixed-labels",
+        help="Shuffle action labels per step (default: as the --policy checkpoint was trained, else shuffled).",
+    ),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
@@ -78,19 +82,15 @@ def train(
         raise typer.Exit(130)
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
-
 
 def _train(args: dict[str, Any]) -> None:
     try:
         _run(args)
     except (ValueError, KeyError, OSError) as err:  # bad settings, files, environments, prompts too long
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        _fail(str(message))
+        fail(str(message))
     except RuntimeError as err:  # model loading, a reflector server, torch (e.g. out of memory)
-        _fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
+        fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
 
 
 def _run(args: dict[str, Any]) -> None:
@@ -101,9 +101,9 @@ def _run(args: dict[str, Any]) -> None:
 
     entry = lookup(args["env_name"])
     if args["no_reflection"] and args["reflector"] is not None:
-        _fail("choose either --reflector or --no-reflection, not both")
+        fail("choose either --reflector or --no-reflection, not both")
     if not args["no_reflection"] and args["reflector"] is None:
-        _fail("choose --reflector CKPT (Reflect-RL) or --no-reflection (the plain baseline)")
+        fail("choose --reflector CKPT (Reflect-RL) or --no-reflection (the plain baseline)")
     config = RLConfig(
         env=entry.name,
         levels=tuple(_split(args["levels"])),
@@ -139,7 +139,7 @@ def _run(args: dict[str, Any]) -> None:
     levels = resolve_levels(entry.env_class().levels, config)
     out = Path(args["out"])
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a folder")
+        fail(f"--out {out} exists and is not a folder")
     settings = {
         "env": entry.name,
         "policy": args["policy"],
@@ -222,12 +222,12 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
     """Refuse to mix runs: a folder with checkpoints needs --resume, and --resume needs the same settings."""
     saved_path = out / RUN_FILE
     if has_checkpoint and not resume:
-        _fail(f"{out} already holds a run; add --resume to continue it or choose another --out")
+        fail(f"{out} already holds a run; add --resume to continue it or choose another --out")
     if resume and saved_path.is_file():
         try:
             saved = json.loads(saved_path.read_text())
         except ValueError:
-            _fail(f"{saved_path} is not valid JSON")
+            fail(f"{saved_path} is not valid JSON")
         changed = sorted(
             key for key in set(saved) | set(settings)
             if key != "config" and saved.get(key) != settings.get(key)
@@ -239,7 +239,7 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             new_config.pop(key, None)
         changed += sorted(k for k in set(saved_config) | set(new_config) if saved_config.get(k) != new_config.get(k))
         if changed:
-            _fail(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
+            fail(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
 
 
 class _Progress:

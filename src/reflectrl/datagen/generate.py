@@ -35,8 +35,8 @@ from reflectrl.datagen.stats import dataset_stats
 from reflectrl.datagen.validate import validate
 from reflectrl.envs import lookup, make_env
 from reflectrl.envs.base import TextEnv
-from reflectrl.models.atomic import atomic_write_bytes
 from reflectrl.protocol import LabelSet, clean_reflection
+from reflectrl.storage import atomic_write_bytes
 from reflectrl.teachers.base import ReflectionRequest, Teacher
 from reflectrl.teachers.cache import CachedTeacher, TeacherCache
 from reflectrl.teachers.explainers import explainer_for

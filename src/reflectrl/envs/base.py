@@ -74,6 +74,9 @@ class TextEnv(gymnasium.Env):
     """Curriculum levels from easiest to hardest."""
     default_horizon: ClassVar[int] = 20
     invalid_action_reward: ClassVar[float] = -1.0
+    history_window: ClassVar[int | None] = None
+    """Most recent history entries put in ``info["history"]`` (None: all). Environments whose
+    observation already says everything a decision needs keep prompts short with a small window."""
     #: Upper bound on menu size; the action space is Discrete(this) so that
     #: gymnasium tooling can sample indices (out-of-range ones are inadmissible).
     action_space_size: ClassVar[int] = 64
@@ -249,7 +252,7 @@ class TextEnv(gymnasium.Env):
         info = {
             "task": self._task(),
             "observation": self._observation_text(),
-            "history": list(self._history),
+            "history": list(self._history[-self.history_window :] if self.history_window else self._history),
             "actions": self.actions,
             "level": self.level,
             "step": self._steps,

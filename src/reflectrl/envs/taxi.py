@@ -115,6 +115,8 @@ class DangerousTaxiEnv(TextEnv):
 
     levels = ("pickup", "dropoff", "full")
     default_horizon = 20
+    # The observation is the whole (Markov) state; the last move is what a reflection comments on.
+    history_window = 2
     invalid_action_reward = DANGER_REWARD
     action_space_size = len(ACTIONS)
 
@@ -191,6 +193,12 @@ class DangerousTaxiEnv(TextEnv):
             f"The taxi is at row {row}, column {col}. The passenger is {where}. "
             f"The destination is stop {STOP_NAMES[dest]} (row {_stop(dest)[0]}, column {_stop(dest)[1]})."
         )
+        # The same facts as the map, in words: small LMs read "2 rows south" and
+        # "blocked: east" far more easily than they count characters in the grid.
+        goal, name = (_stop(dest), "destination") if pas == IN_TAXI else (_stop(pas), "passenger")
+        lines.append(f"The {name} is {_offset_words(goal[0] - row, goal[1] - col)}.")
+        blocked = [a.split()[1] for a in ACTIONS[:4] if _transitions()[0][self._state, ACTIONS.index(a)] == self._state]
+        lines.append(f"Moves blocked by a wall or the edge here: {', '.join(blocked) or 'none'}.")
         return "\n".join(lines)
 
     def grid(self) -> str:
@@ -216,6 +224,16 @@ class DangerousTaxiEnv(TextEnv):
 
     def _info_extra(self) -> dict[str, Any]:
         return {"taxi_state": self.state}
+
+
+def _offset_words(rows: int, cols: int) -> str:
+    """'2 rows south and 1 column west of the taxi', or 'at the taxi's square'."""
+    parts = []
+    if rows:
+        parts.append(f"{abs(rows)} row{'s' if abs(rows) > 1 else ''} {'south' if rows > 0 else 'north'}")
+    if cols:
+        parts.append(f"{abs(cols)} column{'s' if abs(cols) > 1 else ''} {'east' if cols > 0 else 'west'}")
+    return " and ".join(parts) + " of the taxi" if parts else "at the taxi's square"
 
 
 def _stop(index: int) -> tuple[int, int]:

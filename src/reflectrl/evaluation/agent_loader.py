@@ -114,7 +114,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         spec.policy,
         reflector,
         reflector_max_new_tokens=spec.reflection_tokens,
-        shuffle_labels=True,
+        shuffle_labels=None,  # as the policy checkpoint was trained
         init_seed=spec.seed,
         device=spec.device,
         reflector_url=spec.base_url,

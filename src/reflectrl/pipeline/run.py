@@ -152,6 +152,7 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
         env=env, out=str(folder), teacher=preset.data.teacher, episodes=preset.data.episodes,
         random_prob=preset.data.random_prob, negatives=preset.data.negatives, split="train", seed=preset.seed,
         level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
+        shuffle_labels=preset.shuffle_labels,
     )
     result = generate(config, show_progress=progress)
     stats = result.stats
@@ -200,7 +201,7 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
     )
     players = load_rl_players(
         str(policy), str(reflector) if reflector is not None else None, value_head=config.uses_critic,
-        reflector_max_new_tokens=preset.reflection_tokens, shuffle_labels=True, init_seed=preset.seed, device=preset.device,
+        reflector_max_new_tokens=preset.reflection_tokens, shuffle_labels=None, init_seed=preset.seed, device=preset.device,
     )
     kwargs = {**preset.env_kwargs, "max_actions": len(players.label_set)}
     if preset.horizon is not None:
@@ -335,8 +336,9 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
         "command": f"`{command}`" if command else "(called from Python)",
         "environment": f"{entry.name} ({entry.gym_id}), level {data['level']}, horizon {preset.horizon or 'default'}",
         "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
-        "evaluation": "; ".join(plans) + "; greedy decisions, labels shuffled with seed "
-        + f"{preset.seed}; the same episodes for every row",
+        "evaluation": "; ".join(plans) + "; greedy decisions, "
+        + (f"labels shuffled with seed {preset.seed}" if preset.shuffle_labels else "fixed labels (menu order)")
+        + "; the same episodes for every row",
         "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
         + ", ".join(f"{n} {name} rows" for name, n in data["rows"].items())
         + f"; negative share {data['negative_share']:.1%}",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime
 import gc
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reflectrl.storage import atomic_write_bytes
 
 DONE = "DONE.json"
 CONFIG = "pipeline.json"
@@ -32,16 +32,7 @@ class ConfigMismatch(RuntimeError):
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that readers see either the old file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
+from reflectrl.protocol import save_label_order
 from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.rollout.episode import Batch, Episode, EpisodeRequest
 from reflectrl.trainers import losses
@@ -271,6 +272,8 @@ class OnlineTrainer:
             eval_engine: plays the validation episodes (default: `engine`), e.g. on another task split.
             log: called with each iteration's metrics (e.g. to update a progress bar).
         """
+        # Saved next to the policy so evaluation presents menus the way it was trained.
+        self._shuffle_labels = getattr(getattr(engine, "agent", None), "shuffle_labels", None)
         if config.uses_critic and getattr(policy, "value_head", None) is None:
             raise ValueError(f"algo {config.algo!r} with this baseline needs a policy with a value head")
         if config.kl_coef > 0 and reference is None:
@@ -543,7 +546,7 @@ class OnlineTrainer:
         metrics_offset = self._metrics_path().stat().st_size if self._metrics_path().exists() else 0
 
         def write(folder: Path) -> None:
-            self.policy.save(folder / "policy")
+            self._save_policy(folder / "policy")
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
             write_json(folder / "replay.json", self.replay.state_dict())
             write_json(folder / "rng.json", capture_rng_state())
@@ -596,7 +599,12 @@ class OnlineTrainer:
 
     def save_final(self, folder: str | Path) -> None:
         """Save the trained policy (PEFT adapter folder, plus value head if any) for evaluation or more training."""
+        self._save_policy(folder)
+
+    def _save_policy(self, folder: str | Path) -> None:
         self.policy.save(folder)
+        if self._shuffle_labels is not None:
+            save_label_order(folder, self._shuffle_labels)
 
     # --------------------------------------------------------------- logging
     def _metrics_path(self) -> Path:

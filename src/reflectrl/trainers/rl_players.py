@@ -26,7 +26,7 @@ from reflectrl.agents import PlainAgent, ReflectiveAgent
 from reflectrl.models import POLICY, LabelPolicy, TwoPlayerModel, load_adapter
 from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
 from reflectrl.models.policy import VALUE_HEAD_FILE
-from reflectrl.protocol import LabelSet
+from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.rollout.timing import TimedReflector
 
 OPENAI_PREFIX = "openai:"
@@ -62,7 +62,7 @@ def load_rl_players(
     lora_r: int = 16,
     lora_alpha: int = 32,
     reflector_max_new_tokens: int = 64,
-    shuffle_labels: bool = True,
+    shuffle_labels: bool | None = None,
     init_seed: int = 0,
     device: str | None = None,
     dtype: str | None = None,
@@ -71,9 +71,13 @@ def load_rl_players(
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
     `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
-    the same seed start from identical weights.
+    the same seed start from identical weights. `shuffle_labels` None takes the
+    label order the policy folder records (`protocol.LABEL_ORDER_FILE`), else shuffled.
     """
     from_adapter = is_adapter_folder(policy)
+    if shuffle_labels is None:
+        recorded = load_label_order(policy) if from_adapter else None
+        shuffle_labels = True if recorded is None else recorded
     base = adapter_base_spec(policy) if from_adapter else str(policy)
     reflector_adapter = None
     remote = None

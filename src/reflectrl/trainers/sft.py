@@ -371,19 +371,54 @@ def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+MIN_SHARED_PREFIX = 32
+"""Rows of a batch that share at least this many leading tokens run that prefix once (see `completion_loss`)."""
+
+
+def shared_prefix_length(input_ids, completion_start: int) -> int:
+    """Leading tokens common to every row, cut so that every completion's predicting position stays after it."""
+    same = (input_ids == input_ids[:1]).all(dim=0)
+    differing = (~same).nonzero()
+    common = int(differing[0]) if len(differing) else int(input_ids.shape[1])
+    return max(0, min(common, completion_start - 1))
+
+
 def completion_loss(model, inputs: dict[str, Any]):
-    """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head."""
+    """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head.
+
+    Rows generated from one environment start with the same task text (for
+    DangerousTaxi 45 % of a policy prompt). When the rows of a batch share a
+    prefix of at least `MIN_SHARED_PREFIX` tokens it runs once, its KV cache is
+    repeated for every row, and only the suffixes go through the model: the
+    same loss and gradients (up to float rounding), with that much less
+    forward and backward work. Rows are right-padded, so every row's
+    positions continue from the prefix without gaps.
+    """
     import torch
 
     from reflectrl.models.adapters import is_peft_model
 
     causal_lm = model.get_base_model() if is_peft_model(model) else model
-    hidden = causal_lm.base_model(
-        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
-    ).last_hidden_state
-    targets = inputs["labels"][:, 1:]
+    decoder = causal_lm.base_model
+    ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+    completion_start = int((labels != -100).float().argmax(dim=1).min())
+    prefix = shared_prefix_length(ids, completion_start) if ids.shape[0] > 1 else 0
+    if prefix >= MIN_SHARED_PREFIX:
+        cache = decoder(input_ids=ids[:1, :prefix], use_cache=True).past_key_values
+        cache.batch_repeat_interleave(ids.shape[0])
+        width = ids.shape[1]
+        positions = torch.arange(prefix, width, device=ids.device).expand(ids.shape[0], -1)
+        hidden = decoder(
+            input_ids=ids[:, prefix:], attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        ).last_hidden_state
+        # hidden[:, j] is position prefix + j; it predicts the token at prefix + j + 1.
+        targets = labels[:, prefix + 1 :]
+        hidden = hidden[:, :-1]
+    else:
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
+        targets = labels[:, 1:]
     chosen = targets != -100
-    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][chosen]).float()
+    logits = causal_lm.get_output_embeddings()(hidden[chosen]).float()
     return torch.nn.functional.cross_entropy(logits, targets[chosen])
 
 
@@ -460,7 +495,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     from transformers.integrations import TensorBoardCallback
 
     from reflectrl.models import load_model
-    from reflectrl.protocol import LabelSet
+    from reflectrl.protocol import LabelSet, save_label_order
 
     config.check()
     if config.threads:
@@ -600,6 +635,10 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         tokenizer.save_pretrained(str(out))
     else:
         _save_adapter_files(trainer.model, out)
+    if config.role != "reflector":
+        # Rollouts must present menus the way the data did: fixed when every row has the labels in order.
+        fixed = all(list(r["labels"]) == list(label_set.labels[: len(r["labels"])]) for r in rows)
+        save_label_order(out, shuffle_labels=not fixed)
     writer.close()
     _write_json(out / METRICS_FILE, metrics)
     return WarmupResult(out=out, metrics=metrics)

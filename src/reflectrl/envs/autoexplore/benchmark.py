@@ -31,19 +31,12 @@ from reflectrl.envs.autoexplore.env import DEFAULT_VIEW_CHARS
 from reflectrl.envs.autoexplore.generator import GeneratorConfig, GeneratorStats, make_tasks
 from reflectrl.envs.autoexplore.synthetic import BUSINESSES, repository_files, repository_name, write_repository
 from reflectrl.envs.autoexplore.taskset import TaskSetError, save_tasks, split_by_repository
-from reflectrl.models.atomic import atomic_folder
+from reflectrl.storage import CACHE_ENV, atomic_folder, cache_root
 
 FORMAT_VERSION = 1
 """Bump when the synthetic generator or the task generator changes its output."""
-CACHE_ENV = "REFLECTRL_CACHE"
 TEST_BUSINESSES = 4
 TASKS_FILE = "tasks.jsonl"
-
-
-def cache_root() -> Path:
-    """The reflectrl cache folder (``$REFLECTRL_CACHE`` or ``~/.cache/reflectrl``)."""
-    configured = os.environ.get(CACHE_ENV, "").strip()
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "reflectrl"
 
 
 def build_benchmark(dest: str | os.PathLike, seed: int = 0, repos_per_business: int = 1, per_file: int = 1) -> GeneratorStats:

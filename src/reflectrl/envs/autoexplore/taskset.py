@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from reflectrl.envs.autoexplore.sandbox import SandboxError, display_name, parse_path
+from reflectrl.storage import atomic_write_bytes
 
 KINDS = ("code", "text", "data")
 SPLITS = ("train", "test")
@@ -163,16 +163,8 @@ def save_tasks(tasks: list[Task], path: str | os.PathLike) -> None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file next to `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `text` so that readers see either the old file or the complete new one."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def split_by_repository(
