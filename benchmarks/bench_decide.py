@@ -6,19 +6,25 @@ Measures, in one process and on the same batch of DangerousTaxi states:
   (a) transformers `generate(max_new_tokens=1, output_scores=True)` and parsing
       the answer, and
   (b) scoring every action string's likelihood separately (one sequence per
-      state and action, one batched forward per state, logits only where the
-      action tokens are);
+      state and action, one batched forward per state), once with the
+      vocabulary projection only where the action tokens are and once with the
+      plain full-logits call;
 * reflector throughput (generated tokens per second) with and without reuse of
   the prompts' shared prefix;
 * peak memory (resident set growth in a fresh process) of both players on one
-  shared base against two separate models.
+  shared base against two separate models, with the weights of every model
+  read into private memory (see `private_weights`).
 
 Timings are medians over interleaved repeats, so a slower moment of a shared
 machine affects all methods alike. Both wall-clock time and the process's
 CPU time (all threads) are reported; on a machine shared with other work the
-CPU time is the steadier measure of cost.
+CPU time is the steadier measure of cost. On a loaded machine `--threads 1`
+keeps a run from fighting the other work for both cores (two spinning thread
+pools on two busy cores make every method several times slower, and by
+different amounts); the load average is printed before and after.
 
-Usage: python benchmarks/bench_decide.py [--batch 8] [--repeats 5] [--save benchmarks/results/bench_decide.txt]
+Usage: python benchmarks/bench_decide.py [--batch 8] [--repeats 5] [--threads N]
+       [--save benchmarks/results/bench_decide.txt]
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from reflectrl.models import (
     add_lora,
     load_model,
 )
+from reflectrl.models.embedded import cached_model_folder, embedded_gguf
 from reflectrl.models.policy import left_pad
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import Menu, State, parse_label, policy_prompt, reflector_prompt
@@ -95,8 +102,13 @@ def scoring_prefixes(prompts):
     return [p[: p.index("\nActions:\n")] + "\nAction:" for p in prompts]
 
 
-def decide_per_action(model, tokenizer, prefixes, states):
-    """Sum of the action tokens' log-probabilities, one sequence per (state, action)."""
+def decide_per_action(model, tokenizer, prefixes, states, *, all_logits: bool = False):
+    """Sum of the action tokens' log-probabilities, one sequence per (state, action).
+
+    By default the vocabulary projection is computed only where the action
+    tokens are (`logits_to_keep`); `all_logits=True` is the plain
+    ``model(input_ids).logits`` call most scoring code makes.
+    """
     choices = []
     with torch.no_grad():
         for prefix, state in zip(prefixes, states):
@@ -104,8 +116,8 @@ def decide_per_action(model, tokenizer, prefixes, states):
             action_ids = [tokenizer.encode(" " + a, add_special_tokens=False) for a in state.actions]
             input_ids, mask = left_pad([prefix_ids + a for a in action_ids], tokenizer.pad_token_id, model.device)
             keep = max(len(a) for a in action_ids) + 1
-            logits = model(input_ids=input_ids, attention_mask=mask,
-                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep).logits
+            logits = model(input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                           logits_to_keep=0 if all_logits else keep).logits[:, -keep:]
             log_probs = torch.log_softmax(logits.float(), -1)
             scores = []
             for row, ids in enumerate(action_ids):
@@ -114,6 +126,10 @@ def decide_per_action(model, tokenizer, prefixes, states):
                 scores.append(sum(float(log_probs[row, p, t]) for p, t in zip(positions, ids)))
             choices.append(int(np.argmax(scores)))
     return choices
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "1048576"}
@@ -128,19 +144,52 @@ def rss_now() -> int:
 
 
 def rss_peak() -> int:
+    """Peak RSS of this process's address space.
+
+    Linux's VmHWM, not `getrusage`'s ru_maxrss: the latter carries over the
+    parent's peak through fork/exec, which would hide a child smaller than
+    the benchmark process that started it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def memory_probe(mode: str, batch: int) -> None:
+def private_weights(model) -> None:
+    """Give `model` its own copy of the embedded default's weights, in private memory.
+
+    `from_pretrained` memory-maps the cached safetensors file, so two models
+    loaded from it silently share the page cache's single copy, and "two
+    separate models" would cost one set of weights. Two separately fine-tuned
+    models (full fine-tuning, or LoRA merged into the weights) cannot share;
+    so every model in the memory probe, in both configurations, reads its
+    weights with `pread` into anonymous memory, tensor by tensor. The mapping's
+    pages are never touched, so the copy is never counted twice.
+    """
+    checkpoint = cached_model_folder(embedded_gguf()) / "model.safetensors"
+    from safetensors.torch import load_file
+
+    for name, tensor in load_file(str(checkpoint), backend="pread").items():
+        param = model.get_parameter(name)  # tied weights resolve to the one shared parameter
+        if param.shape != tensor.shape or param.dtype != tensor.dtype:
+            raise RuntimeError(f"{name}: checkpoint {tuple(tensor.shape)} {tensor.dtype}, model {tuple(param.shape)} {param.dtype}")
+        param.data = tensor
+
+
+def memory_probe(mode: str, batch: int, threads: int) -> None:
     """Run in a fresh process: load both players, reflect and decide once, print RSS figures.
 
     The baseline is taken after everything both configurations need once anyway
     (imports, the tokenizer, one pass of the tiny random model to start the
     thread pools and BLAS buffers), so the growth is what the players cost.
     """
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     from reflectrl.models import load_tokenizer
 
     states = taxi_states(batch)
@@ -152,12 +201,15 @@ def memory_probe(mode: str, batch: int) -> None:
     stages = {}
     if mode == "shared":
         players = TwoPlayerModel.load(EMBEDDED_DEFAULT, device="cpu")
+        private_weights(players.model)
         players.add_adapter("reflector")
         players.add_adapter("policy")
         reflector, policy = players.local_reflector(max_new_tokens=16), players.label_policy()
     else:
         ref_model, tokenizer = load_model(EMBEDDED_DEFAULT, device="cpu")
         pol_model, _ = load_model(EMBEDDED_DEFAULT, device="cpu")
+        private_weights(ref_model)
+        private_weights(pol_model)
         reflector = LocalReflector(add_lora(ref_model, "reflector"), tokenizer, adapter="reflector", max_new_tokens=16)
         policy = LabelPolicy(add_lora(pol_model, "policy"), tokenizer, adapter="policy")
     stages["loaded"] = rss_now() - baseline
@@ -171,14 +223,14 @@ def memory_probe(mode: str, batch: int) -> None:
     print(json.dumps({"mode": mode, "baseline_bytes": baseline, "growth_bytes": rss_peak() - baseline, "stages": stages}))
 
 
-def measure_memory(batch: int, runs: int) -> dict:
+def measure_memory(batch: int, runs: int, threads: int) -> dict:
     """Median (by peak) of `runs` fresh-process probes per configuration, alternating."""
     samples: dict[str, list[dict]] = {"shared": [], "separate": []}
     env = {**os.environ, **MALLOC_SETTINGS}
     for _ in range(runs):
         for mode, collected in samples.items():
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-probe", mode, "--batch", str(batch)],
+                [sys.executable, __file__, "--memory-probe", mode, "--batch", str(batch), "--threads", str(threads)],
                 capture_output=True, text=True, check=True, env=env,
             )
             collected.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -195,11 +247,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reflect-tokens", type=int, default=32)
     parser.add_argument("--memory-runs", type=int, default=3, help="fresh-process memory probes per configuration")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--save", type=Path, default=None, help="also write the report to this file")
     parser.add_argument("--memory-probe", choices=["shared", "separate"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_probe:
-        memory_probe(args.memory_probe, args.batch)
+        memory_probe(args.memory_probe, args.batch, torch.get_num_threads())
         return
 
     lines: list[str] = []
@@ -212,6 +267,7 @@ def main() -> None:
     report(f"command: {command.strip()}")
     report(f"machine: 2-core CPU ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     report(f"date: {datetime.date.today().isoformat()}")
+    report(f"load average at the start (1, 5, 15 min): {load_average()}")
     model, tokenizer = load_model(EMBEDDED_DEFAULT, device="cpu")
     policy = LabelPolicy(model, tokenizer)
     states = taxi_states(args.batch)
@@ -249,7 +305,8 @@ def main() -> None:
     methods = {
         "label head (one forward pass)": lambda: decide_label_head(policy, prompts, menus),
         "generate(max_new_tokens=1) + parse": lambda: decide_generate(model, tokenizer, prompts, menus),
-        "per-action likelihood scoring": lambda: decide_per_action(model, tokenizer, prefixes, states),
+        "per-action scoring, action logits only": lambda: decide_per_action(model, tokenizer, prefixes, states),
+        "per-action scoring, all logits": lambda: decide_per_action(model, tokenizer, prefixes, states, all_logits=True),
     }
     for fn in methods.values():
         fn()  # warm-up
@@ -272,25 +329,34 @@ def main() -> None:
     cpu_base = statistics.median(cpu_times["label head (one forward pass)"])
     for name in methods:
         wall, cpu = statistics.median(times[name]), statistics.median(cpu_times[name])
-        report(f"  {name:36s} {wall * 1000:8.0f} ms wall ({wall / base:5.2f}x), {cpu:6.1f} s CPU ({cpu / cpu_base:5.2f}x)")
+        report(f"  {name:38s} {wall * 1000:8.0f} ms wall ({wall / base:5.2f}x), {cpu:6.1f} s CPU ({cpu / cpu_base:5.2f}x)")
+    report("  (all logits: the plain `model(input_ids).logits` scoring call; action logits only: the same "
+           "with `logits_to_keep`, projecting just the action positions onto the vocabulary)")
     parsed = sum(a is not None for a in answers["generate(max_new_tokens=1) + parse"])
     report(f"  generate answers that parse to an action: {parsed}/{len(states)} "
            "(the label head always yields one)")
 
     # Memory.
-    memory = measure_memory(len(states), args.memory_runs)
+    memory = measure_memory(len(states), args.memory_runs, torch.get_num_threads())
     report()
     report(f"peak memory of both players (fresh process per configuration; load, reflect and decide on "
-           f"{len(states)} states; RSS growth over a baseline with imports, tokenizer and warm thread pools; "
+           f"{len(states)} states; every model's weights in private memory, not a shared file mapping; "
+           f"RSS growth over a baseline with imports, tokenizer and warm thread pools; "
            f"glibc returns freed blocks over 1 MiB; median of {args.memory_runs} runs):")
     for mode in ("shared", "separate"):
         m = memory[mode]
         stages = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in m["stages"].items() if not k.endswith("_peak"))
+        peaks_by_stage = ", ".join(
+            f"{k.removesuffix('_peak')} {v / 2**20:.0f}" for k, v in m["stages"].items() if k.endswith("_peak")
+        )
         peaks = ", ".join(f"{p / 2**20:.0f}" for p in m["all_peaks"])
-        report(f"  {mode:8s}: peak {m['growth_bytes'] / 2**20:6.0f} MiB (all runs: {peaks}; resident after: {stages} MiB)")
-    report(f"  shared / separate, peak: {memory['shared']['growth_bytes'] / memory['separate']['growth_bytes']:.2f}; "
-           f"resident after the step: {memory['shared']['stages']['decided'] / memory['separate']['stages']['decided']:.2f}")
+        report(f"  {mode:8s}: peak {m['growth_bytes'] / 2**20:6.0f} MiB (all runs: {peaks}); "
+               f"peak by the end of: {peaks_by_stage} MiB; resident after: {stages} MiB")
+    report(f"  shared / separate, peak: {memory['shared']['growth_bytes'] / memory['separate']['growth_bytes']:.3f}; "
+           f"resident after the step: {memory['shared']['stages']['decided'] / memory['separate']['stages']['decided']:.3f}")
 
+    report()
+    report(f"load average at the end (1, 5, 15 min): {load_average()}")
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text("\n".join(lines) + "\n", encoding="utf-8")

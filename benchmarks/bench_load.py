@@ -68,6 +68,7 @@ def main() -> None:
     report(f"command: python benchmarks/bench_load.py {' '.join(sys.argv[1:])}".strip())
     report(f"machine: 2-core CPU ({platform.machine()}), torch {torch.__version__}")
     report(f"date: {datetime.date.today().isoformat()}")
+    report(f"load average at the start (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="reflectrl-cache-") as cache:
         first = run_probe(Path(cache))
         repeats = sorted((run_probe(Path(cache)) for _ in range(3)), key=lambda r: r["import_s"] + r["load_s"])
@@ -84,6 +85,7 @@ def main() -> None:
     report("whole process = interpreter start to exit, including a check forward pass that pages the weights in")
     report(f"targets (ready): first load < 60 s {'met' if first['ready_s'] < 60 else 'NOT met'}; "
            f"from the cache < 10 s {'met' if cached['ready_s'] < 10 else 'NOT met'}")
+    report(f"load average at the end (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text("\n".join(lines) + "\n", encoding="utf-8")

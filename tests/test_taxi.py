@@ -6,7 +6,7 @@ from gymnasium.utils.env_checker import check_env
 import reflectrl  # noqa: F401  (registers the environments)
 from reflectrl.envs import make_env
 from reflectrl.envs.base import run_policy
-from reflectrl.envs.taxi import DANGER_REWARD, GOAL_REWARD, IN_TAXI, DangerousTaxiEnv
+from reflectrl.envs.taxi import DANGER_REWARD, GOAL_REWARD, IN_TAXI, DangerousTaxiEnv, _stop
 
 
 @pytest.mark.parametrize("level", DangerousTaxiEnv.levels)
@@ -133,3 +133,40 @@ def test_grid_shows_markers():
     grid = env.grid()
     assert "T" in grid and "P" in grid and "D" in grid
     assert "legend" in env.unwrapped._task().lower()
+
+
+def test_observation_words_match_the_dynamics():
+    """The 'blocked' line lists exactly the moves that would crash; the offset line points at the goal."""
+    import re
+
+    env = DangerousTaxiEnv(level="full")
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        row, col, passenger, destination = env.state
+        text = info["observation"]
+        blocked = re.search(r"blocked by a wall or the edge here: (.*)\.", text).group(1)
+        crashing = []
+        for move in ("south", "north", "east", "west"):
+            probe = DangerousTaxiEnv(level="full")
+            probe.reset(seed=seed)
+            _, _, terminated, _, _ = probe.step(f"move {move}")
+            if terminated:
+                crashing.append(move)
+        assert blocked == (", ".join(crashing) or "none")
+        offset = re.search(r"The (passenger|destination) is (.*) of the taxi\.", text)
+        if offset is None:
+            assert "at the taxi's square" in text
+            continue
+        words = offset.group(2)
+        target_row, target_col = _stop(destination if passenger == IN_TAXI else passenger)
+        if target_row != row:
+            assert f"{abs(target_row - row)} row" in words and ("south" if target_row > row else "north") in words
+        if target_col != col:
+            assert f"{abs(target_col - col)} column" in words and ("east" if target_col > col else "west") in words
+    # A short history window: only the last two moves are in the prompt's history.
+    _, info = env.reset(seed=1)
+    for _ in range(4):
+        _, _, terminated, _, info = env.step(env.oracle_action())
+        if terminated:
+            break
+    assert len(info["history"]) <= 2

@@ -225,14 +225,15 @@ CPU = Preset(
     data=DataSettings(episodes=60, negatives=2),
     # LoRA on every block learned faster per minute than on the top blocks only (taxi, plain role:
     # held-out loss 1.43 after 50 steps of 8 rows against 1.65; experiments/taxi_sft).
+    # Five SFT runs (reflector, policy, plain, and the positive-only pair) share the 30 minutes.
     sft=SFTSettings(
-        max_steps=48, batch_size=8, lr_scheduler="cosine", warmup_ratio=0.05, lora_layers=None,
-        max_eval_rows=40, save_steps=8, max_minutes=3.5,
+        max_steps=24, batch_size=8, lr_scheduler="cosine", warmup_ratio=0.05, lora_layers=None,
+        max_eval_rows=24, save_steps=8, max_minutes=1.75,
     ),
-    rl=RLSettings(iterations=3, episodes_per_iter=8, max_minutes=2.5),
+    rl=RLSettings(iterations=2, episodes_per_iter=8, max_minutes=2.0),
     # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
     # decodes for every running episode at once (rounds, not states, drive the decoding cost).
-    eval=EvalSettings(episodes=20, batch_size=64, prompted_episodes=8),
+    eval=EvalSettings(episodes=30, batch_size=64, prompted_episodes=10),
 )
 
 GPU = Preset(
