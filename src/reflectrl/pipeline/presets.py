@@ -18,37 +18,30 @@ horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
 with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
-Time budget of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), in seconds.
-"measured" is the shared development machine while 3-4 other jobs ran (load average 4-5), so
-pessimistic; "plan" is for a quiet 2-core CPU, taken as about half the one-thread measurements
-(a quiet machine was not available to measure):
+Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), measured on the
+project's 2-core CPU with 2 torch threads (experiments/taxi_pipeline): 22 min 55 s in all.
 
-=============================  ==========  ================================================
-stage                          plan        measured on the shared machine
-=============================  ==========  ================================================
-data (40 oracle episodes)      5           4
-5 x SFT (12 steps x 4 rows,    5 x ~60     211-410 per run with 2 threads (15-23 s per
-LoRA on the top 8 blocks)                  step); 4-6 s per step with 1 thread (plain role)
-3 x RL (2 iterations x 8       2 x ~150    one Reflect-RL iteration of 18 steps: 431 s with
-episodes)                      + ~80       2 threads (reflect 292, decide 61, update 79),
-                                           157 s with 1 thread (benchmarks/bench_rl_iter.py)
-3 reflect rows (20 test seeds) 3 x ~90     SFT-only row, 30 seeds: 678 s with 2 threads,
-                                           257 s with 1 thread (reflect 125, decide 132)
-2 plain rows (20 test seeds)   2 x ~45     (decide only: about half a reflect row)
-prompted row (8 seeds)         ~60         8 seeds x 10 steps: 231 s with 2 threads (its
-                                           answers are invalid, so it plays to the horizon)
-oracle, random, report         ~5          1
-model loads (13 x ~5 s)        ~70         the very first load converts the GGUF file: +30 once
-total                          ~1200       about 20 min, leaving a third of the 30 for a slower machine
-=============================  ==========  ================================================
+=============================  =======  =================================================
+stage                          seconds  notes
+=============================  =======  =================================================
+data (60 oracle episodes)      3
+5 x SFT (<= 24 steps x 8       116-149  each stopped by its 1.75-minute limit after 4-22
+rows, LoRA on all blocks)               steps (the first one shared the CPU with a benchmark)
+3 x RL (2 iterations x 8       113-158  reflect rows cost more: every step writes reflections
+episodes)
+5 trained rows (30 seeds)      28-110   reflect rows 28-110, plain rows about 45
+prompted row (10 seeds)        13
+oracle, random, report         1
+=============================  =======  =================================================
 
-Safety nets: ``SFTSettings.max_minutes`` (1.5) and ``RLSettings.max_minutes`` (3) stop a
-stage early on a slow machine (the report says so); on a machine as fast as planned they
-never fire and the run is reproducible. Knobs, in order of effect: `EvalSettings.episodes`,
-`RLSettings.iterations` and `episodes_per_iter`, `SFTSettings.max_steps`,
-`Preset.reflection_tokens`, `Preset.horizon`. On a machine shared with other jobs set
-``threads=1``: torch's two threads then fight the other processes (the evaluation above took
-2.6x longer with 2 threads than with 1).
+Safety nets: ``SFTSettings.max_minutes`` (1.75) and ``RLSettings.max_minutes`` (2) stop a
+stage early on a slow machine (the report says so); they did fire on this CPU, so a re-run
+on another machine trains for as many steps as fit in those minutes. Knobs, in order of
+effect: `SFTSettings.max_steps` and `max_minutes`, `RLSettings.iterations` and
+`episodes_per_iter`, `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`.
+On a machine shared with other jobs use ``reflectrl pipeline --threads 1``: torch's two
+threads then fight the other processes (an evaluation took 2.6x longer with 2 threads than
+with 1 on the busy machine).
 """
 
 from __future__ import annotations
