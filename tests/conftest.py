@@ -13,6 +13,17 @@ def smollm2_gguf() -> Path:
     return next(folder.glob("*.gguf"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: the tests share a small CPU, where extra threads only contend."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
     from transformers import AutoTokenizer

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
@@ -20,12 +19,7 @@ from reflectrl.trainers.online import TRAIN_SEED_END, VALIDATION_SEED_START
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_taxi_test_seeds_are_disjoint_from_every_training_and_validation_seed():

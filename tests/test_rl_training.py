@@ -28,13 +28,7 @@ from reflectrl.trainers.online import (
 from reflectrl.trainers.rl_players import load_rl_players
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the tests share a small CPU, where extra threads only contend."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(config: RLConfig, reflection: bool = False, run_dir=None) -> OnlineTrainer:

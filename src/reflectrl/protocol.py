@@ -255,7 +255,9 @@ def save_label_order(folder, shuffle_labels: bool) -> None:
     import json
     from pathlib import Path
 
-    Path(folder, LABEL_ORDER_FILE).write_text(json.dumps({"shuffle_labels": bool(shuffle_labels)}) + "\n")
+    from reflectrl.storage import atomic_write_bytes
+
+    atomic_write_bytes(Path(folder, LABEL_ORDER_FILE), (json.dumps({"shuffle_labels": bool(shuffle_labels)}) + "\n").encode())
 
 
 def load_label_order(folder) -> bool | None:

@@ -13,22 +13,10 @@ from reflectrl.teachers.prompt import TEACHER_SYSTEM, teacher_prompt
 class OpenAITeacher(Teacher):
     """Sends `teacher_prompt` with `TEACHER_SYSTEM` and cleans the answer like a reflection."""
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str,
-        *,
-        api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 60.0,
-        max_retries: int = 3,
-        concurrency: int = 4,
-        max_tokens: int = 160,
-        temperature: float = 0.0,
-    ):
-        self.name = f"openai:{model}"
-        self.client = OpenAIChatClient(
-            base_url, model, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, concurrency=concurrency
-        )
+    def __init__(self, client: OpenAIChatClient, *, max_tokens: int = 160, temperature: float = 0.0):
+        """`client` carries the server, model, key, timeouts, retries and concurrency."""
+        self.name = f"openai:{client.model}"
+        self.client = client
         self.max_tokens = int(max_tokens)
         self.temperature = float(temperature)
 

@@ -46,10 +46,11 @@ def make_teacher(
 
         return OracleTeacher(seed=seed)
     if kind == "openai":
+        from reflectrl.models.openai_backend import OpenAIChatClient
         from reflectrl.teachers.openai_teacher import OpenAITeacher
 
         url = base_url or os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_OPENAI_URL
-        return OpenAITeacher(rest, url, api_key_env=api_key_env, timeout=timeout, concurrency=concurrency)
+        return OpenAITeacher(OpenAIChatClient(url, rest, api_key_env=api_key_env, timeout=timeout, concurrency=concurrency))
     from reflectrl.teachers.local_teacher import LocalModelTeacher
 
     return LocalModelTeacher(rest)
