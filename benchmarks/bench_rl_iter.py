@@ -12,6 +12,11 @@ without (the plain baseline), and reports per iteration the seconds spent in
 plus the total and episodes per second. The first iteration warms up caches
 and is left out of the medians.
 
+A third run, "plain transformers", is the baseline the ratios are taken
+against: the same plain-policy iteration with float32 weights and every
+prompt run whole, left-padded (no bfloat16 autocast, no shared-prefix
+reuse), i.e. what a straightforward transformers forward pass costs.
+
 Usage:
   python benchmarks/bench_rl_iter.py [--env taxi --level dropoff --episodes 8 --iters 3
       --reflection-tokens 48 --algo pg --threads 2 --save benchmarks/results/bench_rl_iter.txt]
@@ -45,8 +50,8 @@ from reflectrl.trainers.rl_players import load_rl_players
 PARTS = ("reflect", "decide", "environment", "update")
 
 
-def run(args, reflection: bool) -> list[dict]:
-    """Metrics of `args.iters` iterations with or without the reflector."""
+def run(args, reflection: bool, baseline: bool = False) -> list[dict]:
+    """Metrics of `args.iters` iterations with or without the reflector (`baseline`: plain float32 forwards)."""
     config = RLConfig(
         env=args.env, levels=(args.level,) if args.level else (), algo=args.algo, iterations=args.iters,
         episodes_per_iter=args.episodes, group_size=args.group_size, eval_every=0, checkpoint_every=0,
@@ -55,8 +60,10 @@ def run(args, reflection: bool) -> list[dict]:
     reflector = (args.reflector or args.policy) if reflection else None
     players = load_rl_players(
         args.policy, reflector, value_head=config.uses_critic, reflector_max_new_tokens=args.reflection_tokens,
-        device="cpu",
+        device="cpu", bf16=False if baseline else args.bf16,
     )
+    if baseline:
+        players.policy.prefix_reuse = False
     entry = lookup(args.env)
     engine = LocalRolloutEngine(entry.name, players.agent, args.episodes, {"max_actions": len(players.label_set)})
     trainer = OnlineTrainer(config, players.policy, engine, levels=resolve_levels(entry.env_class().levels, config))
@@ -84,6 +91,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--reflection-tokens", type=int, default=48)
     parser.add_argument("--micro-batch", type=int, default=8)
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bfloat16 autocast for the fast runs (default: where the CPU has native bfloat16)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--save", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args()
@@ -105,24 +114,30 @@ def main() -> None:
            f"{args.episodes} episodes per iteration (all in lockstep), reflections up to {args.reflection_tokens} tokens, "
            f"medians over iterations 2..{args.iters}")
     report()
-    header = f"{'agent':13s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'total':>9s} {'steps':>6s} {'episodes/s':>11s}"
+    header = f"{'agent':18s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'total':>9s} {'steps':>6s} {'episodes/s':>11s}"
     summaries = {}
-    for name, reflection in (("Reflect-RL", True), ("no reflection", False)):
+    runs = (("Reflect-RL", True, False), ("no reflection", False, False), ("plain transformers", False, True))
+    for name, reflection, baseline in runs:
         start = time.perf_counter()
-        summaries[name] = summarise(run(args, reflection))
+        summaries[name] = summarise(run(args, reflection, baseline))
         print(f"  ({name}: {time.perf_counter() - start:.0f} s including model loading)", flush=True)
     report("seconds per iteration")
     report(header)
     for name, summary in summaries.items():
-        row = f"{name:13s} " + " ".join(f"{summary[p]:11.2f}" for p in PARTS)
+        row = f"{name:18s} " + " ".join(f"{summary[p]:11.2f}" for p in PARTS)
         row += f" {summary['total']:9.2f} {summary['steps']:6.0f} {summary['episodes_per_second']:11.3f}"
         report(row)
     report()
     report("milliseconds per policy step (episodes end at different lengths, so this compares runs fairly)")
-    report(f"{'agent':13s} " + " ".join(f"{p:>11s}" for p in PARTS))
+    report(f"{'agent':18s} " + " ".join(f"{p:>11s}" for p in PARTS))
     for name, summary in summaries.items():
         steps = max(summary["steps"], 1)
-        report(f"{name:13s} " + " ".join(f"{1000 * summary[p] / steps:11.0f}" for p in PARTS))
+        report(f"{name:18s} " + " ".join(f"{1000 * summary[p] / steps:11.0f}" for p in PARTS))
+    report()
+    fast, slow = summaries["no reflection"], summaries["plain transformers"]
+    report("ratio plain transformers / no reflection, per policy step: " + ", ".join(
+        f"{p} {(slow[p] / max(slow['steps'], 1)) / max(fast[p] / max(fast['steps'], 1), 1e-9):.2f}x" for p in ("decide", "update")
+    ))
     report()
     report("reflect + decide + environment = rollout; total also counts batching and bookkeeping.")
     if args.save is not None:

@@ -17,7 +17,7 @@ runner = CliRunner()
 HEAVY_MODULES = ("torch", "transformers", "peft")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["envs"], ["play", "taxi", "--seed", "0"], ["gen-data", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["envs"], ["play", "taxi", "--seed", "0"], ["gen-data", "--help"], ["plot", "--help"]])
 def test_light_commands_do_not_import_torch(args):
     script = (
         "import json, sys\n"
@@ -67,3 +67,20 @@ def test_constrained_prompted_baseline_never_answers_invalid(tmp_path):
     assert free_result["summary"]["invalid_rate"] == 1.0
     assert constrained_result["summary"]["invalid_rate"] == 0.0
     assert constrained_result["agent"] == "prompted tiny-random, label-restricted"
+
+
+def test_plot_draws_the_runs_metrics(tmp_path):
+    for name, rates in (("rl-plain", [0.1, 0.3, 0.5]), ("rl-reflect", [0.2, 0.4])):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [json.dumps({"iteration": i + 1, "train/success": r}) for i, r in enumerate(rates)]
+        lines.append('{"iteration": 3, "train/succ')  # a line cut by a kill is skipped
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "plots" / "curves.png"
+    result = runner.invoke(app, ["plot", str(tmp_path / "rl-plain"), f"RL={tmp_path / 'rl-reflect'}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 curves" in result.output and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = runner.invoke(app, ["plot", str(tmp_path / "nothing"), "--out", str(out)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    no_metric = runner.invoke(app, ["plot", str(tmp_path / "rl-plain"), "--metric", "loss/value", "--out", str(out)])
+    assert no_metric.exit_code == 2 and "none of the runs" in no_metric.output

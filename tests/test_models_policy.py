@@ -35,6 +35,15 @@ def full_vocab_restricted(model, ids, label_ids):
     return picked - torch.logsumexp(picked, -1)
 
 
+def tiny_gpt2(vocab_size):
+    """A GPT-2 style model: it adds a learned position embedding, so wrong position ids would show."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=1024, initializer_range=0.2)
+    return GPT2LMHeadModel(config).eval()
+
+
 def randomise_lora(model):
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -84,12 +93,8 @@ def test_left_padded_batch_equals_each_prompt_alone(tiny_model):
 
 def test_padding_is_correct_for_learned_position_embeddings(tiny_model):
     """GPT-2 style models add a learned position embedding, so wrong position ids would show."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     _, tokenizer = tiny_model
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=1024, initializer_range=0.2)
-    model = GPT2LMHeadModel(config).eval()
+    model = tiny_gpt2(len(tokenizer))
     policy = LabelPolicy(model, tokenizer)
     short = [1, 2, 3, 4]
     long = list(range(5, 30))
@@ -100,6 +105,60 @@ def test_padding_is_correct_for_learned_position_embeddings(tiny_model):
         expected = full_vocab_restricted(model, short, labels)
     torch.testing.assert_close(batch.log_probs[0], alone.log_probs[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(alone.log_probs[0].double(), expected, atol=1e-5, rtol=0)
+
+
+def test_shared_prefix_gives_the_same_distributions_and_gradients(tiny_model):
+    """Running the batch's common task text once changes neither the outputs nor the gradients."""
+    from reflectrl.models.prefix import MIN_SHARED_PREFIX, shared_prefix_length
+
+    model, tokenizer = tiny_model
+    model = add_lora(model, "policy", r=4)
+    randomise_lora(model)
+    states = taxi_states(3, actions_per_state=[6, 4, 5])
+    states[1] = State(states[1].task, states[1].observation, states[1].actions, ("move north -> moved",))
+    results = {}
+    for reuse in (True, False):
+        torch.manual_seed(0)
+        policy = LabelPolicy(model, tokenizer, adapter="policy", value_head=True, prefix_reuse=reuse)
+        policy.value_head.net[-1].weight.data.normal_()
+        prompts, menus = prompts_and_menus(policy, states)
+        ids = policy.encode(prompts)
+        assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX and len({len(r) for r in ids}) > 1
+        params = policy.trainable_parameters()
+        model.zero_grad()
+        out = policy.distribution(prompts, menus)
+        (out.log_probs[:, 1].sum() + out.values.sum() + out.entropy.sum()).backward()
+        grads = [p.grad.clone() for p in params if p.grad is not None]
+        assert len(grads) == len(params)
+        results[reuse] = (out.log_probs.detach(), out.values.detach(), grads)
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(results[True][1], results[False][1], atol=1e-5, rtol=0)
+    for a, b in zip(results[True][2], results[False][2]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_shared_prefix_positions_with_learned_position_embeddings(tiny_model):
+    _, tokenizer = tiny_model
+    model = tiny_gpt2(len(tokenizer))
+    policy = LabelPolicy(model, tokenizer)
+    common = list(range(100, 140))
+    rows = [common + [1, 2], common + list(range(5, 30))]
+    labels = list(policy.label_set.token_ids[:4])
+    with torch.no_grad():
+        batch = policy.forward_ids(rows, [labels, labels])
+    for i, row in enumerate(rows):
+        expected = full_vocab_restricted(model, row, labels)
+        torch.testing.assert_close(batch.log_probs[i].double(), expected, atol=1e-5, rtol=0)
+
+
+def test_bf16_autocast_stays_close_to_float32(tiny_model):
+    model, tokenizer = tiny_model
+    prompts, menus = prompts_and_menus(LabelPolicy(model, tokenizer), taxi_states(2))
+    with torch.no_grad():
+        full = LabelPolicy(model, tokenizer).distribution(prompts, menus)
+        half = LabelPolicy(model, tokenizer, bf16=True).distribution(prompts, menus)
+    assert half.log_probs.dtype == torch.float32
+    torch.testing.assert_close(half.probs, full.probs, atol=0.03, rtol=0)
 
 
 def test_temperature_entropy_and_value_head(tiny_model):

@@ -5,7 +5,7 @@ import torch
 
 from reflectrl.envs import make_env
 from reflectrl.models import LocalReflector, Reflector, encode_prompt
-from reflectrl.models.reflector import shared_prefix_length
+from reflectrl.models.prefix import shared_prefix_length
 from reflectrl.protocol import State, reflector_prompt
 
 

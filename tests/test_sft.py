@@ -10,6 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from reflectrl.datagen import GenConfig, generate, load_rows
+from reflectrl.models import prefix
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.trainers.sft import (
     CHECKPOINTS,
@@ -68,7 +69,6 @@ def test_tokenized_rows_train_only_the_completion(taxi_data, smollm2_tokenizer):
 @pytest.mark.parametrize("role", ["plain", "reflector"])
 def test_shared_prefix_loss_equals_the_plain_loss(taxi_data, role, monkeypatch):
     """Running the batch's common prefix once gives the same loss and gradients as running every row whole."""
-    import reflectrl.trainers.sft as sft
     from reflectrl.models import add_lora, load_model
 
     model, tokenizer = load_model("tiny-random")
@@ -78,7 +78,7 @@ def test_shared_prefix_loss_equals_the_plain_loss(taxi_data, role, monkeypatch):
     examples, _ = tokenize_rows(rows, role, tokenizer, labels, 4096)
     batch = pad_batch(examples, pad_id=tokenizer.pad_token_id)
     completion_start = int((batch["labels"] != -100).float().argmax(dim=1).min())
-    assert shared_prefix_length(batch["input_ids"], completion_start) >= sft.MIN_SHARED_PREFIX
+    assert shared_prefix_length(batch["input_ids"], completion_start) >= prefix.MIN_SHARED_PREFIX
 
     def loss_and_grads():
         model.zero_grad()
@@ -87,7 +87,7 @@ def test_shared_prefix_loss_equals_the_plain_loss(taxi_data, role, monkeypatch):
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     shared_loss, shared_grads = loss_and_grads()
-    monkeypatch.setattr(sft, "MIN_SHARED_PREFIX", 10**9)
+    monkeypatch.setattr(prefix, "MIN_SHARED_PREFIX", 10**9)
     whole_loss, whole_grads = loss_and_grads()
     torch.testing.assert_close(shared_loss, whole_loss, rtol=1e-5, atol=1e-5)
     for a, b in zip(shared_grads, whole_grads):

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import fail
+from reflectrl.cli.options import apply_threads, bf16_option, threads_option
 from reflectrl.evaluation.agent_loader import AGENT_KINDS
 
 
@@ -35,6 +36,8 @@ def evaluate(
     show: int = typer.Option(0, "--show", min=0, help="Print this many annotated episodes (state, reflection, action), failures first."),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    bf16: Optional[bool] = bf16_option(),
+    threads: Optional[int] = threads_option(),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Evaluate an agent: success with a 95% interval, return, steps, invalid actions, per group."""
@@ -55,9 +58,10 @@ def evaluate(
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
             kind=agent, model=model, base_url=base_url, policy=policy, reflector=reflector,
-            reflection_tokens=reflection_tokens, seed=seed, device=device,
+            reflection_tokens=reflection_tokens, seed=seed, device=device, bf16=bf16,
         )
         spec.check()
+        apply_threads(threads)
         if constrained and (agent != "prompted" or base_url):
             fail("--constrained goes with --agent prompted and a local --model (a chat server only returns text)")
         loaded = load_agent(spec)

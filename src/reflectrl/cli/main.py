@@ -11,6 +11,7 @@ from reflectrl.cli.data import gen_data, sft
 from reflectrl.cli.evaluate import evaluate
 from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
+from reflectrl.cli.plot import plot
 from reflectrl.cli.train import train
 from reflectrl.envs import ENVIRONMENTS
 
@@ -38,6 +39,7 @@ app.command("train")(train)
 app.command("gen-data")(gen_data)
 app.command("sft")(sft)
 app.command("eval")(evaluate)
+app.command("plot")(plot)
 app.command("pipeline")(pipeline)
 app.add_typer(autoexplore_app, name="autoexplore")
 app.add_typer(alfworld_app, name="alfworld")

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import env_entry, fail
+from reflectrl.cli.options import apply_threads, threads_option
 from reflectrl.pipeline.presets import PRESETS
 
 
@@ -17,21 +18,15 @@ def pipeline(
     preset_name: str = typer.Option("cpu", "--preset", help=f"Settings preset: {', '.join(PRESETS)}."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/pipeline-ENV); re-running resumes it."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1,
-        help="torch CPU threads (default: the preset's, else torch's); 1 is often faster on a machine busy with other jobs.",
-    ),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
     from reflectrl.pipeline.run import run_pipeline
 
     entry = env_entry(env_name)
-    if threads is not None:
-        import torch
-
-        # Not part of the preset: the thread count changes speed (and at most float rounding), not the method.
-        torch.set_num_threads(threads)
+    # Not part of the preset (it overrides the preset's own setting).
+    apply_threads(threads)
     try:
         settings = get_preset(preset_name, entry.name)
     except ValueError as err:

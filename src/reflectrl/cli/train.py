@@ -19,6 +19,7 @@ from typing import Any, Optional
 import typer
 
 from reflectrl.cli.errors import fail
+from reflectrl.cli.options import apply_threads, bf16_option, threads_option
 from reflectrl.envs import lookup
 
 FINAL = "final"
@@ -72,6 +73,8 @@ def train(
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    bf16: Optional[bool] = bf16_option(),
+    threads: Optional[int] = threads_option(),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen."""
@@ -148,11 +151,13 @@ def _run(args: dict[str, Any]) -> None:
         "lora_r": args["lora_r"],
         "lora_alpha": args["lora_alpha"],
         "shuffle_labels": args["shuffle_labels"],
+        "bf16": args["bf16"],
         "env_options": env_kwargs,
         "eval_env_options": eval_kwargs,
         "config": config.to_dict(),
     }
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
+    apply_threads(args["threads"])
 
     players = load_rl_players(
         args["policy"],
@@ -166,6 +171,7 @@ def _run(args: dict[str, Any]) -> None:
         init_seed=config.seed,
         device=args["device"],
         reflector_url=args["reflector_url"],
+        bf16=args["bf16"],
     )
     if config.horizon is not None:
         env_kwargs["horizon"] = eval_kwargs["horizon"] = config.horizon

@@ -47,6 +47,8 @@ class AgentSpec:
     """Seed of label shuffling and of the random player."""
     device: str | None = None
     """cpu or cuda (default: cuda when available)."""
+    bf16: bool | None = None
+    """plain/reflect: bfloat16 autocast; None: where the hardware has native bfloat16."""
     reflection_cache: str | None = None
     """reflect: JSON-lines file caching the reflector's answers across evaluations
     (see `reflectrl.evaluation.reflection_cache`); None: no cache."""
@@ -118,6 +120,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         init_seed=spec.seed,
         device=spec.device,
         reflector_url=spec.base_url,
+        bf16=spec.bf16,
     )
     if spec.reflection_cache and players.reflector is not None:
         from reflectrl.evaluation.reflection_cache import CachedReflector

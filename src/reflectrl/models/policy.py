@@ -10,7 +10,12 @@ computed on it, and gradients reach the policy's LoRA weights.
 
 Batches are left-padded with position ids counted over real tokens only, so
 a row's distribution does not depend on what else is in the batch; rows with
-fewer actions are masked. Token ids follow the BOS convention of
+fewer actions are masked. When the rows share a prefix of at least
+`models.prefix.MIN_SHARED_PREFIX` tokens (the task text every prompt of an
+environment starts with), it runs once and only the right-padded suffixes go
+through the model: the same distributions and gradients up to float
+rounding, for rollouts and for the RL update alike. With ``bf16=True`` the
+transformer runs under bfloat16 autocast (the label head stays in float32). Token ids follow the BOS convention of
 `reflectrl.models.tokens`.
 
 The policy's adapter is active only while the forward pass runs; backward
@@ -41,6 +46,12 @@ from reflectrl.models.adapters import (
     is_peft_model,
     lora_parameters,
     save_adapter,
+)
+from reflectrl.models.precision import bf16_autocast
+from reflectrl.models.prefix import (
+    MIN_SHARED_PREFIX,
+    prefix_cache,
+    shared_prefix_length,
 )
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import LabelSet, Menu, PromptTooLong
@@ -102,6 +113,8 @@ class LabelPolicy(nn.Module):
         value_head: bool = False,
         max_prompt_tokens: int | None = None,
         value_hidden: int = 128,
+        prefix_reuse: bool = True,
+        bf16: bool = False,
     ):
         """
         Args:
@@ -114,6 +127,8 @@ class LabelPolicy(nn.Module):
             max_prompt_tokens: prompts longer than this raise `PromptTooLong`; agents
                 shorten prompts to it. Default: the model's maximum context.
             value_hidden: width of the value head's hidden layer (0 = linear head).
+            prefix_reuse: run a shared prompt prefix once per batch (see the module docstring).
+            bf16: run the transformer under bfloat16 autocast (see `models.precision`).
         """
         super().__init__()
         if getattr(model.config, "final_logit_softcapping", None):
@@ -125,6 +140,8 @@ class LabelPolicy(nn.Module):
         if not self.label_set.token_ids:
             raise ValueError("the label set has no token ids: build it with LabelSet.for_tokenizer(tokenizer)")
         self.adapter = adapter
+        self.prefix_reuse = bool(prefix_reuse)
+        self.bf16 = bool(bf16)
         if adapter is not None and is_peft_model(model) and adapter not in adapter_names(model):
             log.info("adapter %r is not loaded (loaded: %s): the policy uses the base weights", adapter, adapter_names(model))
         context = getattr(model.config, "max_position_embeddings", None)
@@ -172,10 +189,8 @@ class LabelPolicy(nn.Module):
             raise ValueError("empty prompt")
         self._check_lengths(prompt_ids)
         device = self.device
-        input_ids, attention_mask = left_pad(prompt_ids, self.tokenizer.pad_token_id, device)
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        with adapter_scope(self.model, self.adapter):
-            hidden = self._final_hidden(input_ids, attention_mask, position_ids)
+        with adapter_scope(self.model, self.adapter), bf16_autocast(self.bf16, device):
+            hidden = self._final_hidden(prompt_ids)
         width = max(len(row) for row in label_ids)
         ids = torch.zeros(len(label_ids), width, dtype=torch.long, device=device)
         mask = torch.zeros(len(label_ids), width, dtype=torch.bool, device=device)
@@ -257,14 +272,41 @@ class LabelPolicy(nn.Module):
             raise FileNotFoundError(f"no value head in {folder} ({VALUE_HEAD_FILE} missing)")
         self.value_head.load_state_dict(load_file(str(path), device=str(self.device)))
 
-    def _final_hidden(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+    def _final_hidden(self, prompt_ids: Sequence[Sequence[int]]) -> Tensor:
+        """[B, H] hidden state of each prompt's last token."""
         causal_lm = self.model.get_base_model() if is_peft_model(self.model) else self.model
         # The bare transformer under the LM head: skipping the head avoids the
         # full-vocabulary projection of every position.
-        outputs = causal_lm.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        decoder = causal_lm.base_model
+        device = self.device
+        shared = shared_prefix_length(prompt_ids) if self.prefix_reuse and len(prompt_ids) > 1 else 0
+        if shared < MIN_SHARED_PREFIX:
+            input_ids, attention_mask = left_pad(prompt_ids, self.tokenizer.pad_token_id, device)
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            outputs = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            return outputs.last_hidden_state[:, -1]
+        head = torch.as_tensor([list(prompt_ids[0][:shared])], dtype=torch.long, device=device)
+        cache = prefix_cache(decoder, head, len(prompt_ids))
+        # Suffixes are right-padded so that every row's positions continue from the prefix without gaps;
+        # causal attention keeps the padding after a row's last token out of its hidden state.
+        suffixes = [list(row[shared:]) for row in prompt_ids]
+        width = max(len(row) for row in suffixes)
+        input_ids = torch.full((len(suffixes), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        attention_mask = torch.zeros((len(suffixes), shared + width), dtype=torch.long)
+        attention_mask[:, :shared] = 1
+        for i, row in enumerate(suffixes):
+            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+            attention_mask[i, shared : shared + len(row)] = 1
+        position_ids = torch.arange(shared, shared + width).expand(len(suffixes), -1)
+        outputs = decoder(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            past_key_values=cache,
+            use_cache=True,
         )
-        return outputs.last_hidden_state[:, -1]
+        last = torch.as_tensor([len(row) - 1 for row in suffixes], device=device)
+        return outputs.last_hidden_state[torch.arange(len(suffixes), device=device), last]
 
     def _check_lengths(self, prompt_ids: Sequence[Sequence[int]]) -> None:
         if self.max_prompt_tokens is None:

@@ -43,14 +43,14 @@ import torch
 
 from reflectrl.models.adapters import adapter_names, adapter_scope, is_peft_model
 from reflectrl.models.policy import left_pad
+from reflectrl.models.precision import bf16_autocast
+from reflectrl.models.prefix import MIN_SHARED_PREFIX, shared_prefix_length
 from reflectrl.models.seeding import seeded
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import clean_reflection
 
 STOP_STRINGS = ("\nActions:", "Action label:", "\nTask:", "Answer with the label")
 """Text after which a reflection is over: the start of the policy's part of the prompt."""
-MIN_SHARED_PREFIX = 32
-"""Below this many shared tokens the saved prefill is too small to matter, so there is no reuse."""
 PREFILL_CHUNK_SIZE = 64
 """Default prompt tokens per row per prefill forward pass (see the module docstring)."""
 
@@ -81,6 +81,7 @@ class LocalReflector:
         prefix_reuse: bool | None = None,
         max_prompt_tokens: int | None = None,
         prefill_chunk_size: int | None = PREFILL_CHUNK_SIZE,
+        bf16: bool = False,
     ):
         """
         Args:
@@ -96,6 +97,7 @@ class LocalReflector:
                 (default: the model's context minus `max_new_tokens`).
             prefill_chunk_size: prompt tokens per row per forward pass while the prompt is
                 read (bounds activation memory); None reads the whole prompt in one pass.
+            bf16: generate under bfloat16 autocast (see `models.precision`).
         """
         from transformers import StoppingCriteriaList, StopStringCriteria
 
@@ -113,6 +115,7 @@ class LocalReflector:
         self.seed = int(seed)
         self.prefix_reuse = prefix_reuse
         self.prefill_chunk_size = prefill_chunk_size
+        self.bf16 = bool(bf16)
         context = getattr(model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = max_prompt_tokens if max_prompt_tokens is not None else (
             context - self.max_new_tokens if context else None
@@ -155,7 +158,12 @@ class LocalReflector:
         seed = self.seed + self._calls
         self._calls += 1
         device = self.model.get_output_embeddings().weight.device
-        with torch.no_grad(), adapter_scope(self.model, self.adapter), seeded(seed if sample else None, device):
+        with (
+            torch.no_grad(),
+            adapter_scope(self.model, self.adapter),
+            seeded(seed if sample else None, device),
+            bf16_autocast(self.bf16, device),
+        ):
             input_ids, attention_mask, cache, shared = self.prepare_inputs(prompt_ids)
             output = self.model.generate(
                 input_ids=input_ids,
@@ -207,18 +215,6 @@ class LocalReflector:
             elif source:
                 ids.update(int(i) for i in source)
         return sorted(ids)
-
-
-def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """Tokens shared by the start of every row, leaving each row at least one token of its own."""
-    if not rows:
-        return 0
-    first = rows[0]
-    limit = min(len(row) for row in rows) - 1
-    length = 0
-    while length < limit and all(row[length] == first[length] for row in rows):
-        length += 1
-    return max(length, 0)
 
 
 def _generated_count(new: torch.Tensor, pad_id: int, eos_ids: list[int]) -> int:

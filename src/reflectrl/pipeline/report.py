@@ -38,6 +38,20 @@ class ComparisonRow:
 Curve = Sequence[tuple[float, float]]
 
 
+def read_curve(metrics_path: Path, key: str) -> list[tuple[float, float]]:
+    """(iteration, value) of one metric from an RL run's metrics.jsonl (missing file: no points)."""
+    points = []
+    if Path(metrics_path).is_file():
+        for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill; the resumed run rewrote it
+            if key in record and isinstance(record[key], (int, float)):
+                points.append((float(record["iteration"]), float(record[key])))
+    return points
+
+
 def plot_success_bars(rows: Sequence[ComparisonRow], path: Path, title: str) -> None:
     """Horizontal bars of success rates with 95% Wilson intervals (reference players in grey)."""
     import matplotlib
@@ -62,8 +76,8 @@ def plot_success_bars(rows: Sequence[ComparisonRow], path: Path, title: str) -> 
     plt.close(fig)
 
 
-def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str) -> None:
-    """Success per RL iteration for each run (validation curves dashed)."""
+def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str, ylabel: str = "success rate (%)", percent: bool = True) -> None:
+    """A metric per RL iteration for each run (validation curves dashed); `percent` scales 0..1 values to %."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,11 +89,12 @@ def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str) ->
         if points:
             xs, ys = zip(*points)
             style = "--" if "validation" in name else "-"
-            ax.plot(xs, [100 * y for y in ys], style, marker="o", markersize=3, label=name)
+            ax.plot(xs, [100 * y if percent else y for y in ys], style, marker="o", markersize=3, label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("RL iteration")
-    ax.set_ylabel("success rate (%)")
-    ax.set_ylim(-2, 102)
+    ax.set_ylabel(ylabel)
+    if percent:
+        ax.set_ylim(-2, 102)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if any(curves.values()):

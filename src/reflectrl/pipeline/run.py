@@ -22,7 +22,6 @@ Stages (one folder each under the run folder; see `stages` for skipping and resu
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 from reflectrl.envs import lookup
 from reflectrl.pipeline.presets import Preset
-from reflectrl.pipeline.report import ComparisonRow, write_report
+from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report
 from reflectrl.pipeline.stages import Stage, StageRunner
 
 SFT_JOBS: tuple[tuple[str, str, str], ...] = (
@@ -296,18 +295,8 @@ def _label(setting: Setting, preset: Preset) -> str:
 
 # ------------------------------------------------------------------ report
 def _curve(rl_folder: Path, key: str) -> list[tuple[float, float]]:
-    """(iteration, value) of one metric from an RL run's metrics.jsonl."""
-    path = rl_folder / RL_RUN / "metrics.jsonl"
-    points = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill; the resumed run rewrote it
-            if key in record:
-                points.append((float(record["iteration"]), float(record[key])))
-    return points
+    """(iteration, value) of one metric from the stage's RL run."""
+    return read_curve(rl_folder / RL_RUN / "metrics.jsonl", key)
 
 
 def _rows(preset: Preset, records: dict[str, dict[str, Any]]) -> list[ComparisonRow]:

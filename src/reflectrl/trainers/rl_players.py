@@ -26,6 +26,7 @@ from reflectrl.agents import PlainAgent, ReflectiveAgent
 from reflectrl.models import POLICY, LabelPolicy, TwoPlayerModel, load_adapter
 from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
 from reflectrl.models.policy import VALUE_HEAD_FILE
+from reflectrl.models.precision import resolve_bf16
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.rollout.timing import TimedReflector
 
@@ -67,12 +68,15 @@ def load_rl_players(
     device: str | None = None,
     dtype: str | None = None,
     reflector_url: str | None = None,
+    bf16: bool | None = None,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
     `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
     the same seed start from identical weights. `shuffle_labels` None takes the
     label order the policy folder records (`protocol.LABEL_ORDER_FILE`), else shuffled.
+    `bf16` runs both players under bfloat16 autocast; None: where the hardware
+    has native bfloat16 (`models.precision`).
     """
     from_adapter = is_adapter_folder(policy)
     if shuffle_labels is None:
@@ -99,12 +103,13 @@ def load_rl_players(
     players = TwoPlayerModel.load(
         base, reflector=reflector_adapter, policy=policy if from_adapter else None, device=device, dtype=dtype
     )
+    bf16 = resolve_bf16(bf16, players.model.get_output_embeddings().weight.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         if not from_adapter:
             players.add_adapter(POLICY, r=lora_r, alpha=lora_alpha)
         label_set = LabelSet.for_tokenizer(players.tokenizer)
-        label_policy = players.label_policy(label_set, value_head=value_head)
+        label_policy = players.label_policy(label_set, value_head=value_head, bf16=bf16)
     if value_head and from_adapter and (Path(policy) / VALUE_HEAD_FILE).is_file():
         label_policy.load_value_head(policy)
     reference = None
@@ -113,10 +118,10 @@ def load_rl_players(
             # The model is already a PeftModel here, so this adds an adapter to the same object.
             players.model = load_adapter(players.model, policy, REFERENCE, trainable=False)
         # Without an SFT adapter the reference name is not loaded, so it reads the base weights.
-        reference = LabelPolicy(players.model, players.tokenizer, label_set, adapter=REFERENCE)
+        reference = LabelPolicy(players.model, players.tokenizer, label_set, adapter=REFERENCE, bf16=bf16)
     timed = None
     if reflector is not None:
-        inner = remote if remote is not None else players.local_reflector(max_new_tokens=reflector_max_new_tokens)
+        inner = remote if remote is not None else players.local_reflector(max_new_tokens=reflector_max_new_tokens, bf16=bf16)
         timed = TimedReflector(inner)
         agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
     else:

@@ -293,19 +293,6 @@ def _drop_incomplete_checkpoints(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _auto_bf16() -> bool:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    # Without native bf16 instructions, CPU autocast to bf16 is slower than float32.
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def _write_json(path: Path, data: Any) -> None:
     from reflectrl.models.atomic import atomic_write_bytes
 
@@ -371,10 +358,6 @@ def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-MIN_SHARED_PREFIX = 32
-"""Rows of a batch that share at least this many leading tokens run that prefix once (see `completion_loss`)."""
-
-
 def shared_prefix_length(input_ids, completion_start: int) -> int:
     """Leading tokens common to every row, cut so that every completion's predicting position stays after it."""
     same = (input_ids == input_ids[:1]).all(dim=0)
@@ -388,7 +371,7 @@ def completion_loss(model, inputs: dict[str, Any]):
 
     Rows generated from one environment start with the same task text (for
     DangerousTaxi 45 % of a policy prompt). When the rows of a batch share a
-    prefix of at least `MIN_SHARED_PREFIX` tokens it runs once, its KV cache is
+    prefix of at least `models.prefix.MIN_SHARED_PREFIX` tokens it runs once, its KV cache is
     repeated for every row, and only the suffixes go through the model: the
     same loss and gradients (up to float rounding), with that much less
     forward and backward work. Rows are right-padded, so every row's
@@ -396,6 +379,7 @@ def completion_loss(model, inputs: dict[str, Any]):
     """
     import torch
 
+    from reflectrl.models import prefix as shared
     from reflectrl.models.adapters import is_peft_model
 
     causal_lm = model.get_base_model() if is_peft_model(model) else model
@@ -403,9 +387,8 @@ def completion_loss(model, inputs: dict[str, Any]):
     ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
     completion_start = int((labels != -100).float().argmax(dim=1).min())
     prefix = shared_prefix_length(ids, completion_start) if ids.shape[0] > 1 else 0
-    if prefix >= MIN_SHARED_PREFIX:
-        cache = decoder(input_ids=ids[:1, :prefix], use_cache=True).past_key_values
-        cache.batch_repeat_interleave(ids.shape[0])
+    if prefix >= shared.MIN_SHARED_PREFIX:
+        cache = shared.prefix_cache(decoder, ids[:1, :prefix], ids.shape[0])
         width = ids.shape[1]
         positions = torch.arange(prefix, width, device=ids.device).expand(ids.shape[0], -1)
         hidden = decoder(
@@ -423,11 +406,9 @@ def completion_loss(model, inputs: dict[str, Any]):
 
 
 def _autocast(enabled: bool, model):
-    """bfloat16 autocast on the model's device type (a no-op when disabled)."""
-    import torch
+    from reflectrl.models.precision import bf16_autocast
 
-    device = next(model.parameters()).device.type
-    return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bool(enabled))
+    return bf16_autocast(enabled, next(model.parameters()).device)
 
 
 def _trainer_class():
@@ -530,7 +511,9 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
 
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * config.grad_accum))
     total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(steps_per_epoch * config.epochs))
-    bf16 = _auto_bf16() if config.bf16 is None else bool(config.bf16)
+    from reflectrl.models.precision import resolve_bf16
+
+    bf16 = resolve_bf16(config.bf16)
     do_eval = bool(eval_data)
     args = TrainingArguments(
         output_dir=str(out / CHECKPOINTS),
