@@ -31,7 +31,7 @@ from reflectrl.trainers.rl_players import load_rl_players
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _trainer(config: RLConfig, reflection: bool = False, run_dir=None) -> OnlineTrainer:
+def _trainer(config: RLConfig, reflection: bool = False, run_dir=None, bf16: bool = False) -> OnlineTrainer:
     players = load_rl_players(
         "tiny-random",
         "tiny-random" if reflection else None,
@@ -42,6 +42,7 @@ def _trainer(config: RLConfig, reflection: bool = False, run_dir=None) -> Online
         # fixed labels the corridor checks the RL machinery itself.
         shuffle_labels=False,
         init_seed=config.seed,
+        bf16=bf16,
     )
     engine = LocalRolloutEngine(config.env, players.agent, 16, {"max_actions": len(players.label_set)})
     levels = resolve_levels(CorridorEnv.levels, config)
@@ -93,6 +94,23 @@ def test_other_baselines_and_batching_train_with_finite_losses(settings):
     assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
     assert ("loss/value" in losses) == config.uses_critic
     assert any(not torch.equal(start[k], p) for k, p in _weights(trainer).items())
+
+
+@pytest.mark.parametrize("refresh", [True, False])
+def test_ratios_start_at_exactly_one_under_bfloat16(refresh, monkeypatch):
+    """bfloat16 log-probs depend on the batch a row sits in; the update's own micro-batches give the ratio's denominator."""
+    config = RLConfig(
+        env="corridor", levels=("short",), algo="grpo", episodes_per_iter=8, group_size=4, eval_every=0,
+        micro_batch_size=3, epochs=1, lr=1e-3,
+    )
+    trainer = _trainer(config, bf16=True)
+    if not refresh:  # the check must be able to fail: rollout log-probs differ by rounding
+        monkeypatch.setattr(trainer, "_refresh_old_log_probs", lambda micro_batches: None)
+    record = trainer.step()
+    if refresh:
+        assert record["loss/approx_kl"] == 0.0 and record["loss/clip_fraction"] == 0.0
+    else:
+        assert record["loss/approx_kl"] > 0.0
 
 
 def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_frozen_reference(tmp_path):

@@ -10,8 +10,11 @@ One iteration:
 3. **update** the policy's LoRA weights (and value head) with the
    algorithm's loss (`losses.py`), plus the entropy bonus, the optional KL
    penalty to the starting policy and the replayed successful episodes
-   (`replay.py`), over `epochs` x minibatches, each minibatch split into
-   micro-batches whose gradients are accumulated;
+   (`replay.py`), over `epochs` x minibatches. The steps are split once
+   into micro-batches (one forward pass each) that stay together for the
+   whole update; a minibatch is a run of whole micro-batches whose
+   gradients are accumulated, and ppo/grpo first recompute the ratio
+   denominators with these same micro-batches (`_refresh_old_log_probs`);
 4. **bookkeeping**: successful episodes enter the replay buffer, validation
    runs every `eval_every` iterations, the curriculum may advance (clearing
    the buffer), metrics are written, a checkpoint is saved every
@@ -123,7 +126,7 @@ class RLConfig:
     epochs: int = 3
     """ppo and grpo: passes over each batch (the paper's 3); pg always makes one."""
     minibatch_size: int = 0
-    """Steps per optimizer step; 0 puts the whole batch in one step."""
+    """Steps per optimizer step (rounded down to whole micro-batches); 0 puts the whole batch in one step."""
     micro_batch_size: int = 8
     """Steps per forward pass (gradients are accumulated over a minibatch)."""
     value_coef: float = 0.5
@@ -459,26 +462,47 @@ class OnlineTrainer:
         if not items:
             return {"update/steps": 0.0, "update/replay_steps": 0.0}
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
-        size = cfg.minibatch_size or len(items)
         rng = np.random.default_rng(derive_seed(cfg.seed, iteration, "minibatches"))
+        # Micro-batches keep their rows for the whole update: under bfloat16 a row's log-prob
+        # depends on the rows it is batched with (up to 0.4 nats for SmolLM2 on DangerousTaxi),
+        # so ratios are only exact between passes over the same micro-batch.
+        order = rng.permutation(len(items)) if epochs > 1 or 0 < cfg.minibatch_size < len(items) else np.arange(len(items))
+        micro = [[items[int(i)] for i in order[s : s + cfg.micro_batch_size]] for s in range(0, len(items), cfg.micro_batch_size)]
+        if cfg.algo != "pg":
+            self._refresh_old_log_probs(micro)
+        per_step = max(1, cfg.minibatch_size // cfg.micro_batch_size) if cfg.minibatch_size else len(micro)
         sums = _Sums()
-        for _ in range(epochs):
-            order = rng.permutation(len(items)) if epochs > 1 or size < len(items) else np.arange(len(items))
-            for start in range(0, len(items), size):
-                minibatch = [items[int(i)] for i in order[start : start + size]]
-                self._optimise(minibatch, sums)
+        for epoch in range(epochs):
+            sequence = rng.permutation(len(micro)) if epoch > 0 else np.arange(len(micro))
+            for start in range(0, len(micro), per_step):
+                self._optimise([micro[int(i)] for i in sequence[start : start + per_step]], sums)
         stats = {f"loss/{k}": v for k, v in sums.means().items()}
         stats["update/steps"] = float(sum(not i.replay for i in items))
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
         return stats
 
-    def _optimise(self, minibatch: list[_Item], sums: _Sums) -> None:
+    def _refresh_old_log_probs(self, micro_batches: list[list[_Item]]) -> None:
+        """Ratio denominators from the update's own forward pass, before any step.
+
+        The rollout sampled with the same weights, but in other batches (and
+        possibly with other kernels), so its log-probs can differ from the
+        update's by rounding; the ratio must start at exactly 1. Replayed steps
+        keep the log-probs of the policy that played them (see `replay_loss`).
+        """
+        with torch.no_grad():
+            for micro in micro_batches:
+                out = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
+                picked = out.log_probs.gather(1, torch.tensor([[i.action] for i in micro], device=out.log_probs.device))
+                for item, value in zip(micro, picked.squeeze(1).tolist()):
+                    if not item.replay:
+                        item.old_log_prob = value
+
+    def _optimise(self, micro_batches: list[list[_Item]], sums: _Sums) -> None:
         cfg = self.config
-        n_on = sum(not i.replay for i in minibatch)
-        n_replay = len(minibatch) - n_on
+        n_on = sum(not i.replay for micro in micro_batches for i in micro)
+        n_replay = sum(len(micro) for micro in micro_batches) - n_on
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, len(minibatch), cfg.micro_batch_size):
-            micro = minibatch[start : start + cfg.micro_batch_size]
+        for micro in micro_batches:
             out = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
             actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
             chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
