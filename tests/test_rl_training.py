@@ -242,12 +242,15 @@ def test_cli_refuses_bad_requests_with_clear_messages(tmp_path):
         assert expected in result.output, (args, result.output)
         assert "Traceback" not in result.output
 
-    ok = runner.invoke(app, base + ["--no-reflection", "--iters", "1", "--episodes-per-iter", "2", "--eval-every", "0"])
+    run = base + ["--no-reflection", "--episodes-per-iter", "2", "--eval-every", "0", "--horizon", "4"]
+    ok = runner.invoke(app, run + ["--iters", "1"])
     assert ok.exit_code == 0, ok.output
-    again = runner.invoke(app, base + ["--no-reflection", "--iters", "1"])
+    again = runner.invoke(app, run + ["--iters", "1"])
     assert again.exit_code == 2 and "--resume" in again.output
-    changed = runner.invoke(app, base + ["--no-reflection", "--iters", "2", "--lr", "0.1", "--resume"])
-    assert changed.exit_code == 2 and "lr" in changed.output
+    changed = runner.invoke(app, run + ["--iters", "2", "--lr", "0.1", "--resume"])
+    assert changed.exit_code == 2 and "lr" in changed.output and changed.output.count("Error:") == 1
+    longer = runner.invoke(app, run + ["--iters", "2", "--resume"])  # more iterations, same settings
+    assert longer.exit_code == 0, longer.output
 
 
 class _Reflections(BaseHTTPRequestHandler):

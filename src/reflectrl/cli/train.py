@@ -92,6 +92,8 @@ def _train(args: dict[str, Any]) -> None:
     except (ValueError, KeyError, OSError) as err:  # bad settings, files, environments, prompts too long
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         fail(str(message))
+    except typer.Exit:  # `fail` already said why (click's Exit is a RuntimeError)
+        raise
     except RuntimeError as err:  # model loading, a reflector server, torch (e.g. out of memory)
         fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
 
@@ -174,7 +176,9 @@ def _run(args: dict[str, Any]) -> None:
         bf16=args["bf16"],
     )
     if config.horizon is not None:
-        env_kwargs["horizon"] = eval_kwargs["horizon"] = config.horizon
+        # New dicts: `settings` (compared on --resume) keeps the options as the user gave them.
+        env_kwargs = {**env_kwargs, "horizon": config.horizon}
+        eval_kwargs = {**eval_kwargs, "horizon": config.horizon}
     limit = {"max_actions": len(players.label_set)}
     engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**env_kwargs, **limit})
     eval_engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**eval_kwargs, **limit})
@@ -234,6 +238,12 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             saved = json.loads(saved_path.read_text())
         except ValueError:
             fail(f"{saved_path} is not valid JSON")
+        horizon = saved.get("config", {}).get("horizon")
+        for key in ("env_options", "eval_env_options"):
+            # Runs started by earlier versions recorded --horizon inside the environment options as well.
+            options = saved.get(key)
+            if isinstance(options, dict) and horizon is not None and options.get("horizon") == horizon:
+                saved[key] = {k: v for k, v in options.items() if k != "horizon"}
         changed = sorted(
             key for key in set(saved) | set(settings)
             if key != "config" and saved.get(key) != settings.get(key)

@@ -85,11 +85,15 @@ def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str, yl
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    # One colour per run ("NAME (kind)"), so a run's training and validation curves read as a pair.
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    runs: dict[str, str] = {}
     for name, points in curves.items():
         if points:
             xs, ys = zip(*points)
+            color = runs.setdefault(name.split(" (")[0], palette[len(runs) % len(palette)])
             style = "--" if "validation" in name else "-"
-            ax.plot(xs, [100 * y if percent else y for y in ys], style, marker="o", markersize=3, label=name)
+            ax.plot(xs, [100 * y if percent else y for y in ys], style, color=color, marker="o", markersize=3, label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("RL iteration")
     ax.set_ylabel(ylabel)
