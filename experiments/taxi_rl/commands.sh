@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 7's experiment: online RL from SFT on DangerousTaxi with the embedded SmolLM2-135M, without
+# reflection and with an SFT reflector (Reflect-RL); training and evaluation at the paper's reported
+# level, drop-off. Run from the repository root after `bash scripts/setup.sh`. These are the commands
+# that produced the committed numbers, with the run folders renamed (see README.md).
+set -euo pipefail
+export PATH="$PWD/.venv/bin:$PATH"
+R=runs/taxi_rl
+
+# 1. Teacher data (oracle teacher, 200 episodes of the full task, 2 negatives each, fixed labels): 13 s.
+reflectrl gen-data taxi --teacher oracle --episodes 200 --random-prob 0.1 --negatives 2 --fixed-labels --out $R/data
+
+# 2. SFT warm-ups: LoRA r16 on every block, lr 1e-3 cosine, batch 8; --max-minutes bounds each run.
+SFT="--threads 1 --lora-r 16 --lora-alpha 32 --learning-rate 1e-3 --lr-scheduler cosine --warmup-ratio 0.03 --batch-size 8 --eval-steps 40 --save-steps 40"
+reflectrl sft --role plain     --data $R/data/plain.jsonl     --out $R/sft_plain     $SFT --max-steps 160 --max-minutes 18 --max-eval-rows 100
+reflectrl sft --role policy    --data $R/data/policy.jsonl    --out $R/sft_policy    $SFT --max-steps 160 --max-minutes 24 --max-eval-rows 100
+reflectrl sft --role reflector --data $R/data/reflector.jsonl --out $R/sft_reflector $SFT --max-steps 120 --max-minutes 22 --max-eval-rows 48
+
+# 3. Online RL from the SFT policies: GRPO (4 episodes per start seed), 16 episodes per iteration, level drop-off.
+RL="--algo grpo --group-size 4 --episodes-per-iter 16 --epochs 1 --minibatch-size 32 --lr 2e-4 --levels dropoff --horizon 12 --iters 12 --eval-every 4 --eval-episodes 16 --checkpoint-every 2 --threads 1 --quiet"
+reflectrl train taxi --policy $R/sft_plain --no-reflection $RL --out $R/rl_plain
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector --reflection-tokens 96 $RL --out $R/rl_reflect
+
+# 4. Held-out evaluation: the first 100 seeds of the test split, level drop-off, horizon 12, greedy.
+EVAL="taxi --split test --level dropoff --horizon 12 --episodes 100 --batch-size 50 --threads 1 --quiet"
+reflectrl eval $EVAL --agent plain --policy $R/sft_plain --out $R/eval_sft_plain
+reflectrl eval $EVAL --agent plain --policy $R/rl_plain/final --out $R/eval_rl_plain
+reflectrl eval $EVAL --agent reflect --policy $R/sft_policy --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_sft_reflect
+reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect/final --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_rl_reflect
+
+# 5. Learning curves (training success per iteration, validation dashed).
+reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" --out experiments/taxi_rl/learning_curves.png \
+    --title "DangerousTaxi drop-off, SmolLM2-135M: success per RL iteration"
