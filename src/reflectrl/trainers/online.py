@@ -126,7 +126,7 @@ class RLConfig:
     epochs: int = 3
     """ppo and grpo: passes over each batch (the paper's 3); pg always makes one."""
     minibatch_size: int = 0
-    """Steps per optimizer step (rounded down to whole micro-batches); 0 puts the whole batch in one step."""
+    """Steps per optimizer step (rounded down to whole micro-batches, at least one); 0 puts the whole batch in one step."""
     micro_batch_size: int = 8
     """Steps per forward pass (gradients are accumulated over a minibatch)."""
     value_coef: float = 0.5
