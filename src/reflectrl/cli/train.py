@@ -238,12 +238,6 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             saved = json.loads(saved_path.read_text())
         except ValueError:
             fail(f"{saved_path} is not valid JSON")
-        horizon = saved.get("config", {}).get("horizon")
-        for key in ("env_options", "eval_env_options"):
-            # Runs started by earlier versions recorded --horizon inside the environment options as well.
-            options = saved.get(key)
-            if isinstance(options, dict) and horizon is not None and options.get("horizon") == horizon:
-                saved[key] = {k: v for k, v in options.items() if k != "horizon"}
         changed = sorted(
             key for key in set(saved) | set(settings)
             if key != "config" and saved.get(key) != settings.get(key)
