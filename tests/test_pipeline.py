@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.pipeline.presets import PRESETS, preset
-from reflectrl.pipeline.run import SETTINGS, run_pipeline, stage_names
+from reflectrl.pipeline.run import SETTINGS, rl_config, run_pipeline, stage_names
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
 from reflectrl.trainers.checkpoint import latest_checkpoint
 
@@ -140,8 +140,10 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
         for name in PRESETS:
             chosen = preset(name, env)
             assert chosen.name == name and chosen.eval_levels
+            rl_config(env, chosen)  # RLConfig rejects inconsistent settings (e.g. grpo groups)
     gpu = preset("gpu", "taxi")
     assert (gpu.rl.lr, gpu.rl.grad_clip, gpu.rl.ppo_clip, gpu.rl.epochs) == (2e-4, 0.3, 0.1, 3)
     assert gpu.rl.levels == ("pickup", "dropoff") and gpu.level == "dropoff"
     assert preset("cpu", "taxi").model == "smollm2-135m" and preset("cpu", "taxi").level == "dropoff"
     assert preset("gpu", "autoexplore").eval_levels == ("depth1", "depth2")
+    assert rl_config("taxi", preset("cpu", "taxi")).algo == "grpo"

@@ -29,12 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
-from reflectrl.pipeline.presets import Preset
+from reflectrl.pipeline.presets import Preset, RLSettings
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report
 from reflectrl.pipeline.stages import Stage, StageRunner
+
+if TYPE_CHECKING:
+    from reflectrl.trainers.online import RLConfig
 
 SFT_JOBS: tuple[tuple[str, str, str], ...] = (
     ("sft-reflector", "reflector", "reflector.jsonl"),
@@ -185,19 +188,27 @@ def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Pa
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
-    from reflectrl.rollout import LocalRolloutEngine
-    from reflectrl.trainers.online import OnlineTrainer, RLConfig, resolve_levels
-    from reflectrl.trainers.rl_players import load_rl_players
+def rl_config(env: str, preset: Preset) -> RLConfig:
+    """The RL run settings of `preset` (RLConfig checks them, so a bad preset fails before any model loads)."""
+    from reflectrl.trainers.online import RLConfig
 
     s = preset.rl
-    config = RLConfig(
+    return RLConfig(
         env=env, levels=s.levels or ((preset.level,) if preset.level else ()), horizon=preset.horizon, algo=s.algo,
-        iterations=s.iterations, episodes_per_iter=s.episodes_per_iter, seed=preset.seed, lr=s.lr, grad_clip=s.grad_clip,
-        entropy_coef=s.entropy_coef, ppo_clip=s.ppo_clip, epochs=s.epochs, replay_size=s.replay_size,
+        group_size=s.group_size, iterations=s.iterations, episodes_per_iter=s.episodes_per_iter, seed=preset.seed, lr=s.lr,
+        grad_clip=s.grad_clip, entropy_coef=s.entropy_coef, ppo_clip=s.ppo_clip, epochs=s.epochs, replay_size=s.replay_size,
         replay_episodes=s.replay_episodes, micro_batch_size=s.micro_batch_size, curriculum_schedule=s.curriculum_schedule,
         eval_every=s.eval_every, eval_episodes=s.eval_episodes, checkpoint_every=s.checkpoint_every, keep_checkpoints=1,
     )
+
+
+def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
+    from reflectrl.rollout import LocalRolloutEngine
+    from reflectrl.trainers.online import OnlineTrainer, resolve_levels
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    s = preset.rl
+    config = rl_config(env, preset)
     players = load_rl_players(
         str(policy), str(reflector) if reflector is not None else None, value_head=config.uses_critic,
         reflector_max_new_tokens=preset.reflection_tokens, shuffle_labels=None, init_seed=preset.seed, device=preset.device,
@@ -331,7 +342,7 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
         "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
         + ", ".join(f"{n} {name} rows" for name, n in data["rows"].items())
         + f"; negative share {data['negative_share']:.1%}",
-        "RL": f"{preset.rl.algo}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
+        "RL": f"{_algo_text(preset.rl)}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
         f"reflections up to {preset.reflection_tokens} tokens",
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
         f"this invocation {seconds:.0f} s",
@@ -350,6 +361,12 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
             "answers do not end an episode, so each runs to the horizon."
         )
     return write_report(out, title, intro, rows, curves, stage_seconds, meta, preset.to_dict())
+
+
+def _algo_text(rl: RLSettings) -> str:
+    if rl.algo == "grpo":
+        return f"grpo (groups of {rl.group_size} episodes per start seed, {rl.epochs} epoch{'s' if rl.epochs > 1 else ''})"
+    return f"ppo ({rl.epochs} epochs)" if rl.algo == "ppo" else rl.algo
 
 
 def _note(record: dict[str, Any]) -> str:
