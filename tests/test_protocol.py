@@ -13,7 +13,9 @@ from reflectrl.protocol import (
     parse_label,
     plain_prompt,
     policy_prompt,
+    reflection_in,
     reflector_prompt,
+    replace_reflection,
 )
 
 
@@ -66,6 +68,17 @@ def test_prompts_end_with_their_cues_and_hold_the_parts():
         assert state.task in text and state.history[0] in text and state.observation in text
     assert "Head north" in p and "Reflection: Head north" not in b
     assert menu.render() in p and menu.render() in b
+
+
+def test_replacing_a_reflection_gives_the_prompt_built_with_it():
+    state = taxi_state(steps=2)
+    menu = Menu.build(state.actions, LabelSet.plain())
+    teacher = policy_prompt(state, "Head north, the passenger waits there.", menu)
+    student = "Go east. Reflection: not a section start"
+    assert replace_reflection(teacher, student) == policy_prompt(state, student, menu)
+    assert reflection_in(teacher) == "Head north, the passenger waits there."
+    with pytest.raises(ValueError, match="not a policy prompt"):
+        replace_reflection(plain_prompt(state, menu), student)
 
 
 def words(text):

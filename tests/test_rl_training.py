@@ -259,8 +259,11 @@ class _Reflections(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    keys_seen: list[str | None] = []
+
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
+        self.keys_seen.append(self.headers.get("Authorization"))
         body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Keep walking forward."}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -283,3 +286,25 @@ def test_a_reflector_behind_an_openai_compatible_server_feeds_the_policy():
     steps = [s for e in batch.episodes for s in e.steps]
     assert steps and all(s.reflection == "Keep walking forward." for s in steps)
     assert batch.timings["reflect"] > 0
+
+
+def test_eval_finds_an_openai_reflector_through_the_environment_with_a_named_key(monkeypatch):
+    from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
+    from reflectrl.evaluation.harness import EvalConfig, evaluate
+
+    spec = AgentSpec("reflect", policy="tiny-random", reflector="openai:reflector", api_key_env="MY_SERVER_KEY", device="cpu")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_BASE_URL"):
+        load_agent(spec)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reflections)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Reflections.keys_seen.clear()
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv("MY_SERVER_KEY", "s3cret")
+    try:
+        loaded = load_agent(spec)
+        result = evaluate(loaded.agent, EvalConfig(env="corridor", episodes=2, level="short"), max_actions=loaded.max_actions, progress=False)
+        loaded.close()
+    finally:
+        server.shutdown()
+    assert len(result.episodes) == 2 and _Reflections.keys_seen and set(_Reflections.keys_seen) == {"Bearer s3cret"}

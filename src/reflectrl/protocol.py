@@ -229,6 +229,27 @@ def policy_prompt(
     return _fit(state, tail, count, budget)
 
 
+def _reflection_span(prompt: str) -> tuple[int, int]:
+    marker = "\nReflection: "
+    start = prompt.rfind(marker)
+    end = prompt.find("\nActions:\n", start + len(marker)) if start != -1 else -1
+    if end == -1:
+        raise ValueError("not a policy prompt: no 'Reflection: ... Actions:' section")
+    return start + len(marker), end
+
+
+def reflection_in(prompt: str) -> str:
+    """The reflection a `policy_prompt` shows."""
+    start, end = _reflection_span(prompt)
+    return prompt[start:end]
+
+
+def replace_reflection(prompt: str, reflection: str) -> str:
+    """`prompt` (a `policy_prompt`) with its reflection replaced by `reflection`; the rest is unchanged."""
+    start, end = _reflection_span(prompt)
+    return prompt[:start] + reflection.strip() + prompt[end:]
+
+
 def plain_prompt(state: State, menu: Menu, count: TokenCounter | None = None, budget: int | None = None) -> str:
     """State, the labelled actions, then `ACTION_CUE` (no reflection: the baseline)."""
     _check_menu(state, menu)

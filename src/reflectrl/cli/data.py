@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import fail
+from reflectrl.cli.options import apply_threads, bf16_option, threads_option
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
 
 
@@ -138,3 +139,55 @@ def sft(
     metrics = result.metrics
     parts = [f"{k}={metrics[k]}" for k in ("global_step", "eval_loss", "label_accuracy", "chance_accuracy") if k in metrics]
     typer.echo(f"{result.out}: " + ", ".join(parts))
+
+
+def reflect_data(
+    data: Path = typer.Option(..., help="gen-data output folder (reflector.jsonl and policy.jsonl)."),
+    reflector: Path = typer.Option(..., help="Trained reflector (an SFT adapter folder) that writes the new reflections."),
+    out: Path = typer.Option(..., help="Output folder (policy.jsonl, stats.json; re-run to continue)."),
+    reflection_tokens: int = typer.Option(64, min=1, help="Longest reflection in tokens (use the value of RL and eval)."),
+    positive_only: bool = typer.Option(False, "--positive-only", help="Rewrite policy_positive.jsonl (no negative examples)."),
+    max_episodes: Optional[int] = typer.Option(None, min=1, help="Rewrite only the first N episodes' rows (default: all)."),
+    batch_size: int = typer.Option(32, min=1, help="Reflector prompts per generate call."),
+    bf16: Optional[bool] = bf16_option(),
+    threads: Optional[int] = threads_option(),
+) -> None:
+    """Rewrite policy SFT rows with a trained reflector's own reflections (oracle labels kept).
+
+    A policy trained on the teacher's reflections trusts them; at RL and evaluation time it reads the trained
+    reflector's, which may be wrong. Train the policy on OUT/policy.jsonl so it learns the reflections it will see.
+    """
+    from tqdm.auto import tqdm
+
+    from reflectrl.datagen import ConfigMismatch, CorruptJournal
+    from reflectrl.datagen.student_reflections import StudentReflectionConfig, rewrite_policy_rows
+    from reflectrl.models import ModelLoadError, TwoPlayerModel
+    from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
+    from reflectrl.models.precision import resolve_bf16
+
+    apply_threads(threads)
+    if not is_adapter_folder(reflector):
+        fail(f"--reflector {reflector} is not an adapter folder (no adapter_config.json); give the output of `reflectrl sft --role reflector`")
+    config = StudentReflectionConfig(
+        data=str(data), reflector=str(reflector), reflection_tokens=reflection_tokens, positive_only=positive_only,
+        max_episodes=max_episodes,
+    )
+    try:
+        players = TwoPlayerModel.load(adapter_base_spec(reflector), reflector=reflector)
+        device = players.model.get_output_embeddings().weight.device
+        writer = players.local_reflector(max_new_tokens=reflection_tokens, bf16=resolve_bf16(bf16, device))
+        with tqdm(desc="reflect-data", unit="row", dynamic_ncols=True) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            stats = rewrite_policy_rows(config, writer, out, rows_per_batch=batch_size, on_batch=advance)
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again to continue where it stopped", 130)
+    except (ValueError, ConfigMismatch, CorruptJournal, ModelLoadError, OSError) as err:
+        fail(str(err))
+    typer.echo(
+        f"{out / 'policy.jsonl'}: {stats['rows']} policy rows with the reflector's reflections "
+        f"({stats['same_as_teacher']:.1%} identical to the teacher's); {stats['seconds_this_run']} s"
+    )

@@ -17,7 +17,11 @@ def evaluate(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     agent: str = typer.Option(..., "--agent", help=f"Agent kind: {', '.join(AGENT_KINDS)}."),
     model: Optional[str] = typer.Option(None, "--model", help="prompted: a local model spec, or the server's model name with --base-url."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server (up to /v1) for a prompted model or an openai: reflector."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url",
+        help="OpenAI-compatible server (up to /v1) for a prompted model or an openai: reflector (which falls back to $OPENAI_BASE_URL).",
+    ),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the server's API key."),
     policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
     reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, or openai:MODEL."),
     split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
@@ -57,7 +61,7 @@ def evaluate(
             fail(f"--out {out} exists and is not a folder")
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
-            kind=agent, model=model, base_url=base_url, policy=policy, reflector=reflector,
+            kind=agent, model=model, base_url=base_url, api_key_env=api_key_env, policy=policy, reflector=reflector,
             reflection_tokens=reflection_tokens, seed=seed, device=device, bf16=bf16,
         )
         spec.check()

@@ -7,7 +7,7 @@ import typer
 from reflectrl.cli.alfworld import app as alfworld_app
 from reflectrl.cli.autoexplore import app as autoexplore_app
 from reflectrl.cli.baselines import baselines
-from reflectrl.cli.data import gen_data, sft
+from reflectrl.cli.data import gen_data, reflect_data, sft
 from reflectrl.cli.evaluate import evaluate
 from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
@@ -37,6 +37,7 @@ app.command("play")(play)
 app.command("baselines")(baselines)
 app.command("train")(train)
 app.command("gen-data")(gen_data)
+app.command("reflect-data")(reflect_data)
 app.command("sft")(sft)
 app.command("eval")(evaluate)
 app.command("plot")(plot)

@@ -32,6 +32,7 @@ def train(
     policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
     reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, or openai:MODEL (a server)."),
     reflector_url: Optional[str] = typer.Option(None, "--reflector-url", help="openai: reflector's server URL up to /v1 (default $OPENAI_BASE_URL)."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: reflector: environment variable holding the API key."),
     no_reflection: bool = typer.Option(False, "--no-reflection", help="Train the plain policy without a reflector (the baseline)."),
     algo: str = typer.Option("pg", "--algo", help="pg (REINFORCE), ppo or grpo."),
     iters: int = typer.Option(50, "--iters", min=0, help="Total iterations of the run."),
@@ -173,6 +174,7 @@ def _run(args: dict[str, Any]) -> None:
         init_seed=config.seed,
         device=args["device"],
         reflector_url=args["reflector_url"],
+        reflector_api_key_env=args["api_key_env"],
         bf16=args["bf16"],
     )
     if config.horizon is not None:

@@ -34,7 +34,10 @@ class AgentSpec:
     model: str | None = None
     """prompted: local model spec, or the model name on the server at `base_url`."""
     base_url: str | None = None
-    """OpenAI-compatible server (up to /v1) for a prompted model or an ``openai:`` reflector."""
+    """OpenAI-compatible server (up to /v1) for a prompted model or an ``openai:`` reflector
+    (an ``openai:`` reflector falls back to ``$OPENAI_BASE_URL``)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the server's API key (unset: no key sent)."""
     policy: str | None = None
     """plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."""
     reflector: str | None = None
@@ -110,8 +113,6 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
     from reflectrl.trainers.rl_players import OPENAI_PREFIX, load_rl_players
 
     reflector = spec.reflector if spec.kind == "reflect" else None
-    if reflector and reflector.startswith(OPENAI_PREFIX) and not spec.base_url:
-        raise ValueError("an openai: reflector needs --base-url (the server URL up to /v1)")
     players = load_rl_players(
         spec.policy,
         reflector,
@@ -120,6 +121,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         init_seed=spec.seed,
         device=spec.device,
         reflector_url=spec.base_url,
+        reflector_api_key_env=spec.api_key_env,
         bf16=spec.bf16,
     )
     if spec.reflection_cache and players.reflector is not None:
@@ -140,7 +142,7 @@ def _prompted(spec: AgentSpec) -> LoadedAgent:
     if spec.base_url:
         from reflectrl.models import OpenAIChatClient
 
-        client = OpenAIChatClient(spec.base_url, spec.model)
+        client = OpenAIChatClient(spec.base_url, spec.model, api_key_env=spec.api_key_env)
         agent = PromptedAgent(client, max_new_tokens=spec.answer_tokens, seed=spec.seed)
         return LoadedAgent(agent, len(agent.label_set), spec.describe(), [client.close])
     from reflectrl.models import load_model

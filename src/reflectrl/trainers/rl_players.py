@@ -68,6 +68,7 @@ def load_rl_players(
     device: str | None = None,
     dtype: str | None = None,
     reflector_url: str | None = None,
+    reflector_api_key_env: str = "OPENAI_API_KEY",
     bf16: bool | None = None,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
@@ -86,7 +87,9 @@ def load_rl_players(
     reflector_adapter = None
     remote = None
     if reflector is not None and str(reflector).startswith(OPENAI_PREFIX):
-        remote = _remote_reflector(str(reflector)[len(OPENAI_PREFIX):], reflector_url, reflector_max_new_tokens)
+        remote = _remote_reflector(
+            str(reflector)[len(OPENAI_PREFIX):], reflector_url, reflector_max_new_tokens, reflector_api_key_env
+        )
     elif reflector is not None:
         if is_adapter_folder(reflector):
             reflector_base = adapter_base_spec(reflector)
@@ -129,12 +132,13 @@ def load_rl_players(
     return RLPlayers(players, label_policy, agent, timed, reference, base)
 
 
-def _remote_reflector(model: str, url: str | None, max_tokens: int):
+def _remote_reflector(model: str, url: str | None, max_tokens: int, api_key_env: str):
     from reflectrl.models import OpenAIChatClient, OpenAIReflector
 
     url = url or os.environ.get("OPENAI_BASE_URL")
     if not model:
         raise ValueError(f"name the server's model after {OPENAI_PREFIX!r}, e.g. {OPENAI_PREFIX}my-reflector")
     if not url:
-        raise ValueError("an openai: reflector needs the server URL (--reflector-url or $OPENAI_BASE_URL)")
-    return OpenAIReflector(OpenAIChatClient(url, model), max_tokens=max_tokens)
+        raise ValueError("an openai: reflector needs the server URL up to /v1 (--reflector-url for train, --base-url for eval, "
+                         "or $OPENAI_BASE_URL)")
+    return OpenAIReflector(OpenAIChatClient(url, model, api_key_env=api_key_env), max_tokens=max_tokens)
