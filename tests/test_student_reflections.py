@@ -86,6 +86,9 @@ def test_other_settings_and_mismatched_files_are_refused(teacher_data, tmp_path)
     (teacher_data / "policy.jsonl").write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")
     with pytest.raises(ValueError, match="different states"):
         rewrite_policy_rows(config, ScriptedReflector(), tmp_path / "other")
+    (teacher_data / "policy.jsonl").write_text("\n".join(['{"episode": 0}', *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="not a gen-data row"):
+        rewrite_policy_rows(config, ScriptedReflector(), tmp_path / "other")
 
 
 def test_cli_with_a_tiny_reflector_adapter(teacher_data, tmp_path):

@@ -70,9 +70,11 @@ def _paired_episodes(reflector_rows: list[dict], policy_rows: list[dict]) -> dic
         raise ValueError(f"{len(reflector_rows)} reflector rows but {len(policy_rows)} policy rows: not one gen-data output")
     episodes: dict[int, list[tuple[dict, dict]]] = {}
     for number, (ref, pol) in enumerate(zip(reflector_rows, policy_rows)):
-        if any(ref.get(k) != pol.get(k) for k in ROW_KEYS):
+        if not all(isinstance(pol.get(k), str) for k in ("prompt", "completion")) or not isinstance(ref.get("completion"), str):
+            raise ValueError(f"row {number + 1}: not a gen-data row (prompt and completion texts are missing)")
+        if any(ref.get(k) != pol.get(k) for k in ROW_KEYS) or not isinstance(pol.get("episode"), int):
             raise ValueError(f"row {number + 1}: the reflector and policy rows describe different states; not one gen-data output")
-        episodes.setdefault(int(pol["episode"]), []).append((ref, pol))
+        episodes.setdefault(pol["episode"], []).append((ref, pol))
     return episodes
 
 
