@@ -135,6 +135,23 @@ def test_pipeline_cli_refuses_bad_requests_without_traceback(tmp_path):
     assert result.exit_code == 2 and "not a folder" in result.output and "Traceback" not in result.output
 
 
+def test_alfworld_game_set_from_the_environment_is_part_of_the_run_settings(tmp_path, monkeypatch):
+    import reflectrl.pipeline.run as pipeline_run
+
+    seen = {}
+
+    def capture(env, settings, folder, command, **_):
+        seen.update(env=env, settings=settings, command=command)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(pipeline_run, "run_pipeline", capture)
+    monkeypatch.setenv("ALFWORLD_DATA", "my games")
+    result = CliRunner().invoke(app, ["pipeline", "alfworld", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 2 and "stopped by the test" in result.output
+    assert seen["settings"].env_kwargs["data_dir"] == "my games"
+    assert seen["command"].startswith("ALFWORLD_DATA='my games' reflectrl pipeline alfworld --preset cpu")
+
+
 def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
     for env in ("taxi", "corridor", "autoexplore", "alfworld"):
         for name in PRESETS:
