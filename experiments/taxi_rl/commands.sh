@@ -28,6 +28,15 @@ reflectrl eval $EVAL --agent plain --policy $R/rl_plain/final --out $R/eval_rl_p
 reflectrl eval $EVAL --agent reflect --policy $R/sft_policy --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_sft_reflect
 reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect/final --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_rl_reflect
 
+# 4b. Session 4: the policy trained on the SFT reflector's own reflections (first 84 teacher episodes, 986 rows),
+#     then Reflect-RL from it (8 iterations) and the two held-out evaluations.
+reflectrl reflect-data --data $R/data --reflector $R/sft_reflector --out $R/student_data --reflection-tokens 96 --max-episodes 84 --threads 1
+reflectrl sft --role policy --data $R/student_data/policy.jsonl --out $R/sft_policy_student ${SFT/--save-steps 40/--save-steps 20} --max-steps 100 --max-minutes 26 --max-eval-rows 100
+reflectrl train taxi --policy $R/sft_policy_student --reflector $R/sft_reflector --reflection-tokens 96 ${RL/--iters 12/--iters 8} --out $R/rl_reflect_student
+reflectrl eval $EVAL --agent reflect --policy $R/sft_policy_student --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_sft_reflect_student
+reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect_student/final --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_rl_reflect_student
+
 # 5. Learning curves (training success per iteration, validation dashed).
-reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" --out experiments/taxi_rl/learning_curves.png \
+reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" \
+    "Reflect-RL, policy SFT on the reflector's reflections=$R/rl_reflect_student" --out experiments/taxi_rl/learning_curves.png \
     --title "DangerousTaxi drop-off, SmolLM2-135M: success per RL iteration"
