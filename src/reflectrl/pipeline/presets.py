@@ -18,24 +18,25 @@ horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
 with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
-Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), measured on the
-project's 2-core CPU with 2 torch threads (experiments/taxi_pipeline): 22 min 55 s in all.
+Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), measured from a
+fresh clone on the project's 2-core CPU with 2 torch threads and nothing else running
+(experiments/taxi_pipeline): 16 min 46 s in all, peak memory 7.0 GiB.
 
 =============================  =======  =================================================
 stage                          seconds  notes
 =============================  =======  =================================================
 data (60 oracle episodes)      3
-5 x SFT (<= 24 steps x 8       116-149  each stopped by its 1.75-minute limit after 4-22
-rows, LoRA on all blocks)               steps (the first one shared the CPU with a benchmark)
-3 x RL (2 iterations x 8       113-158  reflect rows cost more: every step writes reflections
-episodes)
-5 trained rows (30 seeds)      28-110   reflect rows 28-110, plain rows about 45
-prompted row (10 seeds)        13
+5 x SFT (<= 24 steps x 8       95-121   four stopped by their 1.75-minute limit after
+rows, LoRA on all blocks)               16-20 steps; plain finished its 24
+3 x RL (GRPO, 2 iterations x   62-125   all finished both iterations; reflect runs cost
+8 episodes)                             more (every step writes reflections)
+5 trained rows (30 seeds)      13-56    reflect rows cost more
+prompted row (10 seeds)        12
 oracle, random, report         1
 =============================  =======  =================================================
 
 Safety nets: ``SFTSettings.max_minutes`` (1.75) and ``RLSettings.max_minutes`` (2) stop a
-stage early on a slow machine (the report says so); they did fire on this CPU, so a re-run
+stage early on a slow machine (the report says so); the SFT limit fires on this CPU, so a re-run
 on another machine trains for as many steps as fit in those minutes. Knobs, in order of
 effect: `SFTSettings.max_steps` and `max_minutes`, `RLSettings.iterations` and
 `episodes_per_iter`, `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`.
