@@ -145,6 +145,8 @@ def test_alfworld_game_set_from_the_environment_is_part_of_the_run_settings(tmp_
         raise ValueError("stopped by the test")
 
     monkeypatch.setattr(pipeline_run, "run_pipeline", capture)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my games" / "json_2.1.1").mkdir(parents=True)
     monkeypatch.setenv("ALFWORLD_DATA", "my games")
     result = CliRunner().invoke(app, ["pipeline", "alfworld", "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 2 and "stopped by the test" in result.output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +32,20 @@ def pipeline(
         settings = get_preset(preset_name, entry.name)
     except ValueError as err:
         fail(str(err))
-    if entry.name == "alfworld" and os.environ.get("ALFWORLD_DATA") and "data_dir" not in settings.env_kwargs:
-        # Into the preset, so that pipeline.json and the report name the game set, and a re-run with
-        # another game set is refused instead of mixing two sets' stages.
-        settings = replace(settings, env_kwargs={**settings.env_kwargs, "data_dir": os.environ["ALFWORLD_DATA"]})
+    games = ""
+    if entry.name == "alfworld" and "data_dir" not in settings.env_kwargs:
+        from reflectrl.envs.alfworld.dataset import resolve_data_root
+
+        try:
+            root = resolve_data_root(None)  # the environment's own rule for $ALFWORLD_DATA
+        except FileNotFoundError as err:
+            fail(str(err))
+        if root is not None:
+            # Into the preset, so that pipeline.json and the report name the game set, and a re-run with
+            # another game set is refused instead of mixing two sets' stages.
+            settings = replace(settings, env_kwargs={**settings.env_kwargs, "data_dir": str(root)})
+            games = f"ALFWORLD_DATA={shlex.quote(str(root))} "
     folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
-    games = f"ALFWORLD_DATA={shlex.quote(os.environ['ALFWORLD_DATA'])} " if "data_dir" in settings.env_kwargs and entry.name == "alfworld" else ""
     command = games + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
     )

@@ -127,19 +127,17 @@ def rewrite_policy_rows(
     for batch in _batches(episodes, [e for e in episodes if e not in done], rows_per_batch):
         pairs = [pair for episode in batch for pair in episodes[episode]]
         reflections = reflector.reflect([ref["prompt"] for ref, _ in pairs])
-        rewritten = iter(
-            {
-                **pol,
-                "prompt": replace_reflection(pol["prompt"], reflection),
-                "teacher_reflection": ref["completion"].strip(),
-                "reflection_source": config.reflector,
-            }
-            for (ref, pol), reflection in zip(pairs, reflections, strict=True)
-        )
+        rewritten = [
+            {**pol, "prompt": replace_reflection(pol["prompt"], reflection), "teacher_reflection": reflection_in(pol["prompt"]),
+             "reflection_source": config.reflector}
+            for (_, pol), reflection in zip(pairs, reflections, strict=True)
+        ]
+        start = 0
         for episode in batch:
-            record = {"episode": episode, "rows": [next(rewritten) for _ in episodes[episode]]}
-            journal.append(record)
-            done[episode] = record
+            end = start + len(episodes[episode])
+            done[episode] = {"episode": episode, "rows": rewritten[start:end]}
+            journal.append(done[episode])
+            start = end
         finished += len(pairs)
         if on_batch is not None:
             on_batch(finished, total)
