@@ -96,6 +96,35 @@ def test_other_baselines_and_batching_train_with_finite_losses(settings):
     assert any(not torch.equal(start[k], p) for k, p in _weights(trainer).items())
 
 
+def test_grpo_skips_steps_of_groups_whose_episodes_all_got_one_return():
+    config = RLConfig(
+        env="corridor", levels=("short",), algo="grpo", episodes_per_iter=8, group_size=4, eval_every=0,
+        epochs=1, lr=1e-3, replay_size=0, skip_zero_advantage=True,
+    )
+    trainer = _trainer(config)
+    batch = trainer.collect(1, "short")
+    first, second = batch.episodes[:4], batch.episodes[4:]
+    for episode in batch.episodes:  # group 0: every episode gets return 0 -> no signal
+        for step in episode.steps:
+            step.reward = 0.0
+    second[0].steps[-1].reward = 1.0  # group 1: one episode differs -> all its steps have an advantage
+    start = _weights(trainer)
+    stats = trainer.update(batch, [], 1)
+    assert [e.group for e in first] == [0] * 4 and [e.group for e in second] == [1] * 4
+    assert stats["update/skipped_steps"] == sum(e.length for e in first)
+    assert stats["update/steps"] == sum(e.length for e in second)
+    assert any(not torch.equal(start[k], p) for k, p in _weights(trainer).items())
+
+    for step in second[0].steps:  # now no group has a signal: no pass, no optimizer step at all
+        step.reward = 0.0
+    start = _weights(trainer)
+    stats = trainer.update(batch, [], 2)
+    assert stats["update/steps"] == 0.0 and stats["update/skipped_steps"] == batch.num_steps
+    assert all(torch.equal(start[k], p) for k, p in _weights(trainer).items())
+    with pytest.raises(ValueError, match="grpo only"):
+        RLConfig(env="corridor", algo="ppo", skip_zero_advantage=True)
+
+
 @pytest.mark.parametrize("refresh", [True, False])
 def test_ratios_start_at_exactly_one_under_bfloat16(refresh, monkeypatch):
     """bfloat16 log-probs depend on the batch a row sits in; the update's own micro-batches give the ratio's denominator."""
@@ -249,6 +278,10 @@ def test_cli_refuses_bad_requests_with_clear_messages(tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
     changed = runner.invoke(app, run + ["--iters", "2", "--lr", "0.1", "--resume"])
     assert changed.exit_code == 2 and "lr" in changed.output and changed.output.count("Error:") == 1
+    # A run written before a setting existed resumes: the missing setting had its default.
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    del saved["config"]["skip_zero_advantage"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(saved))
     longer = runner.invoke(app, run + ["--iters", "2", "--resume"])  # more iterations, same settings
     assert longer.exit_code == 0, longer.output
 

@@ -13,6 +13,7 @@ The run folder (`--out`) holds:
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +26,12 @@ from reflectrl.envs import lookup
 FINAL = "final"
 RUN_FILE = "run.json"
 _RESUME_FREE = ("iterations", "eval_every", "checkpoint_every", "keep_checkpoints")
+
+
+def _config_defaults() -> dict[str, Any]:
+    from reflectrl.trainers.online import RLConfig
+
+    return {f.name: f.default for f in fields(RLConfig) if f.default is not MISSING}
 
 
 def train(
@@ -44,6 +51,7 @@ def train(
     curriculum_threshold: Optional[float] = typer.Option(None, "--curriculum-threshold", help="Move to the next level when validation success reaches this."),
     group_size: int = typer.Option(4, "--group-size", min=1, help="grpo: episodes per start state."),
     step_groups: bool = typer.Option(False, "--step-groups", help="grpo: add GiGPO-style step-level advantages over identical states."),
+    skip_zero_advantage: bool = typer.Option(False, "--skip-zero-advantage", help="grpo: skip the forward/backward pass of steps whose group all got one return (no policy-gradient signal)."),
     pg_baseline: str = typer.Option("mean", "--pg-baseline", help="pg: none, mean or critic."),
     advantage: str = typer.Option("gae", "--advantage", help="ppo: gae or mc."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same run)."),
@@ -131,6 +139,7 @@ def _run(args: dict[str, Any]) -> None:
         entropy_coef=args["entropy_coef"],
         kl_coef=args["kl_coef"],
         step_groups=args["step_groups"],
+        skip_zero_advantage=args["skip_zero_advantage"],
         replay_size=args["replay_size"],
         replay_episodes=args["replay_episodes"],
         replay_weight=args["replay_weight"],
@@ -244,7 +253,8 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             key for key in set(saved) | set(settings)
             if key != "config" and saved.get(key) != settings.get(key)
         )
-        saved_config = dict(saved.get("config", {}))
+        # A run saved before a setting existed used that setting's default.
+        saved_config = {**_config_defaults(), **saved.get("config", {})}
         new_config = dict(settings["config"])
         for key in _RESUME_FREE:
             saved_config.pop(key, None)

@@ -143,6 +143,8 @@ class RLConfig:
     """grpo: add GiGPO-style advantages over identical states within a group."""
     step_group_weight: float = 1.0
     """grpo with step_groups: weight of the step-level advantage."""
+    skip_zero_advantage: bool = False
+    """grpo: leave out on-policy steps whose advantage is exactly 0 (their whole group had one return)."""
     replay_size: int = 16
     """Capacity of the buffer of successful episodes; 0 disables replay."""
     replay_episodes: int = 2
@@ -175,6 +177,7 @@ class RLConfig:
             (self.algo != "grpo" or self.episodes_per_iter % self.group_size == 0,
              f"grpo needs episodes_per_iter ({self.episodes_per_iter}) to be a multiple of group_size ({self.group_size})"),
             (self.algo != "grpo" or self.group_size >= 2, "grpo needs group_size >= 2 (a group of one has no baseline)"),
+            (self.algo == "grpo" or not self.skip_zero_advantage, "skip_zero_advantage applies to grpo only"),
             (self.lr > 0 and self.grad_clip > 0, "lr and grad_clip must be > 0"),
             (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma and gae_lambda must lie in [0, 1]"),
             (self.ppo_clip > 0 and self.epochs >= 1, "ppo_clip must be > 0 and epochs >= 1"),
@@ -459,8 +462,16 @@ class OnlineTrainer:
         # A step without a label choice (an agent that answered nothing valid) has no log-prob to train;
         # its reward still counted in the returns above.
         items = [i for i in items if i.action >= 0 and i.prompt_ids and math.isfinite(i.old_log_prob)]
+        skipped = 0
+        if cfg.skip_zero_advantage:
+            # DAPO's filter without its resampling: when every episode of a group earned the same
+            # return, its steps carry no policy-gradient signal, only the entropy bonus (and KL),
+            # yet each costs a forward and backward pass. On a task the policy never solves yet
+            # (ALFWorld after a short SFT) that is the whole update.
+            kept = [i for i in items if i.replay or i.advantage != 0.0]
+            skipped, items = len(items) - len(kept), kept
         if not items:
-            return {"update/steps": 0.0, "update/replay_steps": 0.0}
+            return {"update/steps": 0.0, "update/replay_steps": 0.0, "update/skipped_steps": float(skipped)}
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
         rng = np.random.default_rng(derive_seed(cfg.seed, iteration, "minibatches"))
         # Micro-batches keep their rows for the whole update: under bfloat16 a row's log-prob
@@ -479,6 +490,8 @@ class OnlineTrainer:
         stats = {f"loss/{k}": v for k, v in sums.means().items()}
         stats["update/steps"] = float(sum(not i.replay for i in items))
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
+        if cfg.skip_zero_advantage:
+            stats["update/skipped_steps"] = float(skipped)
         return stats
 
     def _refresh_old_log_probs(self, micro_batches: list[list[_Item]]) -> None:
