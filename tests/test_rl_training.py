@@ -286,6 +286,18 @@ def test_cli_refuses_bad_requests_with_clear_messages(tmp_path):
     assert longer.exit_code == 0, longer.output
 
 
+def test_cli_passes_the_grpo_switches_to_the_run(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "corridor", "--policy", "tiny-random", "--no-reflection", "--algo", "grpo", "--episodes-per-iter", "4",
+            "--group-size", "2", "--iters", "1", "--eval-every", "0", "--horizon", "4", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(app, args + ["--no-grpo-std-norm", "--skip-zero-advantage"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "run.json").read_text())["config"]
+    assert config["grpo_std_norm"] is False and config["skip_zero_advantage"] is True
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "update/skipped_steps" in record
+
+
 class _Reflections(BaseHTTPRequestHandler):
     """A loopback chat-completions endpoint whose every answer is one fixed reflection."""
 
