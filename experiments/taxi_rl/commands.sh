@@ -36,6 +36,21 @@ reflectrl train taxi --policy $R/sft_policy_student --reflector $R/sft_reflector
 reflectrl eval $EVAL --agent reflect --policy $R/sft_policy_student --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_sft_reflect_student
 reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect_student/final --reflector $R/sft_reflector --reflection-tokens 96 --out $R/eval_rl_reflect_student
 
+# 4c. Session 5: a stronger reflector (same rows and settings, longer: stopped after 241 of 320 steps), how often
+#     each reflector recommends the oracle's move on held-out drop-off states, the held-out evaluation of the
+#     reflective SFT policy with it, and Reflect-RL from there (three variants, see README.md).
+reflectrl sft --role reflector --data $R/data/reflector.jsonl --out $R/sft_reflector_strong ${SFT/--eval-steps 40 --save-steps 40/--eval-steps 80 --save-steps 20} --max-steps 320 --max-eval-rows 48
+#     (killed after the step-240 checkpoint, then finished with the same command plus --resume --max-minutes 0.05)
+reflectrl gen-data taxi --teacher oracle --episodes 24 --random-prob 0.1 --negatives 0 --fixed-labels --split validation --level dropoff --horizon 12 --out $R/probe_data
+for r in sft_reflector sft_reflector_strong; do
+    reflectrl reflect-data --data $R/probe_data --reflector $R/$r --out $R/probe_$r --reflection-tokens 96 --threads 1
+    python experiments/taxi_rl/reflector_probe.py $R/probe_$r/policy.jsonl
+done
+reflectrl eval $EVAL --agent reflect --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_sft_reflect_strong
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 $RL --out $R/rl_reflect_strong   # stopped after 4 iterations
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 $RL --no-grpo-std-norm --out $R/rl_reflect_strong_nostd
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--lr 2e-4/--lr 5e-5} --kl-coef 0.05 --out $R/rl_reflect_strong_lowlr
+
 # 5. Learning curves (training success per iteration, validation dashed).
 reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" \
     "Reflect-RL, policy SFT on the reflector's reflections=$R/rl_reflect_student" --out experiments/taxi_rl/learning_curves.png \
