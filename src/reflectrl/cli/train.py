@@ -13,7 +13,6 @@ The run folder (`--out`) holds:
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,12 +25,6 @@ from reflectrl.envs import lookup
 FINAL = "final"
 RUN_FILE = "run.json"
 _RESUME_FREE = ("iterations", "eval_every", "checkpoint_every", "keep_checkpoints")
-
-
-def _config_defaults() -> dict[str, Any]:
-    from reflectrl.trainers.online import RLConfig
-
-    return {f.name: f.default for f in fields(RLConfig) if f.default is not MISSING}
 
 
 def train(
@@ -255,8 +248,14 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             key for key in set(saved) | set(settings)
             if key != "config" and saved.get(key) != settings.get(key)
         )
-        # A run saved before a setting existed used that setting's default.
-        saved_config = {**_config_defaults(), **saved.get("config", {})}
+        from reflectrl.trainers.online import RLConfig
+
+        # Through RLConfig, as the checkpoint check does: a setting added after the run was
+        # saved takes its default instead of reading as a change.
+        try:
+            saved_config = RLConfig.from_dict(saved.get("config", {})).to_dict()
+        except (TypeError, ValueError) as err:
+            fail(f"{saved_path} holds settings this version cannot read ({err}); use a new --out")
         new_config = dict(settings["config"])
         for key in _RESUME_FREE:
             saved_config.pop(key, None)

@@ -470,8 +470,9 @@ class OnlineTrainer:
             # (ALFWorld after a short SFT) that is the whole update.
             kept = [i for i in items if i.replay or i.advantage != 0.0]
             skipped, items = len(items) - len(kept), kept
+        counts = {"update/skipped_steps": float(skipped)} if cfg.skip_zero_advantage else {}
         if not items:
-            return {"update/steps": 0.0, "update/replay_steps": 0.0, "update/skipped_steps": float(skipped)}
+            return {"update/steps": 0.0, "update/replay_steps": 0.0, **counts}
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
         rng = np.random.default_rng(derive_seed(cfg.seed, iteration, "minibatches"))
         # Micro-batches keep their rows for the whole update: under bfloat16 a row's log-prob
@@ -490,9 +491,7 @@ class OnlineTrainer:
         stats = {f"loss/{k}": v for k, v in sums.means().items()}
         stats["update/steps"] = float(sum(not i.replay for i in items))
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
-        if cfg.skip_zero_advantage:
-            stats["update/skipped_steps"] = float(skipped)
-        return stats
+        return {**stats, **counts}
 
     def _refresh_old_log_probs(self, micro_batches: list[list[_Item]]) -> None:
         """Ratio denominators from the update's own forward pass, before any step.
