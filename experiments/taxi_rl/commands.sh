@@ -51,7 +51,28 @@ reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong 
 reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 $RL --no-grpo-std-norm --out $R/rl_reflect_strong_nostd
 reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--lr 2e-4/--lr 5e-5} --kl-coef 0.05 --out $R/rl_reflect_strong_lowlr
 
+# 4d. Session 6: the session-5 GRPO run's iteration-4 adapter on the test seeds; a no-learning control (lr 1e-12,
+#     stopped after 3 iterations); Reflect-RL with discounting, with and without step-level groups, 8 iterations each
+#     (the runs were started with --iters 12, their iteration-8 checkpoints were evaluated, and they were stopped after
+#     iterations 10 and 9, which their metrics files include); which moves obey the reflection.
+reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect_strong/checkpoints/iter-000004/policy --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_rl_reflect_strong_iter4
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--lr 2e-4/--lr 1e-12} --out $R/rl_reflect_strong_control   # stopped after 3 iterations
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--iters 12/--iters 8} --gamma 0.9 --out $R/rl_reflect_strong_g09
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--iters 12/--iters 8} --gamma 0.9 --step-groups --out $R/rl_reflect_strong_g09_steps
+for run in rl_reflect_strong_g09 rl_reflect_strong_g09_steps; do
+    reflectrl eval $EVAL --agent reflect --policy $R/$run/final --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_${run}_iter8
+done
+python experiments/taxi_rl/reflection_follow.py "SFT, 89-step reflector=$R/eval_sft_reflect" "Reflect-RL 12 it., 89-step=$R/eval_rl_reflect" \
+    "SFT, 241-step reflector=$R/eval_sft_reflect_strong" "GRPO 4 it., 241-step=$R/eval_rl_reflect_strong_iter4" \
+    "GRPO gamma 0.9, 8 it.=$R/eval_rl_reflect_strong_g09_iter8" "GRPO gamma 0.9 + step groups, 8 it.=$R/eval_rl_reflect_strong_g09_steps_iter8"
+
 # 5. Learning curves (training success per iteration, validation dashed).
 reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" \
     "Reflect-RL, policy SFT on the reflector's reflections=$R/rl_reflect_student" --out experiments/taxi_rl/learning_curves.png \
     --title "DangerousTaxi drop-off, SmolLM2-135M: success per RL iteration"
+reflectrl plot "no update (lr 1e-12)=$R/rl_reflect_strong_control" "GRPO=$R/rl_reflect_strong" "GRPO, gamma 0.9=$R/rl_reflect_strong_g09" \
+    "GRPO, gamma 0.9, step groups=$R/rl_reflect_strong_g09_steps" --out experiments/taxi_rl/learning_curves_strong_reflector.png \
+    --title "Reflect-RL from the 241-step reflector: success per RL iteration"
+reflectrl plot "no update (lr 1e-12)=$R/rl_reflect_strong_control" "GRPO=$R/rl_reflect_strong" "GRPO, gamma 0.9=$R/rl_reflect_strong_g09" \
+    "GRPO, gamma 0.9, step groups=$R/rl_reflect_strong_g09_steps" --metric loss/entropy --out experiments/taxi_rl/entropy_strong_reflector.png \
+    --title "Reflect-RL from the 241-step reflector: policy entropy (nats) during each update"
