@@ -189,6 +189,41 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, smollm2_tokeniz
     assert more.episodes_generated == 1
 
 
+def test_misleading_rows_argue_for_a_wrong_action_and_keep_the_oracles_label(tmp_path, smollm2_tokenizer):
+    plain = _gen(tmp_path, smollm2_tokenizer, name="plain", episodes=3)
+    mixed = _gen(tmp_path, smollm2_tokenizer, name="mixed", episodes=3, misleading=0.5)
+    rows = load_rows(mixed.out / "policy.jsonl")
+    misleading = [r for r in rows if r["misleading_hint"] is not None]
+    assert 0 < len(misleading) < len(rows)
+    # Every other row, and every reflector and plain row, is what the run without them wrote.
+    assert [r for r in rows if r["misleading_hint"] is None] == load_rows(plain.out / "policy.jsonl")
+    for name in ("reflector.jsonl", "plain.jsonl"):
+        assert (mixed.out / name).read_bytes() == (plain.out / name).read_bytes()
+    right = {(r["seed"], tuple(r["taken"])): r for r in load_rows(plain.out / "policy.jsonl")}
+    explainer = explainer_for("taxi")
+    for row in misleading:
+        assert row["misleading_hint"] != row["oracle_action"]
+        assert row["menu_actions"][row["action_index"]] == row["oracle_action"]
+        assert row["completion"] == row["labels"][row["action_index"]]
+        twin = right[(row["seed"], tuple(row["taken"]))]
+        reflection = row["prompt"].split("Reflection:", 1)[1].split("Actions:", 1)[0]
+        assert reflection != twin["prompt"].split("Reflection:", 1)[1].split("Actions:", 1)[0]
+    validate({"policy": misleading}, lambda: make_env("taxi"), explainer)
+
+
+def test_a_folder_written_before_a_setting_existed_still_resumes(tmp_path, smollm2_tokenizer):
+    _gen(tmp_path, smollm2_tokenizer, episodes=2)
+    saved = tmp_path / "data" / PROGRESS_DIR / "config.json"
+    identity = json.loads(saved.read_text())
+    del identity["misleading"]  # as an older version wrote it
+    saved.write_text(json.dumps(identity))
+    assert _gen(tmp_path, smollm2_tokenizer, episodes=3).episodes_generated == 1
+    identity["no_such_setting"] = 1
+    saved.write_text(json.dumps(identity))
+    with pytest.raises(ConfigMismatch):
+        _gen(tmp_path, smollm2_tokenizer, episodes=3)
+
+
 def test_env_factory_keeps_menus_within_the_labels(smollm2_tokenizer):
     labels = LabelSet.for_tokenizer(smollm2_tokenizer)
     env = env_factory(GenConfig(env="taxi", out="unused", level="pickup"), labels)()

@@ -33,6 +33,10 @@ def gen_data(
     episodes: int = typer.Option(100, min=1, help="Expert episodes to roll out."),
     random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
     negatives: int = typer.Option(2, min=0, help="Negative examples per episode."),
+    misleading: float = typer.Option(
+        0.0, min=0.0, max=1.0,
+        help="Share of states that also get a policy row whose reflection argues for a wrong action (label: the oracle's).",
+    ),
     out: Path = typer.Option(..., help="Output folder."),
     split: str = typer.Option("train", help=f"Seed range: {', '.join(SPLIT_SEED_OFFSETS)}."),
     level: Optional[str] = typer.Option(None, help="Curriculum level (default: the hardest)."),
@@ -69,7 +73,7 @@ def gen_data(
         fail(err.args[0])
     config = GenConfig(
         env=env_name, out=str(out), teacher=teacher, episodes=episodes, random_prob=random_prob,
-        negatives=negatives, split=split, seed=seed, level=level, horizon=horizon,
+        negatives=negatives, misleading=misleading, split=split, seed=seed, level=level, horizon=horizon,
         env_kwargs=_parse_env_kwargs(env_arg), model=model, max_prompt_tokens=max_prompt_tokens,
         shuffle_labels=shuffle_labels,
     )

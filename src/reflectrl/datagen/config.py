@@ -25,6 +25,10 @@ class GenConfig:
     """Probability that the expert takes a uniformly random action instead of the oracle's."""
     negatives: int = 2
     """Negative examples per episode: step off the optimal path at this many different steps."""
+    misleading: float = 0.0
+    """Share of states that also get a policy row whose reflection the teacher wrote for a wrong admissible
+    action, with the oracle's label: a trained reflector is sometimes wrong, and a policy that only saw
+    right reflections learns to obey them blindly (see `generate`). 0: none."""
     split: str = "train"
     """train, validation or test: selects a disjoint range of episode seeds."""
     seed: int = 0
@@ -63,5 +67,7 @@ class GenConfig:
             raise ValueError("random_prob must be between 0 and 1")
         if self.negatives < 0:
             raise ValueError("negatives must be >= 0")
+        if not 0.0 <= self.misleading <= 1.0:
+            raise ValueError("misleading must be between 0 and 1")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 16:
             raise ValueError("max_prompt_tokens must be at least 16")

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS, GenConfig
-from reflectrl.datagen.episodes import expert_episode, negative_samples
+from reflectrl.datagen.episodes import StepSample, expert_episode, negative_samples
 from reflectrl.datagen.journal import EpisodeJournal
 from reflectrl.datagen.rows import ROLES, build_rows
 from reflectrl.datagen.stats import dataset_stats
@@ -86,7 +86,7 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     identity = json.loads(json.dumps(config.identity()))
     if saved.exists():
         try:
-            previous = json.loads(saved.read_text(encoding="utf-8"))
+            previous = _with_defaults(json.loads(saved.read_text(encoding="utf-8")), config)
         except ValueError:
             previous = None
         if previous != identity:
@@ -100,6 +100,41 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     progress.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(saved, json.dumps(identity, indent=2, sort_keys=True).encode("utf-8"))
     return EpisodeJournal(progress / "episodes.jsonl")
+
+
+def _with_defaults(previous: Any, config: GenConfig) -> Any:
+    """A saved identity with the defaults of settings added since it was written, so older folders still resume."""
+    if not isinstance(previous, dict):
+        return previous
+    try:
+        return json.loads(json.dumps(GenConfig(**{**previous, "out": config.out, "episodes": config.episodes}).identity()))
+    except TypeError:  # a setting this version does not know: not the same run
+        return previous
+
+
+def _misleading_policy_rows(
+    samples: list[StepSample], teacher: Teacher, config: GenConfig, env: str, rng: np.random.Generator, **row_args: Any
+) -> list[dict[str, Any]]:
+    """Policy rows whose reflection argues for a wrong admissible action, labelled with the oracle's action.
+
+    The teacher gets the wrong action as its hint, so the reflection reads like a real one that
+    is mistaken, as a trained reflector's sometimes is; the state text still shows what is
+    right, so the row teaches the policy to check a reflection against the state. Only policy
+    rows are written: reflector rows would teach the reflector the mistake.
+    """
+    chosen: list[tuple[StepSample, str]] = []
+    for sample in samples:
+        wrong = [a for a in sample.state.actions if a != sample.best_action]
+        if wrong and rng.random() < config.misleading:
+            chosen.append((sample, wrong[int(rng.integers(len(wrong)))]))
+    requests = [ReflectionRequest(env=env, state=s.state, best_action=hint, last=s.last, facts=s.facts) for s, hint in chosen]
+    reflections = [clean_reflection(text) for text in teacher.reflect(requests)] if requests else []
+    kept = [(pair, text) for pair, text in zip(chosen, reflections) if text.strip()]
+    menu_rng = rng if config.shuffle_labels else None
+    rows = build_rows([s for (s, _), _ in kept], [text for _, text in kept], env=env, rng=menu_rng, **row_args)["policy"]
+    for row, ((_, hint), _) in zip(rows, kept, strict=True):
+        row["misleading_hint"] = hint
+    return rows
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -169,10 +204,12 @@ def generate(
                     for s in samples
                 ]
                 reflections = [clean_reflection(text) for text in teacher.reflect(requests)]
-                rows = build_rows(
-                    samples, reflections, env=entry.name, level=level, split=config.split,
-                    label_set=label_set, rng=label_rng, count=count, budget=budget,
-                )
+                row_args = dict(level=level, split=config.split, label_set=label_set, count=count, budget=budget)
+                rows = build_rows(samples, reflections, env=entry.name, rng=label_rng, **row_args)
+                if config.misleading > 0:
+                    # Its own random stream, so the other rows are the same as without misleading rows.
+                    misleading_rng = np.random.default_rng([config.seed, split_index, i, 2])
+                    rows["policy"] += _misleading_policy_rows(samples, teacher, config, entry.name, misleading_rng, **row_args)
                 validate(rows, lambda: env, explainer)  # the episode is over, so its env can replay
                 record = {"episode": i, "seed": seed, "summary": asdict(summary), "rows": rows}
                 journal.append(record)

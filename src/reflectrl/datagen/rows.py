@@ -48,6 +48,7 @@ def _meta(sample: StepSample, env: str, level: str, split: str) -> dict[str, Any
         "last_action": last.action if last is not None else None,
         "taken": list(sample.taken),
         "oracle_action": sample.best_action,
+        "misleading_hint": None,
     }
 
 
