@@ -25,7 +25,7 @@ from reflectrl.datagen import (
 )
 from reflectrl.datagen.generate import PROGRESS_DIR, env_factory
 from reflectrl.envs import make_env
-from reflectrl.protocol import LabelSet
+from reflectrl.protocol import LabelSet, reflection_in
 from reflectrl.teachers import OracleTeacher
 from reflectrl.teachers.explainers import explainer_for
 
@@ -206,8 +206,7 @@ def test_misleading_rows_argue_for_a_wrong_action_and_keep_the_oracles_label(tmp
         assert row["menu_actions"][row["action_index"]] == row["oracle_action"]
         assert row["completion"] == row["labels"][row["action_index"]]
         twin = right[(row["seed"], tuple(row["taken"]))]
-        reflection = row["prompt"].split("Reflection:", 1)[1].split("Actions:", 1)[0]
-        assert reflection != twin["prompt"].split("Reflection:", 1)[1].split("Actions:", 1)[0]
+        assert reflection_in(row["prompt"]) != reflection_in(twin["prompt"])
     validate({"policy": misleading}, lambda: make_env("taxi"), explainer)
 
 

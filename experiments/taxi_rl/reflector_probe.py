@@ -16,6 +16,8 @@ import re
 import sys
 from collections import Counter
 
+from reflectrl.protocol import reflection_in
+
 MOVE_PATTERNS = (
     r"should move (north|south|east|west)",
     r"[Mm]oving (north|south|east|west) closes the gap",
@@ -38,8 +40,6 @@ def recommendation(reflection: str) -> str | None:
     return max(found)[1] if found else None
 
 
-def written_reflection(prompt: str) -> str:
-    return prompt.split("Reflection:", 1)[1].split("\nActions:", 1)[0].strip()
 
 
 def main(path: str) -> None:
@@ -49,7 +49,7 @@ def main(path: str) -> None:
         if row.get("negative"):
             continue
         oracle = row["oracle_action"]
-        student = recommendation(written_reflection(row["prompt"]))
+        student = recommendation(reflection_in(row["prompt"]))
         counts["states"] += 1
         counts["trained reflector right"] += student == oracle
         counts["trained reflector silent"] += student is None

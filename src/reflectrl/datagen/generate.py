@@ -83,7 +83,7 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
         raise ConfigMismatch(f"{out} exists and is not a folder")
     progress = out / PROGRESS_DIR
     saved = progress / "config.json"
-    identity = json.loads(json.dumps(config.identity()))
+    identity = _saved_form(config)
     if saved.exists():
         try:
             previous = _with_defaults(json.loads(saved.read_text(encoding="utf-8")), config)
@@ -102,12 +102,17 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     return EpisodeJournal(progress / "episodes.jsonl")
 
 
+def _saved_form(config: GenConfig) -> dict[str, Any]:
+    """`config.identity()` as it reads back from config.json (tuples become lists)."""
+    return json.loads(json.dumps(config.identity()))
+
+
 def _with_defaults(previous: Any, config: GenConfig) -> Any:
     """A saved identity with the defaults of settings added since it was written, so older folders still resume."""
     if not isinstance(previous, dict):
         return previous
     try:
-        return json.loads(json.dumps(GenConfig(**{**previous, "out": config.out, "episodes": config.episodes}).identity()))
+        return _saved_form(GenConfig(**{**previous, "out": config.out, "episodes": config.episodes}))
     except TypeError:  # a setting this version does not know: not the same run
         return previous
 
@@ -131,7 +136,9 @@ def _misleading_policy_rows(
     reflections = [clean_reflection(text) for text in teacher.reflect(requests)] if requests else []
     kept = [(pair, text) for pair, text in zip(chosen, reflections) if text.strip()]
     menu_rng = rng if config.shuffle_labels else None
-    rows = build_rows([s for (s, _), _ in kept], [text for _, text in kept], env=env, rng=menu_rng, **row_args)["policy"]
+    rows = build_rows(
+        [s for (s, _), _ in kept], [text for _, text in kept], env=env, rng=menu_rng, roles=("policy",), **row_args
+    )["policy"]
     for row, ((_, hint), _) in zip(rows, kept, strict=True):
         row["misleading_hint"] = hint
     return rows

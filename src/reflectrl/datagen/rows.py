@@ -16,7 +16,7 @@ rows add labels and menu_actions (menu order) and action_index.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,9 +63,10 @@ def build_rows(
     rng: np.random.Generator | None,
     count: Callable[[str], int] | None,
     budget: int | None,
+    roles: Sequence[str] = ROLES,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows of every role; a sample whose reflection is empty gets only its plain row."""
-    rows: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    """Rows of each of `roles` (each prompt costs a token count); a sample whose reflection is empty gets no reflector or policy row."""
+    rows: dict[str, list[dict[str, Any]]] = {role: [] for role in roles}
     for sample, reflection in zip(samples, reflections, strict=True):
         meta = _meta(sample, env, level, split)
         menu = Menu.build(sample.state.actions, label_set, rng)
@@ -76,11 +77,14 @@ def build_rows(
             "menu_actions": list(menu.actions),
             "action_index": index,
         }
-        rows["plain"].append({"prompt": plain_prompt(sample.state, menu, count, budget), **choice, **meta})
+        if "plain" in rows:
+            rows["plain"].append({"prompt": plain_prompt(sample.state, menu, count, budget), **choice, **meta})
         if not reflection.strip():
             continue
-        rows["reflector"].append(
-            {"prompt": reflector_prompt(sample.state, count, budget), "completion": " " + reflection.strip(), **meta}
-        )
-        rows["policy"].append({"prompt": policy_prompt(sample.state, reflection, menu, count, budget), **choice, **meta})
+        if "reflector" in rows:
+            rows["reflector"].append(
+                {"prompt": reflector_prompt(sample.state, count, budget), "completion": " " + reflection.strip(), **meta}
+            )
+        if "policy" in rows:
+            rows["policy"].append({"prompt": policy_prompt(sample.state, reflection, menu, count, budget), **choice, **meta})
     return rows
