@@ -66,6 +66,27 @@ python experiments/taxi_rl/reflection_follow.py "SFT, 89-step reflector=$R/eval_
     "SFT, 241-step reflector=$R/eval_sft_reflect_strong" "GRPO 4 it., 241-step=$R/eval_rl_reflect_strong_iter4" \
     "GRPO gamma 0.9, 8 it.=$R/eval_rl_reflect_strong_g09_iter8" "GRPO gamma 0.9 + step groups, 8 it.=$R/eval_rl_reflect_strong_g09_steps_iter8"
 
+# 4e. Session 7: the reflective policy trained with 17% misleading rows (the same teacher rows plus, for 17% of the
+#     states, a reflection the teacher wrote for a wrong move, labelled with the oracle's move); its test evaluation;
+#     Reflect-RL from it with gamma 0.9 and step groups (8 iterations; the iteration-4 checkpoint was copied out
+#     before it was pruned); step 2's policy SFT run again (same rows, same command) to see what more SFT steps do;
+#     a KL-anchored run from sft_policy (stopped after 6 iterations, not tested).
+reflectrl gen-data taxi --teacher oracle --episodes 200 --random-prob 0.1 --negatives 2 --fixed-labels --misleading 0.17 --out $R/data_misleading
+reflectrl sft --role policy --data $R/data_misleading/policy.jsonl --out $R/sft_policy_misleading $SFT --max-steps 160 --max-minutes 24 --max-eval-rows 100
+reflectrl sft --role policy --data $R/data/policy.jsonl --out $R/sft_policy_rerun $SFT --max-steps 160 --max-minutes 24 --max-eval-rows 100
+reflectrl train taxi --policy $R/sft_policy_misleading --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--iters 12/--iters 8} --gamma 0.9 --step-groups --out $R/rl_reflect_misleading
+reflectrl train taxi --policy $R/sft_policy --reflector $R/sft_reflector_strong --reflection-tokens 96 ${RL/--iters 12/--iters 8} --gamma 0.9 --step-groups --kl-coef 0.3 --out $R/rl_reflect_strong_g09_steps_kl   # stopped after 6 iterations
+for p in sft_policy_misleading sft_policy_rerun; do
+    reflectrl eval $EVAL --agent reflect --policy $R/$p --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_${p/sft_policy/sft_reflect_strong}
+done
+reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect_misleading/checkpoints/iter-000004/policy --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_rl_reflect_misleading_iter4
+reflectrl eval $EVAL --agent reflect --policy $R/rl_reflect_misleading/final --reflector $R/sft_reflector_strong --reflection-tokens 96 --out $R/eval_rl_reflect_misleading_iter8
+python experiments/taxi_rl/reflection_follow.py "SFT, 241-step reflector=$R/eval_sft_reflect_strong" "SFT again, 134 steps=$R/eval_sft_reflect_strong_rerun" \
+    "SFT with misleading rows=$R/eval_sft_reflect_strong_misleading" "Reflect-RL from it, 4 it.=$R/eval_rl_reflect_misleading_iter4" \
+    "Reflect-RL from it, 8 it.=$R/eval_rl_reflect_misleading_iter8"
+python experiments/taxi_rl/paired_compare.py $R/eval_sft_reflect_strong_misleading $R/eval_rl_reflect_misleading_iter8
+python experiments/taxi_rl/paired_compare.py $R/eval_sft_plain $R/eval_rl_plain
+
 # 5. Learning curves (training success per iteration, validation dashed).
 reflectrl plot "RL without reflection=$R/rl_plain" "Reflect-RL=$R/rl_reflect" \
     "Reflect-RL, policy SFT on the reflector's reflections=$R/rl_reflect_student" --out experiments/taxi_rl/learning_curves.png \
@@ -76,3 +97,6 @@ reflectrl plot "no update (lr 1e-12)=$R/rl_reflect_strong_control" "GRPO=$R/rl_r
 reflectrl plot "no update (lr 1e-12)=$R/rl_reflect_strong_control" "GRPO=$R/rl_reflect_strong" "GRPO, gamma 0.9=$R/rl_reflect_strong_g09" \
     "GRPO, gamma 0.9, step groups=$R/rl_reflect_strong_g09_steps" --metric loss/entropy --out experiments/taxi_rl/entropy_strong_reflector.png \
     --title "Reflect-RL from the 241-step reflector: policy entropy (nats) during each update"
+reflectrl plot "from sft_policy (session 6)=$R/rl_reflect_strong_g09_steps" "from sft_policy, KL 0.3 to it=$R/rl_reflect_strong_g09_steps_kl" \
+    "from the SFT policy with misleading rows=$R/rl_reflect_misleading" --out experiments/taxi_rl/learning_curves_misleading.png \
+    --title "Reflect-RL, GRPO gamma 0.9 + step groups: success per RL iteration"
