@@ -3,7 +3,7 @@
 Two agents played the same 100 test episodes, so their difference is measured more precisely per
 seed than by comparing two Wilson intervals: McNemar's exact test counts the seeds one agent won
 and the other lost, and a bootstrap over seeds gives an interval for the mean return difference.
-A crash is an episode that neither succeeded nor ran out of steps.
+A crash is counted as in `reflection_follow.py`.
 
     python experiments/taxi_rl/paired_compare.py BEFORE_EVAL_DIR AFTER_EVAL_DIR
 """
@@ -16,13 +16,20 @@ import sys
 from math import comb
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reflection_follow import is_crash  # noqa: E402
+
 
 def episodes(folder: str) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def mcnemar_exact(only_before: int, only_after: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs against 1/2."""
+    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs against 1/2.
+
+    Written out (five lines) because the project does not depend on scipy, and an experiment
+    script is no reason to add it.
+    """
     n = only_before + only_after
     if n == 0:
         return 1.0
@@ -38,7 +45,7 @@ def main(before_dir: str, after_dir: str, resamples: int = 10_000) -> None:
     before, after = episodes(before_dir), episodes(after_dir)
     if [e["seed"] for e in before] != [e["seed"] for e in after]:
         sys.exit("the two evaluations did not play the same seeds in the same order")
-    for name, flag in (("success", lambda e: bool(e["success"])), ("crash", lambda e: not e["success"] and not e["truncated"])):
+    for name, flag in (("success", lambda e: bool(e["success"])), ("crash", is_crash)):
         b, a = [flag(e) for e in before], [flag(e) for e in after]
         only_b, only_a = discordant(b, a)
         print(f"{name}: {sum(b)} -> {sum(a)} of {len(b)}; only before {only_b}, only after {only_a}; "

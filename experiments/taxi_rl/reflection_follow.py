@@ -30,6 +30,12 @@ def listed_as_blocked(action: str, observation: str) -> bool:
     return action.startswith("move ") and found is not None and action[len("move "):] in found.group(1).split(", ")
 
 
+def is_crash(episode: dict) -> bool:
+    """An unsuccessful episode ended by a move that cost a crash (not by the horizon)."""
+    steps = episode["trajectory"]
+    return not episode["success"] and bool(steps) and steps[-1]["reward"] <= CRASH_REWARD
+
+
 def follow_stats(path: Path) -> dict[str, float]:
     stats = dict(episodes=0, successes=0, decisions=0, followed=0, crashes=0, crashes_followed=0, into_listed_wall=0, timeouts=0)
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -40,14 +46,13 @@ def follow_stats(path: Path) -> dict[str, float]:
         for step in steps:
             stats["decisions"] += 1
             stats["followed"] += recommendation(step["reflection"] or "") == step["action"]
-        if not episode["success"] and steps:
+        if is_crash(episode):
             last = steps[-1]
-            if last["reward"] <= CRASH_REWARD:
-                stats["crashes"] += 1
-                stats["crashes_followed"] += recommendation(last["reflection"] or "") == last["action"]
-                stats["into_listed_wall"] += listed_as_blocked(last["action"], last["observation"])
-            else:
-                stats["timeouts"] += 1
+            stats["crashes"] += 1
+            stats["crashes_followed"] += recommendation(last["reflection"] or "") == last["action"]
+            stats["into_listed_wall"] += listed_as_blocked(last["action"], last["observation"])
+        elif not episode["success"] and steps:
+            stats["timeouts"] += 1
     return stats
 
 

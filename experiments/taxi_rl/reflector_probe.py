@@ -40,8 +40,6 @@ def recommendation(reflection: str) -> str | None:
     return max(found)[1] if found else None
 
 
-
-
 def main(path: str) -> None:
     counts = Counter()
     for line in open(path, encoding="utf-8"):
