@@ -39,6 +39,45 @@ def _report_rows(report: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """A tiny pipeline run from start to end without interruption."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    run_pipeline("taxi", preset("tiny", "taxi"), out, log=lambda message: None, progress=False)
+    return out
+
+
+def _results(out: Path) -> dict[str, bytes]:
+    """Every final adapter and the report, less its command line (which names the run folder)."""
+    files = {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.glob("**/adapter_model.safetensors")) if "checkpoints" not in p.relative_to(out).parts
+    }
+    report = (out / "report.md").read_text(encoding="utf-8").splitlines()
+    files["report.md"] = "\n".join(line for line in report if not line.startswith("- **command**")).encode()
+    return files
+
+
+def _kill_when(out: Path, tmp_path: Path, condition) -> None:
+    """Run the tiny pipeline's CLI in a child process and SIGKILL it as soon as `condition()` holds."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"]
+    deadline = time.monotonic() + 240
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            while not condition():
+                assert process.poll() is None, (tmp_path / "first.log").read_text()
+                assert time.monotonic() < deadline, "the pipeline never reached the point to kill it at"
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
+
 @pytest.mark.slow  # about 20 s: every stage of the pipeline with the tiny model
 def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_path):
     out = tmp_path / "run"
@@ -57,7 +96,11 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     for name in ("success.png", "learning_curves.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
-    assert "reflectrl pipeline taxi --preset tiny" in report and "## Time per stage" in report
+    assert "reflectrl pipeline taxi --preset tiny" in report and "## Stages" in report
+    assert report.splitlines()[2] == f"**{result.verdict}**" and result.verdict.startswith("Reflect-RL ")
+    assert "## Each RL row against its SFT start" in report and "McNemar" in report
+    timing = (out / "timing.md").read_text()
+    assert "| sft-policy |" in timing and "torch threads" in timing
     assert set(_done_records(out)) == set(stage_names())
     for name in ("rl-reflect", "rl-reflect-positive", "rl-plain"):
         assert (out / name / "final" / "adapter_config.json").is_file()
@@ -80,26 +123,11 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
 
 
 @pytest.mark.slow  # about 25 s: a pipeline process killed in its first RL stage, then finished
-def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
+def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path, straight):
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"]
     run_dir = out / "rl-reflect" / "run"
-    deadline = time.monotonic() + 240
-    with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            # Kill in the middle of the first RL run: after its first checkpoint, before it is done.
-            while not (run_dir.exists() and latest_checkpoint(run_dir) is not None):
-                assert process.poll() is None, (tmp_path / "first.log").read_text()
-                assert time.monotonic() < deadline, "the pipeline never reached its first RL checkpoint"
-                time.sleep(0.02)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
+    # Kill in the middle of the first RL run: after its first checkpoint, before it is done.
+    _kill_when(out, tmp_path, lambda: run_dir.exists() and latest_checkpoint(run_dir) is not None)
     assert not (out / "rl-reflect" / DONE).exists(), "the RL stage finished before the kill; nothing to resume"
     finished = _done_records(out)
     assert set(finished) == {"data", "sft-reflector", "sft-policy", "sft-plain", "sft-reflector-positive", "sft-policy-positive"}
@@ -118,7 +146,25 @@ def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
     assert rl["resumed"] and rl["summary"]["resumed_from_iteration"] >= 1 and rl["summary"]["iterations"] == 3
     metrics = (out / "rl-reflect" / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in metrics] == [1, 2, 3]
-    assert result.report.is_file() and "resumed after an interruption" in result.report.read_text()
+    assert "resumed after an interruption" in (out / "timing.md").read_text()
+    assert _results(out) == _results(straight)
+
+
+@pytest.mark.slow  # about 30 s: a pipeline process killed inside an SFT stage, then finished
+def test_a_pipeline_killed_inside_an_sft_stage_ends_like_a_straight_run(tmp_path, straight):
+    out = tmp_path / "run"
+    _kill_when(out, tmp_path, lambda: (out / "sft-policy" / "checkpoints" / "checkpoint-1").is_dir())
+    assert not (out / "sft-policy" / DONE).exists(), "the SFT stage finished before the kill; nothing to resume"
+    messages: list[str] = []
+    run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    assert any(m.startswith("[sft-policy] resuming") for m in messages)
+    assert _results(out) == _results(straight)
+
+
+@pytest.mark.slow  # about 20 s
+def test_two_straight_runs_give_the_same_adapters_and_report(tmp_path, straight):
+    run_pipeline("taxi", preset("tiny", "taxi"), tmp_path / "again", log=lambda message: None, progress=False)
+    assert _results(tmp_path / "again") == _results(straight)
 
 
 def test_pipeline_cli_refuses_bad_requests_without_traceback(tmp_path):
@@ -160,6 +206,8 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
             chosen = preset(name, env)
             assert chosen.name == name and chosen.eval_levels
             rl_config(env, chosen)  # RLConfig rejects inconsistent settings (e.g. grpo groups)
+            # Budgets are steps and iterations: a time limit would make the table depend on the machine.
+            assert chosen.sft.max_minutes is None and chosen.rl.max_minutes is None, (env, name)
     gpu = preset("gpu", "taxi")
     assert (gpu.rl.lr, gpu.rl.grad_clip, gpu.rl.ppo_clip, gpu.rl.epochs) == (2e-4, 0.3, 0.1, 3)
     assert gpu.rl.levels == ("pickup", "dropoff") and gpu.level == "dropoff"

@@ -186,6 +186,50 @@ def test_resume_continues_from_the_last_checkpoint(taxi_data, tmp_path):
     assert state["global_step"] == 6
 
 
+def _adapter(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter_model.safetensors"))
+
+
+def _same_adapter(a: Path, b: Path) -> bool:
+    first, second = _adapter(a), _adapter(b)
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("role", ["plain", "reflector"])
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_the_straight_result(taxi_data, tmp_path, role):
+    straight = run_warmup(_config(taxi_data, tmp_path / "straight", role=role, eval_steps=0), show_progress=False)
+    killed = tmp_path / "killed"
+    with pytest.raises(_Killed):  # checkpoint-4 written, final adapter and metrics not yet
+        run_warmup(_config(taxi_data, killed, role=role, eval_steps=0), show_progress=False, callbacks=[_KillAfter(4)])
+    assert not (killed / "adapter_model.safetensors").exists()
+    resumed = run_warmup(_config(taxi_data, killed, role=role, eval_steps=0, resume=True), show_progress=False)
+    # transformers' loop would take a fifth step here before looking at max_steps.
+    assert resumed.metrics["resumed_from"] == "checkpoint-4" and resumed.metrics["global_step"] == 4
+    assert _same_adapter(tmp_path / "straight", killed)
+    assert resumed.metrics["eval_loss"] == straight.metrics["eval_loss"]
+    assert resumed.metrics["eval_history"] == straight.metrics["eval_history"]
+
+
+def test_a_run_killed_mid_way_resumes_bit_for_bit(taxi_data, tmp_path):
+    run_warmup(_config(taxi_data, tmp_path / "straight", max_steps=6, eval_steps=0), show_progress=False)
+    with pytest.raises(_Killed):
+        run_warmup(_config(taxi_data, tmp_path / "killed", max_steps=6, eval_steps=0), show_progress=False, callbacks=[_KillAfter(2)])
+    run_warmup(_config(taxi_data, tmp_path / "killed", max_steps=6, eval_steps=0, resume=True), show_progress=False)
+    assert _same_adapter(tmp_path / "straight", tmp_path / "killed")
+
+
+def test_the_adapter_does_not_depend_on_what_ran_before_in_the_process(taxi_data, tmp_path):
+    # A pipeline runs data generation and other SFT runs first, each leaving torch's generator elsewhere.
+    torch.manual_seed(1)
+    run_warmup(_config(taxi_data, tmp_path / "a", max_steps=1, eval_steps=0), show_progress=False)
+    torch.manual_seed(2)
+    torch.rand(3)
+    run_warmup(_config(taxi_data, tmp_path / "b", max_steps=1, eval_steps=0), show_progress=False)
+    assert _same_adapter(tmp_path / "a", tmp_path / "b")
+
+
 def test_bad_inputs_are_clear_errors(taxi_data, tmp_path):
     with pytest.raises(WarmupError, match="unknown role"):
         run_warmup(_config(taxi_data, tmp_path / "x", role="critic", data=str(taxi_data / "plain.jsonl")))

@@ -12,6 +12,7 @@ import typer
 from reflectrl.cli.errors import env_entry, fail
 from reflectrl.cli.options import apply_threads, threads_option
 from reflectrl.pipeline.presets import PRESETS
+from reflectrl.pipeline.report import TIMING
 
 
 def pipeline(
@@ -61,8 +62,9 @@ def pipeline(
     except (ValueError, OSError, ImportError, RuntimeError) as err:
         # bad settings or files, a different run in --out, a missing optional engine, model loading, torch
         fail(f"{err or type(err).__name__}\nFinished stages are kept; fix the cause and run the same command to resume.")
+    typer.echo(result.verdict)
     _print_table(result)
-    typer.echo(f"Report: {result.report}")
+    typer.echo(f"Report: {result.report} (times per stage: {result.report.parent / TIMING})")
 
 
 def _print_table(result) -> None:

@@ -9,17 +9,25 @@ import torch
 
 
 def bf16_autocast_supported(device: torch.device | str | None = None) -> bool:
-    """Whether bfloat16 autocast pays on `device` (default: CUDA when available, else the CPU)."""
+    """Whether bfloat16 autocast is the default on `device` (default: CUDA when available, else the CPU).
+
+    On CUDA: when the GPU has bf16. On the CPU: never by default, even where
+    the CPU has native bf16 (AVX512-BF16, AMX) and it would be faster: a CPU
+    without it computes in float32, so the same command would give another
+    table on another machine. `cpu_has_native_bf16` tells whether opting in pays.
+    """
     kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if kind != "cpu":
-        return False
+    return False
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (without them, bf16 autocast is slower than float32)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
     except OSError:
         return False
-    # Without native bf16 instructions, CPU autocast to bf16 is slower than float32.
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 

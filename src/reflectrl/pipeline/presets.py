@@ -224,12 +224,12 @@ CPU = Preset(
     # Five SFT runs (reflector, policy, plain, and the positive-only pair) share the 30 minutes.
     sft=SFTSettings(
         max_steps=24, batch_size=8, lr_scheduler="cosine", warmup_ratio=0.05, lora_layers=None,
-        max_eval_rows=24, save_steps=8, max_minutes=1.75,
+        max_eval_rows=24, save_steps=8,
     ),
     # GRPO with one epoch: the algorithm that lifted taxi drop-off from 44% to 75-80% in
     # experiments/taxi_rl; REINFORCE with a batch-mean baseline collapsed there, and more epochs
     # multiply the update's cost.
-    rl=RLSettings(algo="grpo", group_size=4, epochs=1, iterations=2, episodes_per_iter=8, max_minutes=2.0),
+    rl=RLSettings(algo="grpo", group_size=4, epochs=1, iterations=2, episodes_per_iter=8),
     # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
     # decodes for every running episode at once (rounds, not states, drive the decoding cost).
     eval=EvalSettings(episodes=30, batch_size=64, prompted_episodes=10),

@@ -1,9 +1,12 @@
 """The comparison report: markdown tables in the paper's layout plus two plots.
 
-``report.md`` holds the comparison (one row per setting, in the paper's
-order, success with its 95% Wilson interval first), the reference players,
-success per group, the plots, the time of every stage and how the run was
-made (command, model, seeds, episodes, machine, preset). ``success.png``
+``report.md`` opens with the verdict in one sentence, then holds the
+comparison (one row per setting, in the paper's order, success with its 95%
+Wilson interval first), the reference players, success per group, each RL
+row against its SFT start seed by seed, the plots, what each stage did and
+how the run was made (command, model, seeds, episodes, preset): only what
+the run computed, so the same command and seed give the same bytes.
+``timing.md`` has the wall time of every stage, the machine and the date. ``success.png``
 shows success bars with their intervals; ``learning_curves.png`` the RL
 runs' success per iteration.
 """
@@ -21,6 +24,7 @@ from reflectrl.evaluation.tables import group_table, summary_table
 REPORT = "report.md"
 SUCCESS_PLOT = "success.png"
 CURVES_PLOT = "learning_curves.png"
+TIMING = "timing.md"
 
 
 @dataclass(frozen=True)
@@ -123,31 +127,71 @@ def render_tables(rows: Sequence[ComparisonRow]) -> str:
     return "\n".join(parts)
 
 
+def render_paired(comparisons: Sequence[tuple[str, str, Mapping[str, Any]]]) -> str:
+    """Markdown table of (RL row, its SFT start, `PairedComparison.to_dict()`) comparisons."""
+    lines = [
+        "| RL row | against its SFT start | success | seeds won / lost | McNemar p | mean return difference [95% bootstrap] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for after, before, c in comparisons:
+        lines.append(
+            f"| {after} | {before} | {100 * c['success_before']:.1f}% -> {100 * c['success_after']:.1f}% | "
+            f"{c['won']} / {c['lost']} | {c['mcnemar_p']:.2g} | "
+            f"{c['return_difference']:+.2f} [{c['return_ci_low']:+.2f}, {c['return_ci_high']:+.2f}] |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(
     folder: Path,
     title: str,
+    verdict: str,
     intro: str,
     rows: Sequence[ComparisonRow],
+    paired: Sequence[tuple[str, str, Mapping[str, Any]]],
     curves: Mapping[str, Curve],
-    stage_seconds: Sequence[tuple[str, float, str]],
+    stages: Sequence[tuple[str, str]],
     meta: Mapping[str, Any],
     settings: Mapping[str, Any],
 ) -> Path:
     """Write report.md, success.png and learning_curves.png into `folder`; returns the report path.
 
-    `stage_seconds` lists (stage, seconds, note); `meta` is shown as a list
+    The report holds only what the run computed, so the same command and seed
+    write the same bytes (times and the machine go to `write_timing`'s file).
+    `verdict` is its first sentence; `paired` lists (RL row, SFT row,
+    comparison); `stages` lists (stage, note); `meta` is shown as a list
     ("command", "model", ...); `settings` (the preset) as a JSON block.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plot_success_bars(rows, folder / SUCCESS_PLOT, title)
     plot_learning_curves(curves, folder / CURVES_PLOT, title)
-    parts = [f"# {title}", "", intro, "", render_tables(rows), ""]
+    parts = [f"# {title}", "", f"**{verdict}**", "", intro, "", render_tables(rows), ""]
+    if paired:
+        parts += [
+            "## Each RL row against its SFT start (same episodes, paired)", "",
+            "Seeds won / lost: episodes the RL row won and its SFT start lost, and the reverse; McNemar's exact test "
+            "asks whether that split could be chance. The return interval is a bootstrap over the episodes.", "",
+            render_paired(paired), "",
+        ]
     parts += [f"![success rates with 95% intervals]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
     parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
-    parts += ["## Time per stage", "", "| stage | seconds | notes |", "|---|---|---|"]
-    parts += [f"| {name} | {seconds:.0f} | {note} |" for name, seconds, note in stage_seconds]
+    parts += [f"Time per stage, machine and date: [{TIMING}]({TIMING}).", ""]
+    parts += ["## Stages", "", "| stage | what it did |", "|---|---|"]
+    parts += [f"| {name} | {note} |" for name, note in stages]
     parts += ["", "## Settings (preset)", "", "```json", json.dumps(settings, indent=2, sort_keys=True), "```", ""]
     path = folder / REPORT
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def write_timing(folder: Path, title: str, stage_seconds: Sequence[tuple[str, float, str]], meta: Mapping[str, Any]) -> Path:
+    """Write timing.md: wall time per stage (with `note`s such as resumed runs), machine and date."""
+    total = sum(seconds for _, seconds, _ in stage_seconds)
+    parts = [f"# Times of: {title}", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
+    parts += ["| stage | seconds | notes |", "|---|---|---|"]
+    parts += [f"| {name} | {seconds:.0f} | {note} |" for name, seconds, note in stage_seconds]
+    parts += [f"| all stages | {total:.0f} | {total / 60:.1f} min |", ""]
+    path = Path(folder) / TIMING
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
 from reflectrl.pipeline.presets import Preset, RLSettings
-from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report
+from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
 
 if TYPE_CHECKING:
@@ -99,6 +99,8 @@ class PipelineResult:
     rows: list[ComparisonRow]
     records: dict[str, dict[str, Any]]
     """DONE record of every stage."""
+    verdict: str
+    """The report's first sentence."""
 
 
 def stage_names() -> list[str]:
@@ -139,7 +141,7 @@ def run_pipeline(
         records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
     report = _write_report(entry, preset, out, records, command, time.perf_counter() - started)
     rows = _rows(preset, records)
-    return PipelineResult(out, report, rows, records)
+    return PipelineResult(out, report, rows, records, _verdict(preset, records))
 
 
 def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
@@ -317,6 +319,45 @@ def _rows(preset: Preset, records: dict[str, dict[str, Any]]) -> list[Comparison
     ]
 
 
+PAIRED: tuple[tuple[str, str], ...] = (("rl-reflect", "sft-reflect"), ("rl-plain", "sft-plain"))
+"""(RL setting, the SFT setting it started from) pairs compared seed by seed in the report."""
+
+
+def _episodes(out: Path, key: str, preset: Preset, env_class) -> list[dict[str, Any]]:
+    import json
+
+    episodes = []
+    for level in preset.eval_levels:
+        path = out / f"eval-{key}" / (level or env_class.levels[-1]) / "episodes.jsonl"
+        episodes += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return episodes
+
+
+def _paired(entry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    from reflectrl.evaluation.paired import compare_paired
+
+    labels = {s.key: _label(s, preset) for s in SETTINGS}
+    env_class = entry.env_class()
+    return [
+        (labels[after], labels[before], compare_paired(
+            _episodes(out, before, preset, env_class), _episodes(out, after, preset, env_class), seed=preset.seed
+        ).to_dict())
+        for after, before in PAIRED
+    ]
+
+
+def _verdict(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
+    """The report's first sentence: the two RL rows against each other and against their SFT starts."""
+    def rate(key: str) -> str:
+        return f"{100 * records[f'eval-{key}']['summary']['summary']['success']:.1f}%"
+
+    episodes = records["eval-rl-reflect"]["summary"]["summary"]["episodes"]
+    return (
+        f"Reflect-RL {rate('rl-reflect')} vs RL without reflection {rate('rl-plain')} success on {episodes} held-out "
+        f"episodes; their SFT starts: {rate('sft-reflect')} with reflection, {rate('sft-plain')} without."
+    )
+
+
 def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], command: str | None, seconds: float) -> Path:
     import torch
 
@@ -329,8 +370,7 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
             curves[f"{label} (validation)"] = validation
     data = records["data"]["summary"]
     plans = records["eval-rl-reflect"]["summary"]["episodes_played"]
-    total = sum(r["seconds"] for r in records.values())
-    stage_seconds = [(name, rec["seconds"], _note(rec)) for name, rec in records.items()]
+    stage_seconds = [(name, rec["seconds"], "resumed after an interruption" if rec.get("resumed") else "") for name, rec in records.items()]
     device = preset.device or ("cuda" if torch.cuda.is_available() else "cpu")
     meta = {
         "command": f"`{command}`" if command else "(called from Python)",
@@ -340,14 +380,18 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
         + (f"labels shuffled with seed {preset.seed}" if preset.shuffle_labels else "fixed labels (menu order)")
         + "; the same episodes for every row",
         "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
-        + ", ".join(f"{n} {name} rows" for name, n in data["rows"].items())
+        # sorted: a resumed run reads this record back from DONE.json, whose keys are sorted
+        + ", ".join(f"{n} {name} rows" for name, n in sorted(data["rows"].items()))
         + f"; negative share {data['negative_share']:.1%}",
         "RL": f"{_algo_text(preset.rl)}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
         f"reflections up to {preset.reflection_tokens} tokens",
+    }
+    total = sum(r["seconds"] for r in records.values())
+    timing_meta = {
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
         f"this invocation {seconds:.0f} s",
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"device {device}, {torch.get_num_threads()} torch threads",
+        f"device {device}, {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
@@ -360,7 +404,11 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
             f" The prompted row plays the first {preset.eval.prompted_episodes} of these episodes only: its invalid "
             "answers do not end an episode, so each runs to the horizon."
         )
-    return write_report(out, title, intro, rows, curves, stage_seconds, meta, preset.to_dict())
+    write_timing(out, title, stage_seconds, timing_meta)
+    stages = [(name, _note(rec)) for name, rec in records.items()]
+    return write_report(
+        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta, preset.to_dict()
+    )
 
 
 def _algo_text(rl: RLSettings) -> str:
@@ -372,8 +420,10 @@ def _algo_text(rl: RLSettings) -> str:
 def _note(record: dict[str, Any]) -> str:
     summary = record.get("summary", {})
     notes = []
-    if record.get("resumed"):
-        notes.append("resumed after an interruption")
+    if "global_step" in summary:
+        notes.append(f"{summary['global_step']} of {summary['max_steps']} steps")
+    if "planned_iterations" in summary:
+        notes.append(f"{summary['iterations']} of {summary['planned_iterations']} iterations")
     if "label_accuracy" in summary:
         notes.append(f"held-out label accuracy {summary['label_accuracy']:.0%} (chance {summary.get('chance_accuracy', 0):.0%})")
     elif "eval_loss" in summary:

@@ -110,7 +110,7 @@ class WarmupConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     bf16: bool | None = None
-    """bfloat16 autocast; None: on when the device supports it well (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
+    """bfloat16 autocast; None: on CUDA with bf16, off on CPUs (float32 everywhere, so every CPU gives the same numbers)."""
     seed: int = 0
     """Seed of the held-out split, data order and initialisation."""
     threads: int | None = None
@@ -284,6 +284,10 @@ def complete_checkpoints(folder: Path) -> list[Path]:
             continue
         found.append((step, path))
     return [p for _, p in sorted(found)]
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.split("-", 1)[1])
 
 
 def _drop_incomplete_checkpoints(folder: Path) -> None:
@@ -506,6 +510,9 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         for param in model.parameters():
             param.requires_grad_(True)
     else:
+        # LoRA's first matrix is drawn from torch's global generator: seed it here, or the adapter
+        # depends on whatever ran earlier in the process (a pipeline's data stage, an earlier SFT).
+        torch.manual_seed(config.seed)
         model = _add_adapter(model, config)
     model.train()
 
@@ -587,7 +594,15 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         callbacks=all_callbacks,
     )
     started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if resume_from is not None and _checkpoint_step(resume_from) >= total_steps:
+        # Killed after its last checkpoint: transformers' loop takes one optimizer step before it
+        # checks max_steps, so resuming through `train` would train a step the straight run never took.
+        from transformers import TrainerState
+
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.monotonic() - started
 
     metrics: dict[str, Any] = {
@@ -612,7 +627,11 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         metrics["label_accuracy"] = round(final["label_accuracy"], 4)
         metrics["eval_seconds"] = round(time.monotonic() - started_eval, 1)
         metrics.update(baseline_accuracies(kept_eval_rows))
-    metrics["eval_history"] = [h for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h]
+    # Only what the run computed: transformers adds run times, which differ between equal runs.
+    kept = ("step", "epoch", "eval_loss", "eval_label_accuracy")
+    metrics["eval_history"] = [
+        {k: h[k] for k in kept if k in h} for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h
+    ]
     if config.full:
         trainer.model.save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
