@@ -113,13 +113,6 @@ def test_value_loss_plain_and_clipped():
     assert clipped.item() == pytest.approx(0.5 * (1.5**2 + 1.5**2) / 2)
 
 
-def test_weights_make_a_weighted_mean():
-    lp = torch.tensor([-1.0, -3.0])
-    adv = torch.ones(2)
-    assert policy_gradient_loss(lp, adv, torch.tensor([1.0, 0.0])).item() == pytest.approx(1.0)
-    assert entropy_bonus(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0])).item() == pytest.approx(1.5)
-
-
 def test_label_kl_is_exact_and_ignores_padding():
     p = torch.tensor([[0.5, 0.5, 0.0]])
     q = torch.tensor([[0.25, 0.75, 0.0]])
