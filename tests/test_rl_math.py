@@ -8,7 +8,6 @@ import torch
 from reflectrl.trainers.losses import (
     approx_kl,
     clip_fraction,
-    entropy_bonus,
     grpo_loss,
     label_kl,
     policy_gradient_loss,
