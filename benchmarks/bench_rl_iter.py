@@ -36,16 +36,9 @@ from pathlib import Path
 
 import torch
 
-from reflectrl.envs import lookup
 from reflectrl.models import EMBEDDED_DEFAULT
-from reflectrl.rollout import LocalRolloutEngine
-from reflectrl.trainers.online import (
-    TIME_PREFIX,
-    OnlineTrainer,
-    RLConfig,
-    resolve_levels,
-)
-from reflectrl.trainers.rl_players import load_rl_players
+from reflectrl.trainers.online import TIME_PREFIX, RLConfig
+from reflectrl.trainers.recipe import build_rl_run
 
 PARTS = ("reflect", "decide", "environment", "update")
 
@@ -58,16 +51,13 @@ def run(args, reflection: bool, baseline: bool = False) -> list[dict]:
         micro_batch_size=args.micro_batch, seed=0,
     )
     reflector = (args.reflector or args.policy) if reflection else None
-    players = load_rl_players(
-        args.policy, reflector, value_head=config.uses_critic, reflector_max_new_tokens=args.reflection_tokens,
+    run = build_rl_run(
+        config, args.policy, reflector, max_concurrent=args.episodes, reflection_tokens=args.reflection_tokens,
         device="cpu", bf16=False if baseline else args.bf16,
     )
     if baseline:
-        players.policy.prefix_reuse = False
-    entry = lookup(args.env)
-    engine = LocalRolloutEngine(entry.name, players.agent, args.episodes, {"max_actions": len(players.label_set)})
-    trainer = OnlineTrainer(config, players.policy, engine, levels=resolve_levels(entry.env_class().levels, config))
-    return trainer.train()
+        run.players.policy.prefix_reuse = False
+    return run.trainer.train()
 
 
 def summarise(records: list[dict]) -> dict[str, float]:

@@ -247,3 +247,29 @@ def test_trainable_parameters_need_an_adapter(tiny_model):
     with pytest.raises(ValueError, match="not loaded"):
         LabelPolicy(model, tokenizer, adapter="polcy").trainable_parameters()
     assert LabelPolicy(model, tokenizer, value_head=True).trainable_parameters()  # the active adapter
+
+
+def _tiny_of_family(family, vocab_size):
+    """A tiny random model whose LM head scales its logits: Granite divides them, Cohere multiplies them."""
+    from transformers import CohereConfig, CohereForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    shape = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=2, initializer_range=0.2)
+    torch.manual_seed(0)
+    if family == "granite":
+        return GraniteForCausalLM(GraniteConfig(**shape, logits_scaling=0.25)).eval()
+    return CohereForCausalLM(CohereConfig(**shape, logit_scale=4.0, tie_word_embeddings=False)).eval()
+
+
+@pytest.mark.parametrize("family", ["granite", "cohere"])
+def test_label_head_applies_the_model_s_own_logit_scaling(tiny_model, family):
+    _, tokenizer = tiny_model
+    model = _tiny_of_family(family, len(tokenizer))
+    policy = LabelPolicy(model, tokenizer)
+    states = taxi_states(2)
+    prompts, menus = prompts_and_menus(policy, states)
+    with torch.no_grad():
+        out = policy.distribution(prompts, menus)
+    for i, (ids, menu) in enumerate(zip(policy.encode(prompts), menus)):
+        expected = full_vocab_restricted(model, ids, menu.token_ids)
+        torch.testing.assert_close(out.log_probs[i, : len(menu.actions)].double(), expected, atol=1e-5, rtol=0)

@@ -207,7 +207,7 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
             assert chosen.name == name and chosen.eval_levels
             rl_config(env, chosen)  # RLConfig rejects inconsistent settings (e.g. grpo groups)
             # Budgets are steps and iterations: a time limit would make the table depend on the machine.
-            assert chosen.sft.max_minutes is None and chosen.rl.max_minutes is None, (env, name)
+            assert chosen.sft.get("max_minutes") is None and chosen.rl.max_minutes is None, (env, name)
     gpu = preset("gpu", "taxi")
     assert (gpu.rl.lr, gpu.rl.grad_clip, gpu.rl.ppo_clip, gpu.rl.epochs) == (2e-4, 0.3, 0.1, 3)
     assert gpu.rl.levels == ("pickup", "dropoff") and gpu.level == "dropoff"

@@ -10,6 +10,7 @@ from reflectrl.protocol import (
     Menu,
     PromptTooLong,
     State,
+    clean_reflection,
     parse_label,
     plain_prompt,
     policy_prompt,
@@ -157,3 +158,10 @@ def test_paging_keeps_every_menu_within_the_label_count():
     assert pages == 2  # 137 is on the third page of 61
     _, reward, terminated, _, info = env.step(choice)
     assert terminated and info["success"] and reward == 10.0
+
+
+def test_clean_reflection_cuts_at_the_action_cue_even_without_its_newline_or_its_end():
+    # Generation that stopped inside the policy's cue must not pass the cue on as reflection text.
+    assert clean_reflection(" Move north. Answer with the label") == "Move north."
+    assert clean_reflection("Go east, the exit is there. Action label: b") == "Go east, the exit is there."
+    assert clean_reflection("Pick up the key.\nAnswer with the label of one action.") == "Pick up the key."

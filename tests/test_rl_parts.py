@@ -199,6 +199,7 @@ class _Record:
     entropy: float
     value: float | None
     reflection: str | None
+    answer: str | None = None
 
 
 class _ScriptedAgent:
@@ -209,7 +210,13 @@ class _ScriptedAgent:
         self.batch_sizes = []
         self.rng = np.random.default_rng(0)
 
-    def act(self, states, greedy=False, generator=None):
+    shuffle_labels = False
+    reflect_seconds = 0.0
+
+    def reseed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, states, greedy=False, generator=None, envs=()):
         self.batch_sizes.append(len(states))
         actions, records = [], []
         for state in states:

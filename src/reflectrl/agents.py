@@ -24,9 +24,10 @@ the records with `LabelPolicy.forward_ids(prompt_ids, label_ids)`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -78,22 +79,45 @@ class StepRecord:
 
 
 class Agent(Protocol):
-    """Anything that acts on a batch of states."""
+    """What the rollout engine (`reflectrl.rollout.LocalRolloutEngine`) and the RL trainer call on an agent."""
+
+    shuffle_labels: bool
+    """Whether menus are shuffled per state; a trained policy is saved with it, so evaluation presents menus alike."""
+    reflect_seconds: float
+    """Seconds spent writing reflections so far (0 without a reflector), to split rollout time into reflect/decide."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart the agent's own random choices (label shuffling, random actions) from `seed`."""
+        ...
 
     def act(
-        self, states: Sequence[State], *, greedy: bool = False, generator: torch.Generator | None = None
+        self, states: Sequence[State], *, greedy: bool = False, generator: torch.Generator | None = None, envs: Sequence[Any] = ()
     ) -> tuple[list[int | None], list[StepRecord]]:
-        """One action index (or None) and one record per state."""
+        """One action index (or None) and one record per state; `envs` are the running environments
+        (read by scripted oracles only)."""
         ...
 
 
-class _LabelHeadAgent:
+class SeededAgent:
+    """The `Agent` bookkeeping every agent here shares: its seeded `rng`, no reflection time."""
+
+    shuffle_labels = False
+    reflect_seconds = 0.0
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+
+class _LabelHeadAgent(SeededAgent):
     """Shared menu building and label-head decision of `ReflectiveAgent` and `PlainAgent`."""
 
     def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool, seed: int):
+        super().__init__(seed)
         self.policy = policy
         self.shuffle_labels = bool(shuffle_labels)
-        self.rng = np.random.default_rng(seed)
         self._count = policy.count_tokens
 
     def _menus(self, states: Sequence[State]) -> list[Menu]:
@@ -144,7 +168,7 @@ class ReflectiveAgent(_LabelHeadAgent):
         super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
         self.reflector = reflector
 
-    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Reflect on every state (one batch), then pick one action per state (one forward pass)."""
         states = list(states)
         if not states:
@@ -155,7 +179,11 @@ class ReflectiveAgent(_LabelHeadAgent):
         count = getattr(self.reflector, "count_tokens", self._count)
         budget = getattr(self.reflector, "max_prompt_tokens", self.policy.max_prompt_tokens)
         r_prompts = [reflector_prompt(state, count, budget) for state in states]
-        reflections = list(self.reflector.reflect(r_prompts))
+        start = time.perf_counter()
+        try:
+            reflections = list(self.reflector.reflect(r_prompts))
+        finally:
+            self.reflect_seconds += time.perf_counter() - start
         if len(reflections) != len(states):
             raise RuntimeError(f"the reflector returned {len(reflections)} reflections for {len(states)} prompts")
         budget = self.policy.max_prompt_tokens
@@ -172,7 +200,7 @@ class PlainAgent(_LabelHeadAgent):
     def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool = True, seed: int = 0):
         super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
 
-    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Pick one action per state (one forward pass)."""
         states = list(states)
         if not states:
@@ -183,7 +211,7 @@ class PlainAgent(_LabelHeadAgent):
         return self._decide(prompts, menus, [None] * len(states), [None] * len(states), greedy, generator)
 
 
-class PromptedAgent:
+class PromptedAgent(SeededAgent):
     """Zero-shot baseline: a model answers the enumerated prompt in text (see the module docstring).
 
     A local model whose tokenizer has a chat template (an instruct model) gets
@@ -229,7 +257,7 @@ class PromptedAgent:
         self.max_new_tokens = int(max_new_tokens)
         self.shuffle_labels = bool(shuffle_labels)
         self.constrained = bool(constrained)
-        self.rng = np.random.default_rng(seed)
+        SeededAgent.__init__(self, seed)
         self._label_head: LabelPolicy | None = None
         if isinstance(model_or_client, OpenAIChatClient):
             if constrained:
@@ -259,7 +287,7 @@ class PromptedAgent:
                 f"PromptedAgent needs a causal LM or an OpenAIChatClient, got {type(model_or_client).__name__}"
             )
 
-    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None):
+    def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Ask the model for a label per state; sampling at temperature 1 unless `greedy`."""
         states = list(states)
         if not states:

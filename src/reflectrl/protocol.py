@@ -263,8 +263,14 @@ def _check_menu(state: State, menu: Menu) -> None:
 
 
 def clean_reflection(text: str) -> str:
-    """Cut a generated reflection at the first cue that would start another section."""
-    for stop in ("\nActions:", "\nAction label:", ACTION_CUE.split("\n")[0], "\nTask:", REFLECT_CUE):
+    """Cut a generated reflection at the first cue that would start another section.
+
+    The action cue counts without its newline and from its first words: a reflection whose
+    generation hit the token limit inside "Answer with the label of one action." still starts
+    the policy's section, and kept it would read to the policy as part of the reflection.
+    """
+    action_cue = ACTION_CUE.split("\n")
+    for stop in ("\nActions:", action_cue[1], " ".join(action_cue[0].split()[:4]), "\nTask:", REFLECT_CUE):
         pos = text.find(stop)
         if pos != -1:
             text = text[:pos]

@@ -7,6 +7,7 @@ commands (`reflectrl envs`, `play`, starting `gen-data`) stay fast.
   (the embedded model's conversion, the AutoExplore benchmark, rewritten questions).
 * `atomic_write_bytes(path, data)`: one file, written to a temporary sibling and
   renamed over `path`.
+* `atomic_write_json(path, data)`: the same for a JSON document (indented, keys sorted).
 * `atomic_folder(target)`: a folder of several files (a model cache, an adapter),
   filled in a temporary sibling folder and renamed into place.
 
@@ -22,13 +23,14 @@ permission bits, as rewriting it in place would. `tempfile.mkstemp` and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 CACHE_ENV = "REFLECTRL_CACHE"
 """Environment variable naming the cache folder."""
@@ -122,3 +124,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write `data` as indented JSON with sorted keys through `atomic_write_bytes`."""
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8"))

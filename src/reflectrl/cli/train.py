@@ -13,6 +13,7 @@ The run folder (`--out`) holds:
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,10 +22,12 @@ import typer
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import apply_threads, bf16_option, threads_option
 from reflectrl.envs import lookup
+from reflectrl.run_settings import changed_settings
+from reflectrl.trainers.curriculum import resolve_levels
+from reflectrl.trainers.rl_config import RLConfig
 
 FINAL = "final"
 RUN_FILE = "run.json"
-_RESUME_FREE = ("iterations", "eval_every", "checkpoint_every", "keep_checkpoints")
 
 
 def train(
@@ -62,6 +65,7 @@ def train(
     eval_every: int = typer.Option(10, "--eval-every", min=0, help="Validate every K iterations (0: never)."),
     eval_episodes: int = typer.Option(20, "--eval-episodes", min=1, help="Validation episodes (held-out seeds)."),
     checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=0, help="Checkpoint every K iterations (and at the end)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after the iteration that passes this many minutes; --resume continues."),
     horizon: Optional[int] = typer.Option(None, "--horizon", help="Episode step limit (default: the environment's)."),
     minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
@@ -101,52 +105,33 @@ def _train(args: dict[str, Any]) -> None:
         fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
 
 
+_OPTION_NAMES = {"iters": "iterations", "advantage": "advantage_estimator"}
+"""Options whose name differs from the `RLConfig` field they set; every other option named like a field sets it."""
+
+
+def rl_config_from_options(args: dict[str, Any], env: str) -> RLConfig:
+    """The `RLConfig` the command's options describe (RLConfig checks them)."""
+    names = {f.name for f in fields(RLConfig)}
+    values = {_OPTION_NAMES.get(k, k): v for k, v in args.items() if _OPTION_NAMES.get(k, k) in names}
+    # Given as comma-separated text.
+    values["levels"] = tuple(_split(args["levels"]))
+    values["curriculum_schedule"] = tuple(int(s) for s in _split(args["curriculum_schedule"]))
+    return RLConfig(**{**values, "env": env})
+
+
 def _run(args: dict[str, Any]) -> None:
-    from reflectrl.rollout import LocalRolloutEngine
     from reflectrl.trainers.checkpoint import latest_checkpoint
-    from reflectrl.trainers.online import OnlineTrainer, RLConfig, resolve_levels
-    from reflectrl.trainers.rl_players import load_rl_players
+    from reflectrl.trainers.recipe import build_rl_run
 
     entry = lookup(args["env_name"])
     if args["no_reflection"] and args["reflector"] is not None:
         fail("choose either --reflector or --no-reflection, not both")
     if not args["no_reflection"] and args["reflector"] is None:
         fail("choose --reflector CKPT (Reflect-RL) or --no-reflection (the plain baseline)")
-    config = RLConfig(
-        env=entry.name,
-        levels=tuple(_split(args["levels"])),
-        horizon=args["horizon"],
-        algo=args["algo"],
-        iterations=args["iters"],
-        episodes_per_iter=args["episodes_per_iter"],
-        group_size=args["group_size"],
-        seed=args["seed"],
-        lr=args["lr"],
-        grad_clip=args["grad_clip"],
-        gamma=args["gamma"],
-        pg_baseline=args["pg_baseline"],
-        advantage_estimator=args["advantage"],
-        ppo_clip=args["ppo_clip"],
-        epochs=args["epochs"],
-        minibatch_size=args["minibatch_size"],
-        micro_batch_size=args["micro_batch_size"],
-        entropy_coef=args["entropy_coef"],
-        kl_coef=args["kl_coef"],
-        step_groups=args["step_groups"],
-        grpo_std_norm=args["grpo_std_norm"],
-        skip_zero_advantage=args["skip_zero_advantage"],
-        replay_size=args["replay_size"],
-        replay_episodes=args["replay_episodes"],
-        replay_weight=args["replay_weight"],
-        curriculum_schedule=tuple(int(s) for s in _split(args["curriculum_schedule"])),
-        curriculum_threshold=args["curriculum_threshold"],
-        eval_every=args["eval_every"],
-        eval_episodes=args["eval_episodes"],
-        checkpoint_every=args["checkpoint_every"],
-    )
+    config = rl_config_from_options(args, entry.name)
     env_kwargs = parse_env_options(args["env_option"])
     eval_kwargs = {**env_kwargs, **parse_env_options(args["eval_env_option"])}
-    levels = resolve_levels(entry.env_class().levels, config)
+    resolve_levels(entry.env_class().levels, config)  # unknown levels fail before any model loads
     out = Path(args["out"])
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a folder")
@@ -166,33 +151,14 @@ def _run(args: dict[str, Any]) -> None:
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
     apply_threads(args["threads"])
 
-    players = load_rl_players(
-        args["policy"],
-        args["reflector"],
-        value_head=config.uses_critic,
-        kl_reference=config.kl_coef > 0,
-        lora_r=args["lora_r"],
-        lora_alpha=args["lora_alpha"],
-        reflector_max_new_tokens=args["reflection_tokens"],
-        shuffle_labels=args["shuffle_labels"],
-        init_seed=config.seed,
-        device=args["device"],
-        reflector_url=args["reflector_url"],
-        reflector_api_key_env=args["api_key_env"],
-        bf16=args["bf16"],
-    )
-    if config.horizon is not None:
-        # New dicts: `settings` (compared on --resume) keeps the options as the user gave them.
-        env_kwargs = {**env_kwargs, "horizon": config.horizon}
-        eval_kwargs = {**eval_kwargs, "horizon": config.horizon}
-    limit = {"max_actions": len(players.label_set)}
-    engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**env_kwargs, **limit})
-    eval_engine = LocalRolloutEngine(entry.name, players.agent, args["max_concurrent"], {**eval_kwargs, **limit})
     bar = None if args["quiet"] else _Progress(config.iterations)
-    trainer = OnlineTrainer(
-        config, players.policy, engine, levels=levels, run_dir=out, reference=players.reference,
-        eval_engine=eval_engine, log=bar.update if bar is not None else None,
-    )
+    trainer = build_rl_run(
+        config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
+        max_concurrent=args["max_concurrent"], reflection_tokens=args["reflection_tokens"], lora_r=args["lora_r"],
+        lora_alpha=args["lora_alpha"], shuffle_labels=args["shuffle_labels"], device=args["device"], bf16=args["bf16"],
+        reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        log=bar.update if bar is not None else None,
+    ).trainer
     if args["resume"]:
         done = trainer.resume()
         if bar is not None:
@@ -208,6 +174,8 @@ def _run(args: dict[str, Any]) -> None:
     trainer.save_final(out / FINAL)
     last = next((r for r in reversed(trainer.history) if "val/success" in r), None)
     summary = f"Done: {trainer.iteration} iterations, policy saved to {out / FINAL}"
+    if trainer.stopped_by_time_limit:
+        summary += f" (stopped by the time limit of {config.max_minutes} min)"
     if last is not None:
         summary += f"; validation success {last['val/success']:.0%} at iteration {last['iteration']}"
     typer.echo(summary + ".")
@@ -244,23 +212,14 @@ def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_che
             saved = json.loads(saved_path.read_text())
         except ValueError:
             fail(f"{saved_path} is not valid JSON")
-        changed = sorted(
-            key for key in set(saved) | set(settings)
-            if key != "config" and saved.get(key) != settings.get(key)
-        )
-        from reflectrl.trainers.online import RLConfig
-
+        changed = changed_settings(saved, settings, resumable=("config",))
         # Through RLConfig, as the checkpoint check does: a setting added after the run was
         # saved takes its default instead of reading as a change.
         try:
             saved_config = RLConfig.from_dict(saved.get("config", {})).to_dict()
         except (TypeError, ValueError) as err:
             fail(f"{saved_path} holds settings this version cannot read ({err}); use a new --out")
-        new_config = dict(settings["config"])
-        for key in _RESUME_FREE:
-            saved_config.pop(key, None)
-            new_config.pop(key, None)
-        changed += sorted(k for k in set(saved_config) | set(new_config) if saved_config.get(k) != new_config.get(k))
+        changed += changed_settings(saved_config, settings["config"], RLConfig.RESUMABLE)
         if changed:
             fail(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
 

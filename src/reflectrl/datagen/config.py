@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 """Episode seeds of each split start here (plus `GenConfig.seed`), so splits never share an episode."""
@@ -12,6 +12,9 @@ SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 @dataclass
 class GenConfig:
     """What `generate` does; saved next to the data so a re-run can check it continues the same run."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("episodes", "out")
+    """Settings a re-run may change (see `reflectrl.run_settings`): more episodes continue the same data."""
 
     env: str
     """Environment short name or gymnasium id."""
@@ -53,7 +56,7 @@ class GenConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that must match for a re-run to continue this run (all but the episode count)."""
         data = asdict(self)
-        for key in ("episodes", "out"):
+        for key in self.RESUMABLE:
             data.pop(key)
         return data
 

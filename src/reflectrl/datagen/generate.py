@@ -36,7 +36,8 @@ from reflectrl.datagen.validate import validate
 from reflectrl.envs import lookup, make_env
 from reflectrl.envs.base import TextEnv
 from reflectrl.protocol import LabelSet, clean_reflection
-from reflectrl.storage import atomic_write_bytes
+from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
+from reflectrl.storage import atomic_write_bytes, atomic_write_json
 from reflectrl.teachers.base import ReflectionRequest, Teacher
 from reflectrl.teachers.cache import CachedTeacher, TeacherCache
 from reflectrl.teachers.explainers import explainer_for
@@ -45,10 +46,6 @@ PROGRESS_DIR = ".progress"
 CACHE_FILE = "teacher_cache.sqlite"
 POSITIVE_ROLES = ("reflector", "policy")
 OUTPUT_FILES = tuple(f"{r}.jsonl" for r in ROLES) + tuple(f"{r}_positive.jsonl" for r in POSITIVE_ROLES)
-
-
-class ConfigMismatch(ValueError):
-    """The output folder holds data made with different settings."""
 
 
 @dataclass
@@ -85,11 +82,8 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     saved = progress / "config.json"
     identity = _saved_form(config)
     if saved.exists():
-        try:
-            previous = _with_defaults(json.loads(saved.read_text(encoding="utf-8")), config)
-        except ValueError:
-            previous = None
-        if previous != identity:
+        previous = _with_defaults(read_saved(saved), config)
+        if not isinstance(previous, dict) or changed_settings(previous, identity):
             if not overwrite:
                 raise ConfigMismatch(
                     f"{out} holds data generated with other settings ({saved}); use another --out or --overwrite"
@@ -98,13 +92,13 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     elif overwrite and progress.exists():
         shutil.rmtree(progress)
     progress.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(saved, json.dumps(identity, indent=2, sort_keys=True).encode("utf-8"))
+    atomic_write_json(saved, identity)
     return EpisodeJournal(progress / "episodes.jsonl")
 
 
 def _saved_form(config: GenConfig) -> dict[str, Any]:
     """`config.identity()` as it reads back from config.json (tuples become lists)."""
-    return json.loads(json.dumps(config.identity()))
+    return as_saved(config.identity())
 
 
 def _with_defaults(previous: Any, config: GenConfig) -> Any:
@@ -246,7 +240,7 @@ def generate(
             "seconds_this_run": round(time.monotonic() - started, 1),
         }
     )
-    atomic_write_bytes(out / "stats.json", json.dumps(stats, indent=2).encode("utf-8"))
+    atomic_write_json(out / "stats.json", stats)
     return GenResult(
         out=out,
         stats=stats,

@@ -1,8 +1,8 @@
 """Scripted reference players as rollout agents, so the evaluation harness plays them like any model.
 
 * `OracleAgent`: the environment's optimal next action (an upper bound). It
-  reads the running environments, which `LocalRolloutEngine` hands to agents
-  whose `reads_environment` is true.
+  reads the running environments, which `LocalRolloutEngine` hands to every
+  agent's `act` (`envs=`).
 * `RandomAgent`: a uniformly random admissible action (chance level), drawn
   from its `rng`, which the engine reseeds per batch (`label_seed`), so a
   batch is reproducible.
@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
-from reflectrl.agents import StepRecord
+from reflectrl.agents import SeededAgent, StepRecord
 from reflectrl.protocol import State
 
 
@@ -32,28 +30,20 @@ def _record(action: int, log_prob: float, entropy: float) -> StepRecord:
     )
 
 
-class OracleAgent:
+class OracleAgent(SeededAgent):
     """Plays `env.oracle_index()` of every running environment."""
 
-    reads_environment = True
-
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, states: Sequence[State], *, envs, greedy: bool = True, generator=None):
+    def act(self, states: Sequence[State], *, envs=(), greedy: bool = True, generator=None):
         if len(envs) != len(states):
             raise ValueError(f"the oracle needs one environment per state, got {len(envs)} for {len(states)}")
         actions = [int(env.oracle_index()) for env in envs]
         return actions, [_record(a, 0.0, 0.0) for a in actions]
 
 
-class RandomAgent:
+class RandomAgent(SeededAgent):
     """Picks a uniformly random admissible action (whether or not `greedy` is asked for)."""
 
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, states: Sequence[State], *, greedy: bool = False, generator=None):
+    def act(self, states: Sequence[State], *, greedy: bool = False, generator=None, envs=()):
         actions, records = [], []
         for state in states:
             n = len(state.actions)

@@ -142,6 +142,8 @@ class LabelPolicy(nn.Module):
         self.adapter = adapter
         self.prefix_reuse = bool(prefix_reuse)
         self.bf16 = bool(bf16)
+        self.logit_scale = head_logit_scale(model.config)
+        """What the model's own LM head multiplies its logits by (None: nothing), applied to the label logits too."""
         if adapter is not None and is_peft_model(model) and adapter not in adapter_names(model):
             log.info("adapter %r is not loaded (loaded: %s): the policy uses the base weights", adapter, adapter_names(model))
         context = getattr(model.config, "max_position_embeddings", None)
@@ -202,6 +204,8 @@ class LabelPolicy(nn.Module):
         logits = torch.einsum("bh,blh->bl", hidden.float(), rows)
         if getattr(head, "bias", None) is not None:
             logits = logits + head.bias[ids].float()
+        if self.logit_scale is not None:
+            logits = logits * self.logit_scale
         logits = (logits / temperature).masked_fill(~mask, float("-inf"))
         log_probs = torch.log_softmax(logits, dim=-1)
         entropy = -(log_probs.exp() * log_probs.masked_fill(~mask, 0.0)).sum(-1)
@@ -317,6 +321,26 @@ class LabelPolicy(nn.Module):
                 f"a policy prompt has {longest} tokens but the limit is {self.max_prompt_tokens}; "
                 "build prompts with the protocol's count/budget arguments"
             )
+
+
+def head_logit_scale(config) -> float | None:
+    """The factor some families' causal-LM head applies after the projection (None: none).
+
+    Granite divides the logits by `logits_scaling` and Cohere multiplies them by
+    `logit_scale`; the label head projects through the same weights but not
+    through that code, so without the factor its distribution would be the
+    model's at another temperature.
+    """
+    scale = 1.0
+    if getattr(config, "logits_scaling", None) is not None:
+        scale /= float(config.logits_scaling)
+    if getattr(config, "logit_scale", None) is not None:
+        scale *= float(config.logit_scale)
+    if getattr(config, "final_logit_softcapping", None) is not None:
+        raise ValueError(
+            f"{type(config).__name__} soft-caps its logits (final_logit_softcapping); the label head does not support it"
+        )
+    return None if scale == 1.0 else scale
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:

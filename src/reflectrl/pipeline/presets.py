@@ -1,4 +1,4 @@
-"""Pipeline presets: every knob of `reflectrl pipeline`, in one dataclass per stage.
+"""Pipeline presets: every knob of `reflectrl pipeline`, as overrides of each stage's own config.
 
 * ``tiny``: the tiny random model and a handful of episodes; the whole
   pipeline runs in well under a minute. For tests: it checks the plumbing,
@@ -35,10 +35,10 @@ prompted row (10 seeds)        12
 oracle, random, report         1
 =============================  =======  =================================================
 
-Safety nets: ``SFTSettings.max_minutes`` (1.75) and ``RLSettings.max_minutes`` (2) stop a
+Safety nets: the SFT ``max_minutes`` (1.75) and ``RLConfig.max_minutes`` (2) stop a
 stage early on a slow machine (the report says so); the SFT limit fires on this CPU, so a re-run
 on another machine trains for as many steps as fit in those minutes. Knobs, in order of
-effect: `SFTSettings.max_steps` and `max_minutes`, `RLSettings.iterations` and
+effect: the SFT `max_steps` and `max_minutes`, `RLConfig.iterations` and
 `episodes_per_iter`, `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`.
 On a machine shared with other jobs use ``reflectrl pipeline --threads 1``: torch's two
 threads then fight the other processes (an evaluation took 2.6x longer with 2 threads than
@@ -47,8 +47,11 @@ with 1 on the busy machine).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from reflectrl.trainers.rl_config import RLConfig
+from reflectrl.trainers.sft import WarmupConfig
 
 
 @dataclass(frozen=True)
@@ -65,82 +68,17 @@ class DataSettings:
     """Teacher spec: oracle (offline), openai:MODEL or hf:PATH."""
 
 
-@dataclass(frozen=True)
-class SFTSettings:
-    """Warm-up SFT of each player (`reflectrl.trainers.sft.WarmupConfig`)."""
+SFT: dict[str, Any] = {
+    "max_steps": 12, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant_with_warmup", "warmup_ratio": 0.1,
+    "lora_r": 16, "lora_alpha": 32, "lora_layers": 8, "max_length": 1024, "eval_fraction": 0.1, "max_eval_rows": 16,
+    "save_steps": 4, "epochs": 1.0, "max_minutes": None,
+}
+"""Warm-up SFT of each player: `WarmupConfig` fields (see their docs there) that presets set; role, data, output
+folder, model, seed and threads come from the stage and the preset."""
 
-    max_steps: int = 12
-    """Optimizer steps per player."""
-    batch_size: int = 4
-    """Rows per step."""
-    learning_rate: float = 1e-3
-    """Peak learning rate (short runs need a high one)."""
-    lr_scheduler: str = "constant_with_warmup"
-    """transformers scheduler name."""
-    warmup_ratio: float = 0.1
-    """Share of steps with a rising learning rate."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA alpha."""
-    lora_layers: int | None = 8
-    """Adapt only the top this many blocks (None: all); fewer is faster on CPU."""
-    max_length: int = 1024
-    """Rows longer than this many tokens are dropped."""
-    eval_fraction: float = 0.1
-    """Share of episodes held out for the SFT evaluation."""
-    max_eval_rows: int = 16
-    """Held-out rows evaluated at the end of each SFT run."""
-    save_steps: int = 4
-    """Checkpoint every this many steps (a killed run resumes from the last one)."""
-    epochs: float = 1.0
-    """Passes over the data when max_steps is -1."""
-    max_minutes: float | None = None
-    """Stop a player's SFT early (checkpointed) after this many minutes; a safety net for a time budget
-    (on a machine fast enough it never fires, and the run stays reproducible)."""
-
-
-@dataclass(frozen=True)
-class RLSettings:
-    """Online RL of the policy (`reflectrl.trainers.online.RLConfig`)."""
-
-    algo: str = "pg"
-    """pg (REINFORCE with reward-to-go), ppo or grpo."""
-    group_size: int = 4
-    """grpo: episodes played from each start seed; episodes_per_iter must be a multiple of it."""
-    iterations: int = 3
-    """Collect-and-update iterations per RL run."""
-    episodes_per_iter: int = 8
-    """Episodes per iteration (played in lockstep)."""
-    lr: float = 2e-4
-    """Adam learning rate (the paper's)."""
-    grad_clip: float = 0.3
-    """Gradient norm clip (the paper's)."""
-    entropy_coef: float = 0.01
-    """Entropy bonus weight."""
-    ppo_clip: float = 0.1
-    """ppo/grpo ratio clip (the paper's)."""
-    epochs: int = 3
-    """ppo/grpo passes over each batch (the paper's)."""
-    replay_size: int = 16
-    """Buffer of successful episodes (0: no replay)."""
-    replay_episodes: int = 2
-    """Replayed episodes per update."""
-    micro_batch_size: int = 8
-    """Steps per forward pass of the update."""
-    levels: tuple[str, ...] = ()
-    """Curriculum levels, easiest first (empty: the preset's level only)."""
-    curriculum_schedule: tuple[int, ...] = ()
-    """Iterations after which to move to the next curriculum level."""
-    eval_every: int = 0
-    """Validate every this many iterations (0: never; the learning curve then shows training success)."""
-    eval_episodes: int = 16
-    """Validation episodes per validation."""
-    checkpoint_every: int = 1
-    """Checkpoint every this many iterations (a killed run resumes from the last one)."""
-    max_minutes: float | None = None
-    """Stop an RL run after the iteration that passes this many minutes (at least one iteration runs);
-    a safety net for a time budget, like `SFTSettings.max_minutes`."""
+RL = RLConfig(iterations=3, episodes_per_iter=8, eval_every=0, eval_episodes=16, checkpoint_every=1, keep_checkpoints=1)
+"""Online RL of the policy: the pipeline's `RLConfig` (short runs, a checkpoint every iteration, the learning curve from
+training success); env, horizon, seed and (when `levels` is empty) the level come from the preset."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +123,9 @@ class Preset:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra environment keywords for data, RL and evaluation."""
     data: DataSettings = field(default_factory=DataSettings)
-    sft: SFTSettings = field(default_factory=SFTSettings)
-    rl: RLSettings = field(default_factory=RLSettings)
+    sft: dict[str, Any] = field(default_factory=lambda: dict(SFT))
+    """`WarmupConfig` overrides of every SFT run."""
+    rl: RLConfig = field(default_factory=lambda: RL)
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     @property
@@ -208,8 +147,8 @@ TINY = Preset(
     threads=1,
     device="cpu",
     data=DataSettings(episodes=6, negatives=1),
-    sft=SFTSettings(max_steps=2, batch_size=2, lora_layers=None, max_eval_rows=4, save_steps=1, eval_fraction=0.25),
-    rl=RLSettings(iterations=3, episodes_per_iter=4, micro_batch_size=16),
+    sft={**SFT, "max_steps": 2, "batch_size": 2, "lora_layers": None, "max_eval_rows": 4, "save_steps": 1, "eval_fraction": 0.25},
+    rl=replace(RL, iterations=3, episodes_per_iter=4, micro_batch_size=16),
     eval=EvalSettings(episodes=4, batch_size=8),
 )
 
@@ -222,14 +161,14 @@ CPU = Preset(
     # LoRA on every block learned faster per minute than on the top blocks only (taxi, plain role:
     # held-out loss 1.43 after 50 steps of 8 rows against 1.65; experiments/taxi_sft).
     # Five SFT runs (reflector, policy, plain, and the positive-only pair) share the 30 minutes.
-    sft=SFTSettings(
-        max_steps=24, batch_size=8, lr_scheduler="cosine", warmup_ratio=0.05, lora_layers=None,
-        max_eval_rows=24, save_steps=8,
-    ),
+    sft={
+        **SFT, "max_steps": 24, "batch_size": 8, "lr_scheduler": "cosine", "warmup_ratio": 0.05, "lora_layers": None,
+        "max_eval_rows": 24, "save_steps": 8,
+    },
     # GRPO with one epoch: the algorithm that lifted taxi drop-off from 44% to 75-80% in
     # experiments/taxi_rl; REINFORCE with a batch-mean baseline collapsed there, and more epochs
     # multiply the update's cost.
-    rl=RLSettings(algo="grpo", group_size=4, epochs=1, iterations=2, episodes_per_iter=8),
+    rl=replace(RL, algo="grpo", group_size=4, epochs=1, iterations=2, episodes_per_iter=8),
     # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
     # decodes for every running episode at once (rounds, not states, drive the decoding cost).
     eval=EvalSettings(episodes=30, batch_size=64, prompted_episodes=10),
@@ -241,12 +180,12 @@ GPU = Preset(
     reflection_tokens=64,
     answer_tokens=8,
     data=DataSettings(episodes=500, negatives=2),
-    sft=SFTSettings(
-        max_steps=-1, epochs=2.0, batch_size=8, learning_rate=2e-4, lr_scheduler="cosine", warmup_ratio=0.05,
-        lora_layers=None, max_length=2048, max_eval_rows=200, save_steps=100,
-    ),
-    rl=RLSettings(
-        algo="ppo", iterations=150, episodes_per_iter=32, lr=2e-4, grad_clip=0.3, entropy_coef=0.01, ppo_clip=0.1,
+    sft={
+        **SFT, "max_steps": -1, "epochs": 2.0, "batch_size": 8, "learning_rate": 2e-4, "lr_scheduler": "cosine",
+        "warmup_ratio": 0.05, "lora_layers": None, "max_length": 2048, "max_eval_rows": 200, "save_steps": 100,
+    },
+    rl=replace(
+        RL, algo="ppo", iterations=150, episodes_per_iter=32, lr=2e-4, grad_clip=0.3, entropy_coef=0.01, ppo_clip=0.1,
         epochs=3, replay_size=32, replay_episodes=4, micro_batch_size=8, eval_every=10, eval_episodes=32, checkpoint_every=5,
     ),
     eval=EvalSettings(episodes=100, batch_size=32),
@@ -296,7 +235,13 @@ def preset(name: str, env: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[name]
     changes = dict(ENV_OVERRIDES.get(env, {}).get(name, {}))
-    for part in ("data", "sft", "rl", "eval"):
+    for part in ("data", "rl", "eval"):
         if part in changes:
             changes[part] = replace(getattr(base, part), **changes[part])
-    return replace(base, **changes)
+    if "sft" in changes:
+        changes["sft"] = {**base.sft, **changes["sft"]}
+    chosen = replace(base, **changes)
+    unknown = sorted(set(chosen.sft) - {f.name for f in fields(WarmupConfig)})
+    if unknown:
+        raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
+    return chosen

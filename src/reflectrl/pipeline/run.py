@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
-from reflectrl.pipeline.presets import Preset, RLSettings
+from reflectrl.pipeline.presets import Preset
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
 
@@ -172,15 +172,11 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
 def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Path) -> dict[str, Any]:
     from reflectrl.trainers.sft import WarmupConfig, run_warmup
 
-    s = preset.sft
     config = WarmupConfig(
-        role=role, data=str(data), out=str(folder), model=preset.model, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
-        lora_layers=s.lora_layers, learning_rate=s.learning_rate, epochs=s.epochs, max_steps=s.max_steps,
-        batch_size=s.batch_size, max_length=s.max_length, eval_fraction=s.eval_fraction, max_eval_rows=s.max_eval_rows,
-        eval_steps=0, save_steps=s.save_steps, save_total_limit=1, lr_scheduler=s.lr_scheduler,
-        warmup_ratio=s.warmup_ratio, seed=preset.seed, threads=preset.threads, max_minutes=s.max_minutes,
+        role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.seed, threads=preset.threads,
+        eval_steps=0, save_total_limit=1,
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
-        resume=True,
+        resume=True, **preset.sft,
     )
     metrics = run_warmup(config, show_progress=progress).metrics
     keys = (
@@ -192,34 +188,16 @@ def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Pa
 
 def rl_config(env: str, preset: Preset) -> RLConfig:
     """The RL run settings of `preset` (RLConfig checks them, so a bad preset fails before any model loads)."""
-    from reflectrl.trainers.online import RLConfig
+    from dataclasses import replace
 
-    s = preset.rl
-    return RLConfig(
-        env=env, levels=s.levels or ((preset.level,) if preset.level else ()), horizon=preset.horizon, algo=s.algo,
-        group_size=s.group_size, iterations=s.iterations, episodes_per_iter=s.episodes_per_iter, seed=preset.seed, lr=s.lr,
-        grad_clip=s.grad_clip, entropy_coef=s.entropy_coef, ppo_clip=s.ppo_clip, epochs=s.epochs, replay_size=s.replay_size,
-        replay_episodes=s.replay_episodes, micro_batch_size=s.micro_batch_size, curriculum_schedule=s.curriculum_schedule,
-        eval_every=s.eval_every, eval_episodes=s.eval_episodes, checkpoint_every=s.checkpoint_every, keep_checkpoints=1,
-    )
+    levels = preset.rl.levels or ((preset.level,) if preset.level else ())
+    return replace(preset.rl, env=env, levels=levels, horizon=preset.horizon, seed=preset.seed)
 
 
 def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
-    from reflectrl.rollout import LocalRolloutEngine
-    from reflectrl.trainers.online import OnlineTrainer, resolve_levels
-    from reflectrl.trainers.rl_players import load_rl_players
+    from reflectrl.trainers.recipe import build_rl_run
 
-    s = preset.rl
     config = rl_config(env, preset)
-    players = load_rl_players(
-        str(policy), str(reflector) if reflector is not None else None, value_head=config.uses_critic,
-        reflector_max_new_tokens=preset.reflection_tokens, shuffle_labels=None, init_seed=preset.seed, device=preset.device,
-    )
-    kwargs = {**preset.env_kwargs, "max_actions": len(players.label_set)}
-    if preset.horizon is not None:
-        kwargs["horizon"] = preset.horizon
-    engine = LocalRolloutEngine(env, players.agent, max(1, s.episodes_per_iter), kwargs)
-    levels = resolve_levels(lookup(env).env_class().levels, config)
 
     def report(record: dict[str, Any]) -> None:
         if "train/success" in record:
@@ -229,25 +207,23 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
                 f"return {record['train/return']:+.2f}, {record['train/length']:.1f} steps per episode ({seconds:.0f} s)"
             )
 
-    trainer = OnlineTrainer(config, players.policy, engine, levels=levels, run_dir=folder / RL_RUN, log=report)
+    trainer = build_rl_run(
+        config, str(policy), str(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
+        env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter),
+        reflection_tokens=preset.reflection_tokens, device=preset.device, log=report,
+    ).trainer
     resumed = trainer.resume()
     if resumed:
         log(f"resuming after iteration {resumed}")
-    deadline = time.monotonic() + 60 * s.max_minutes if s.max_minutes is not None else None
-    stopped = False
-    while trainer.iteration < config.iterations:
-        # One iteration per call, so the time limit is checked between iterations (each ends with a checkpoint).
-        trainer.train(until=trainer.iteration + 1 if deadline is not None else None)
-        if deadline is not None and time.monotonic() > deadline and trainer.iteration < config.iterations:
-            stopped = True
-            log(f"time limit of {s.max_minutes} min reached: stopping after iteration {trainer.iteration}")
-            break
+    trainer.train()
+    if trainer.stopped_by_time_limit:
+        log(f"time limit of {config.max_minutes} min reached: stopping after iteration {trainer.iteration}")
     trainer.save_final(folder / RL_FINAL)
     history = _curve(folder, "train/success")
     return {
         "iterations": trainer.iteration,
         "planned_iterations": config.iterations,
-        "stopped_by_time_limit": stopped,
+        "stopped_by_time_limit": trainer.stopped_by_time_limit,
         "resumed_from_iteration": resumed,
         "last_training_success": history[-1][1] if history else None,
     }
@@ -411,7 +387,7 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
     )
 
 
-def _algo_text(rl: RLSettings) -> str:
+def _algo_text(rl: RLConfig) -> str:
     if rl.algo == "grpo":
         return f"grpo (groups of {rl.group_size} episodes per start seed, {rl.epochs} epoch{'s' if rl.epochs > 1 else ''})"
     return f"ppo ({rl.epochs} epochs)" if rl.algo == "ppo" else rl.algo

@@ -19,20 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reflectrl.storage import atomic_write_bytes
+from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
+from reflectrl.storage import atomic_write_json
 
 DONE = "DONE.json"
 CONFIG = "pipeline.json"
 
-
-class ConfigMismatch(RuntimeError):
-    """The run folder holds results of a different configuration."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+__all__ = ["CONFIG", "DONE", "ConfigMismatch", "Stage", "StageRunner"]
 
 
 @dataclass(frozen=True)
@@ -55,27 +48,20 @@ class StageRunner:
             raise ConfigMismatch(f"{self.root} exists and is not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
         saved = self.root / CONFIG
-        wanted = json.loads(json.dumps(config, sort_keys=True))
+        wanted = as_saved(config)
         if saved.exists():
-            try:
-                previous = json.loads(saved.read_text(encoding="utf-8"))
-            except ValueError:
-                previous = None
-            if previous != wanted:
+            previous = read_saved(saved)
+            if not isinstance(previous, dict) or changed_settings(previous, wanted):
                 raise ConfigMismatch(
                     f"{self.root} was made with a different configuration ({saved}); use another --out folder "
                     "(or delete it to start over)"
                 )
         else:
-            write_json_atomic(saved, wanted)
+            atomic_write_json(saved, wanted)
 
     def done(self, name: str) -> dict[str, Any] | None:
         """The DONE record of a finished stage, or None."""
-        marker = self.root / name / DONE
-        try:
-            return json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        return read_saved(self.root / name / DONE)
 
     def run(self, stage: Stage) -> dict[str, Any]:
         """Run `stage` unless it is done; returns its DONE record."""
@@ -99,6 +85,6 @@ class StageRunner:
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "summary": summary,
         }
-        write_json_atomic(folder / DONE, record)
+        atomic_write_json(folder / DONE, record)
         self.log(f"[{stage.name}] done in {record['seconds']:.0f} s")
         return record

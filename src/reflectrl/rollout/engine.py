@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any, Protocol
-
 import torch
 
+from reflectrl.agents import Agent
 from reflectrl.rollout.episode import Batch, EpisodeRequest
-
-
-class Agent(Protocol):
-    """What the engine needs from an agent (`reflectrl.agents.ReflectiveAgent` / `PlainAgent`)."""
-
-    def act(self, states: Sequence[Any], greedy: bool = False, generator: torch.Generator | None = None) -> tuple[list[int], list[Any]]:
-        """Pick one action index per state; returns (actions, step records)."""
-        ...
 
 
 class RolloutEngine(abc.ABC):
     """Plays batches of episodes with the current policy."""
+
+    agent: Agent
+    """The agent that plays (the trainer reads its `shuffle_labels` to save it with the policy)."""
 
     @abc.abstractmethod
     def collect(
@@ -39,8 +33,8 @@ class RolloutEngine(abc.ABC):
         """Play one episode per request and return them in request order.
 
         `greedy` takes the most likely label instead of sampling; `generator`
-        drives sampling; `label_seed` gives the agent's label-shuffling `rng`
-        a fresh seed so that a batch is reproducible on its own (exact resume).
+        drives sampling; `label_seed` reseeds the agent's own random
+        choices (`Agent.reseed`) so that a batch is reproducible on its own (exact resume).
         """
 
     def close(self) -> None:

@@ -10,9 +10,8 @@ seeds.
 
 Two additions serve evaluation: a request's `options` reach `env.reset`
 (to pick a fixed task of a split), and `on_episode_end` is called with each
-finished episode (for a progress bar). An agent whose `reads_environment`
-attribute is true (a scripted oracle) also gets the running environments:
-`act(states, envs=..., greedy=..., generator=...)`.
+finished episode (for a progress bar). Every agent gets the running
+environments (`act(states, envs=...)`); only a scripted oracle reads them.
 """
 
 from __future__ import annotations
@@ -23,15 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
+from reflectrl.agents import Agent, StepRecord
 from reflectrl.envs import make_env
 from reflectrl.envs.base import TextEnv
 from reflectrl.protocol import State
-from reflectrl.rollout.engine import Agent, RolloutEngine
+from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.rollout.episode import TAG_KEYS, Batch, Episode, EpisodeRequest, Step
-from reflectrl.rollout.timing import TimedReflector
 
 INVALID_ACTION = -1
 """Action index recorded (and played) when the agent gave no valid answer."""
@@ -68,9 +66,8 @@ class LocalRolloutEngine(RolloutEngine):
         label_seed: int | None = None,
     ) -> Batch:
         if label_seed is not None:
-            # The label-head agents shuffle labels with their public `rng`; a
-            # fresh generator per batch makes each batch reproducible on its own.
-            self.agent.rng = np.random.default_rng(label_seed)
+            # A fresh seed per batch makes each batch reproducible on its own.
+            self.agent.reseed(label_seed)
         timings = {"reflect": 0.0, "decide": 0.0, "environment": 0.0}
         pending = deque(enumerate(requests))
         running: list[_Slot] = []
@@ -119,18 +116,13 @@ class LocalRolloutEngine(RolloutEngine):
         episode = Episode(int(request.seed), request.level, int(request.group), options=options, task=str(info["task"]))
         return _Slot(index, request, env, info, episode)
 
-    def _act(self, states, envs, greedy, generator, timings) -> tuple[list[int], list[Any]]:
-        """One agent call; its time is split into reflect / decide when the reflector is a `TimedReflector`."""
-        reflector = getattr(self.agent, "reflector", None)
-        timed = reflector if isinstance(reflector, TimedReflector) else None
-        before = timed.seconds if timed is not None else 0.0
+    def _act(self, states, envs, greedy, generator, timings) -> tuple[list[int], list[StepRecord]]:
+        """One agent call; its time is split into reflect (as the agent counts it) and decide."""
+        before = self.agent.reflect_seconds
         start = time.perf_counter()
-        if getattr(self.agent, "reads_environment", False):
-            actions, records = self.agent.act(states, envs=envs, greedy=greedy, generator=generator)
-        else:
-            actions, records = self.agent.act(states, greedy=greedy, generator=generator)
+        actions, records = self.agent.act(states, envs=envs, greedy=greedy, generator=generator)
         elapsed = time.perf_counter() - start
-        reflect = (timed.seconds - before) if timed is not None else 0.0
+        reflect = self.agent.reflect_seconds - before
         timings["reflect"] += reflect
         timings["decide"] += max(elapsed - reflect, 0.0)
         if len(actions) != len(states) or len(records) != len(states):
@@ -139,8 +131,8 @@ class LocalRolloutEngine(RolloutEngine):
         return [INVALID_ACTION if a is None else int(a) for a in actions], list(records)
 
 
-def _step(record: Any, action: int, reward: float, done: bool, state_key: str, invalid: bool, played: str | None) -> Step:
-    value = getattr(record, "value", None)
+def _step(record: StepRecord, action: int, reward: float, done: bool, state_key: str, invalid: bool, played: str | None) -> Step:
+    value = record.value
     return Step(
         prompt_ids=[int(t) for t in record.prompt_ids],
         label_ids=[int(t) for t in record.label_ids],
@@ -151,8 +143,8 @@ def _step(record: Any, action: int, reward: float, done: bool, state_key: str, i
         reward=reward,
         done=done,
         state_key=state_key,
-        reflection=getattr(record, "reflection", None),
+        reflection=record.reflection,
         invalid=invalid,
         action_text=played,
-        answer=getattr(record, "answer", None),
+        answer=record.answer,
     )

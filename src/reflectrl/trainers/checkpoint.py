@@ -22,10 +22,13 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from reflectrl.models.policy import LabelPolicy
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"
@@ -201,3 +204,21 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def load_policy_weights(policy: LabelPolicy, folder: str | Path) -> None:
+    """Load adapter (and value-head) weights written by `LabelPolicy.save` into `policy`'s adapter in place."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no adapter weights in {folder}")
+    state = load_file(str(weights), device=str(policy.device))
+    result = set_peft_model_state_dict(policy.model, state, adapter_name=policy.adapter)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unexpected:
+        raise ValueError(f"adapter weights in {folder} do not fit the policy: {unexpected[:3]}")
+    if policy.value_head is not None:
+        policy.load_value_head(folder)

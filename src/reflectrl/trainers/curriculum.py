@@ -14,7 +14,10 @@ The last level is never left. The trainer clears the replay buffer whenever
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reflectrl.trainers.rl_config import RLConfig
 
 
 class Curriculum:
@@ -71,3 +74,13 @@ class Curriculum:
             raise ValueError(f"checkpoint curriculum levels {state['levels']} differ from the configured {list(self.levels)}")
         self.index = int(state["index"])
         self.switches = [(int(i), str(level)) for i, level in state["switches"]]
+
+
+def resolve_levels(env_levels: Sequence[str], config: RLConfig) -> tuple[str, ...]:
+    """The levels a run trains on: `config.levels`, else all levels with a curriculum, else the hardest."""
+    if config.levels:
+        unknown = [lvl for lvl in config.levels if lvl not in env_levels]
+        if unknown:
+            raise ValueError(f"unknown level(s) {', '.join(unknown)}; {config.env} has {', '.join(env_levels)}")
+        return tuple(config.levels)
+    return tuple(env_levels) if config.uses_curriculum else (env_levels[-1],)

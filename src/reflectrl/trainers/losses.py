@@ -2,9 +2,9 @@
 
 Every policy here is a categorical distribution over the labels of one step's
 menu (one label token per step), so "log pi(a|s)" is one number per step and a
-batch is a flat tensor of steps. Each loss is a mean over the steps it gets;
-the optional `weights` make it a weighted mean (sum w_t x_t / sum w_t) so the
-trainer can split a batch into micro-batches and mix in replayed steps.
+batch is a flat tensor of steps. Each loss is a plain mean over the steps it
+gets; the update (`update.py`) weights each micro-batch's mean by its share of
+the minibatch's steps, and mixes in replayed steps the same way.
 
 Signs: every function returns a quantity to *minimise*.
 """
@@ -15,23 +15,15 @@ import torch
 from torch import Tensor
 
 
-def _mean(values: Tensor, weights: Tensor | None) -> Tensor:
-    if weights is None:
-        return values.mean()
-    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
-
-
-def policy_gradient_loss(log_probs: Tensor, advantages: Tensor, weights: Tensor | None = None) -> Tensor:
+def policy_gradient_loss(log_probs: Tensor, advantages: Tensor) -> Tensor:
     """REINFORCE: L = -E_t[ A_t * log pi(a_t|s_t) ].
 
     `advantages` are constants (reward-to-go, minus a baseline if any).
     """
-    return -_mean(advantages.detach() * log_probs, weights)
+    return -(advantages.detach() * log_probs).mean()
 
 
-def ppo_clip_loss(
-    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip: float = 0.1, weights: Tensor | None = None
-) -> Tensor:
+def ppo_clip_loss(log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip: float = 0.1) -> Tensor:
     """PPO's clipped surrogate: L = -E_t[ min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t) ].
 
     rho_t = pi(a_t|s_t) / pi_old(a_t|s_t), with pi_old the policy that sampled the step.
@@ -40,7 +32,7 @@ def ppo_clip_loss(
     advantages = advantages.detach()
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
-    return -_mean(torch.minimum(unclipped, clipped), weights)
+    return -torch.minimum(unclipped, clipped).mean()
 
 
 def grpo_loss(
@@ -50,7 +42,6 @@ def grpo_loss(
     clip: float = 0.1,
     kl_to_reference: Tensor | None = None,
     kl_coef: float = 0.0,
-    weights: Tensor | None = None,
 ) -> Tensor:
     """GRPO: the clipped surrogate with group-relative advantages, plus beta * KL(pi || pi_ref).
 
@@ -58,15 +49,13 @@ def grpo_loss(
     where A_t is the advantage of the episode (and, GiGPO-style, of the state)
     relative to its group, so no critic is needed.
     """
-    loss = ppo_clip_loss(log_probs, old_log_probs, group_advantages, clip, weights)
+    loss = ppo_clip_loss(log_probs, old_log_probs, group_advantages, clip)
     if kl_to_reference is not None and kl_coef:
-        loss = loss + kl_coef * _mean(kl_to_reference, weights)
+        loss = loss + kl_coef * kl_to_reference.mean()
     return loss
 
 
-def value_loss(
-    values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None, weights: Tensor | None = None
-) -> Tensor:
+def value_loss(values: Tensor, targets: Tensor, old_values: Tensor | None = None, clip: float | None = None) -> Tensor:
     """Critic regression: L = 1/2 E_t[ (V(s_t) - G_t)^2 ].
 
     With `old_values` and `clip`, PPO's clipped form: the larger of the plain
@@ -79,12 +68,12 @@ def value_loss(
         old_values = old_values.detach()
         clipped = old_values + torch.clamp(values - old_values, -clip, clip)
         error = torch.maximum(error, (clipped - targets) ** 2)
-    return 0.5 * _mean(error, weights)
+    return 0.5 * error.mean()
 
 
-def entropy_bonus(entropy: Tensor, weights: Tensor | None = None) -> Tensor:
+def entropy_bonus(entropy: Tensor) -> Tensor:
     """H = E_t[ -sum_a pi(a|s_t) log pi(a|s_t) ]; the trainer subtracts coef * H from its loss."""
-    return _mean(entropy, weights)
+    return entropy.mean()
 
 
 def label_kl(log_probs: Tensor, reference_log_probs: Tensor, mask: Tensor) -> Tensor:
@@ -99,7 +88,7 @@ def label_kl(log_probs: Tensor, reference_log_probs: Tensor, mask: Tensor) -> Te
     return (probs * gap).sum(dim=-1)
 
 
-def replay_loss(log_probs: Tensor, behaviour_log_probs: Tensor, weights: Tensor | None = None) -> Tensor:
+def replay_loss(log_probs: Tensor, behaviour_log_probs: Tensor) -> Tensor:
     """Self-imitation on replayed successful steps: L = -E_t[ min(1, pi/mu)_t * log pi(a_t|s_t) ].
 
     The steps come from earlier policies mu, so they are off-policy. Each is
@@ -109,7 +98,7 @@ def replay_loss(log_probs: Tensor, behaviour_log_probs: Tensor, weights: Tensor 
     the variance that plain importance sampling would add).
     """
     ratio = torch.exp(log_probs.detach() - behaviour_log_probs.detach()).clamp(max=1.0)
-    return -_mean(ratio * log_probs, weights)
+    return -(ratio * log_probs).mean()
 
 
 def clip_fraction(log_probs: Tensor, old_log_probs: Tensor, clip: float) -> Tensor:

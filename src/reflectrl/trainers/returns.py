@@ -61,11 +61,7 @@ def group_advantages(returns: Tensor, groups: Tensor, normalize_std: bool = True
     advantages = torch.zeros_like(returns)
     for group in torch.unique(groups):
         members = groups == group
-        values = returns[members]
-        centred = values - values.mean()
-        if normalize_std:
-            centred = centred / (values.std(unbiased=False) + eps)
-        advantages[members] = centred
+        advantages[members] = _relative_to_group(returns[members], normalize_std, eps)
     return advantages
 
 
@@ -94,12 +90,16 @@ def step_group_advantages(
         if len(members) < 2:
             continue
         index = torch.tensor(members)
-        values = step_returns[index]
-        centred = values - values.mean()
-        if normalize_std:
-            centred = centred / (values.std(unbiased=False) + eps)
-        advantages[index] = centred
+        advantages[index] = _relative_to_group(step_returns[index], normalize_std, eps)
     return advantages
+
+
+def _relative_to_group(values: Tensor, normalize_std: bool, eps: float) -> Tensor:
+    """Each value minus its group's mean, divided by the group's (population) std when `normalize_std`."""
+    centred = values - values.mean()
+    if normalize_std:
+        centred = centred / (values.std(unbiased=False) + eps)
+    return centred
 
 
 def scale_by_std(advantages: Tensor, eps: float = 1e-6) -> Tensor:

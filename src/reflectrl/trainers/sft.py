@@ -38,17 +38,18 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from reflectrl.run_settings import as_saved, changed_settings, read_saved
+from reflectrl.storage import atomic_write_json
 
 ROLES = ("reflector", "policy", "plain")
 CONFIG_FILE = "warmup_config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
-# Settings that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("resume", "max_minutes", "threads")
 
 
 class WarmupError(ValueError):
@@ -58,6 +59,9 @@ class WarmupError(ValueError):
 @dataclass
 class WarmupConfig:
     """Settings of one SFT warm-up run (saved as OUT/warmup_config.json)."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("resume", "max_minutes", "threads", "extra")
+    """Settings a resumed run may change (see `reflectrl.run_settings`); `extra` holds notes such as the command line."""
 
     role: str
     """reflector, policy or plain."""
@@ -297,12 +301,6 @@ def _drop_incomplete_checkpoints(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    from reflectrl.models.atomic import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8"))
-
-
 def _check_resume(out: Path, config: WarmupConfig) -> Path | None:
     """The checkpoint to resume from (None: start fresh); refuses to mix different settings."""
     checkpoints = out / CHECKPOINTS
@@ -313,9 +311,7 @@ def _check_resume(out: Path, config: WarmupConfig) -> Path | None:
         return None
     saved = out / CONFIG_FILE
     if saved.exists():
-        previous = json.loads(saved.read_text(encoding="utf-8"))
-        now = json.loads(json.dumps(asdict(config), default=str))
-        differing = sorted(k for k in now if k not in RESUMABLE_CHANGES and k != "extra" and previous.get(k) != now[k])
+        differing = changed_settings(read_saved(saved) or {}, as_saved(asdict(config)), WarmupConfig.RESUMABLE)
         if differing:
             raise WarmupError(f"cannot resume {out} with different settings ({', '.join(differing)}); use a new --out")
     if checkpoints.exists():
@@ -491,7 +487,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     resume_from = _check_resume(out, config)
-    _write_json(out / CONFIG_FILE, asdict(config))
+    atomic_write_json(out / CONFIG_FILE, asdict(config))
 
     rows = load_rows(config.data, config.role)
     train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
@@ -642,5 +638,5 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         fixed = all(list(r["labels"]) == list(label_set.labels[: len(r["labels"])]) for r in rows)
         save_label_order(out, shuffle_labels=not fixed)
     writer.close()
-    _write_json(out / METRICS_FILE, metrics)
+    atomic_write_json(out / METRICS_FILE, metrics)
     return WarmupResult(out=out, metrics=metrics)
