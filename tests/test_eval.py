@@ -171,7 +171,7 @@ def test_eval_cli_refuses_an_out_path_that_is_a_file(tmp_path):
 
 
 def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path):
-    from reflectrl.evaluation.reflection_cache import CachedReflector
+    from reflectrl.models.reflection_cache import CachedReflector
     from reflectrl.models import LocalReflector, load_model
 
     model, tokenizer = load_model("tiny-random", device="cpu")

@@ -248,6 +248,25 @@ def test_kill_and_resume_gives_the_same_weights_and_metrics_as_a_straight_run(tm
 
     assert metrics(straight) == metrics(killed)
     assert [r["iteration"] for r in metrics(killed)] == [0, 1, 2, 3, 4]
+    # The reflector answered repeated prompts from its cache, which the checkpoints carried across the kill.
+    assert sum(r.get("reflect/cache_hits", 0) for r in metrics(killed)) > 0
+    saved = json.loads((latest_checkpoint(killed) / "reflections.json").read_text())
+    assert len(saved["entries"]) == metrics(killed)[-1]["reflect/cache_size"] > 0
+
+
+def test_a_checkpoint_s_reflections_are_not_reused_with_another_reflector(tmp_path):
+    from reflectrl.run_settings import ConfigMismatch
+    from reflectrl.trainers.recipe import build_rl_run
+
+    config = RLConfig(env="corridor", levels=("short",), algo="pg", episodes_per_iter=4, iterations=1, eval_every=0, checkpoint_every=1)
+    first = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
+    first.trainer.train()
+    assert len(first.players.reflection_cache) > 0
+    again = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
+    assert again.trainer.resume() == 1 and again.players.reflection_cache.state_dict() == first.players.reflection_cache.state_dict()
+    other = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=5, shuffle_labels=False)
+    with pytest.raises(ConfigMismatch, match="another reflector"):
+        other.trainer.resume()
 
 
 def test_cli_refuses_bad_requests_with_clear_messages(tmp_path):

@@ -71,6 +71,7 @@ def train(
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
+    reflection_cache: bool = typer.Option(True, "--reflection-cache/--no-reflection-cache", help="Answer repeated reflector prompts from a cache saved with each checkpoint (the reflector decodes greedily)."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
     lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
     shuffle_labels: Optional[bool] = typer.Option(

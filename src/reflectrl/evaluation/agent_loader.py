@@ -54,7 +54,7 @@ class AgentSpec:
     """plain/reflect: bfloat16 autocast; None: where the hardware has native bfloat16."""
     reflection_cache: str | None = None
     """reflect: JSON-lines file caching the reflector's answers across evaluations
-    (see `reflectrl.evaluation.reflection_cache`); None: no cache."""
+    (see `reflectrl.models.reflection_cache`); None: no cache."""
 
     def check(self) -> None:
         """Raise ValueError for a spec that cannot be loaded, saying what is missing."""
@@ -125,10 +125,11 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         bf16=spec.bf16,
     )
     if spec.reflection_cache and players.reflector is not None:
-        from reflectrl.evaluation.reflection_cache import CachedReflector
+        from reflectrl.models.reflection_cache import CachedReflector, reflector_identity
 
+        identity = reflector_identity(str(spec.reflector), spec.reflection_tokens)
         # Inside the timing wrapper, so time spent on cache misses still counts as 'reflect'.
-        players.reflector.inner = CachedReflector(players.reflector.inner, spec.reflection_cache)
+        players.reflector.inner = CachedReflector(players.reflector.inner, spec.reflection_cache, identity)
     closers = []
     client = getattr(getattr(players.reflector, "inner", None), "client", None)
     if client is not None and hasattr(client, "close"):

@@ -232,7 +232,7 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
 def _eval_stage(env: str, preset: Preset, setting: Setting, root: Path, progress: bool, folder: Path) -> dict[str, Any]:
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate
-    from reflectrl.evaluation.reflection_cache import CachedReflector
+    from reflectrl.models.reflection_cache import CachedReflector
     from reflectrl.evaluation.summary import summarize
 
     spec = AgentSpec(

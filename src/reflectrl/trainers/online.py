@@ -65,6 +65,7 @@ from reflectrl.trainers.update import PolicyUpdate
 
 if TYPE_CHECKING:
     from reflectrl.models.policy import LabelPolicy
+    from reflectrl.models.reflection_cache import CachedReflector
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS", "ALGORITHMS", "PG_BASELINES", "OnlineTrainer", "RLConfig", "derive_seed", "load_policy_weights",
@@ -74,6 +75,8 @@ __all__ = [
 TRAIN_SEED_END = SPLIT_SEED_OFFSETS["validation"]
 """Training seeds are drawn from [0, TRAIN_SEED_END): the train split."""
 VALIDATION_SEED_START = SPLIT_SEED_OFFSETS["validation"]
+REFLECTIONS_FILE = "reflections.json"
+"""A checkpoint's reflection cache: the reflector's identity and every entry, oldest first."""
 TIME_PREFIX = "time/"
 """Metrics under this prefix are wall-clock measurements: they are the only ones that differ between identical runs."""
 
@@ -90,6 +93,7 @@ class OnlineTrainer(PolicyUpdate):
         run_dir: str | Path | None = None,
         reference: LabelPolicy | None = None,
         eval_engine: RolloutEngine | None = None,
+        reflection_cache: CachedReflector | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
     ):
         """
@@ -101,12 +105,15 @@ class OnlineTrainer(PolicyUpdate):
             run_dir: folder for metrics, tensorboard logs and checkpoints (None: keep nothing on disk).
             reference: a frozen `LabelPolicy` for the KL penalty (needed when `config.kl_coef > 0`).
             eval_engine: plays the validation episodes (default: `engine`), e.g. on another task split.
+            reflection_cache: the cache in front of the agents' reflector, if any: saved with every
+                checkpoint and restored on resume, and its hits reported per iteration.
             log: called with each iteration's metrics (e.g. to update a progress bar).
         """
         super().__init__(config, policy, reference)
         self.engine = engine
         self.eval_engine = eval_engine if eval_engine is not None else engine
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.reflection_cache = reflection_cache
         self.log = log
         self.curriculum = Curriculum(levels, config.curriculum_schedule, config.curriculum_threshold)
         self.replay = ReplayBuffer(config.replay_size)
@@ -158,6 +165,8 @@ class OnlineTrainer(PolicyUpdate):
         it = self.iteration
         level = self.curriculum.level
         started = time.perf_counter()
+        cache = self.reflection_cache
+        asked = (cache.hits, cache.misses) if cache is not None else (0, 0)
         batch = self.collect(it, level)
         replayed = self.replay.sample(cfg.replay_episodes, np.random.default_rng(derive_seed(cfg.seed, it, "replay")))
 
@@ -192,6 +201,12 @@ class OnlineTrainer(PolicyUpdate):
             self.replay.clear()
             record["curriculum/switched_to"] = self.curriculum.level
         record["curriculum/level_index"] = self.curriculum.index
+        if cache is not None:
+            hits, misses = cache.hits - asked[0], cache.misses - asked[1]
+            record.update({
+                "reflect/cache_hits": hits, "reflect/cache_misses": misses,
+                "reflect/cache_hit_rate": hits / max(hits + misses, 1), "reflect/cache_size": len(cache),
+            })
         elapsed = time.perf_counter() - started
         record.update({f"{TIME_PREFIX}{k}": v for k, v in batch.timings.items()})
         record[f"{TIME_PREFIX}update"] = update_seconds
@@ -250,6 +265,10 @@ class OnlineTrainer(PolicyUpdate):
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
             write_json(folder / "replay.json", self.replay.state_dict())
             write_json(folder / "rng.json", capture_rng_state())
+            if self.reflection_cache is not None:
+                write_json(folder / REFLECTIONS_FILE, {
+                    "identity": self.reflection_cache.identity, "entries": self.reflection_cache.state_dict(),
+                })
             write_json(
                 folder / "trainer.json",
                 {
@@ -284,6 +303,16 @@ class OnlineTrainer(PolicyUpdate):
         self.replay.load_state_dict(read_json(folder / "replay.json"))
         self.curriculum.load_state_dict(state["curriculum"])
         restore_rng_state(read_json(folder / "rng.json"))
+        if self.reflection_cache is not None:
+            # Which prompts miss decides how the misses are batched (and so their rounding): the
+            # resumed run continues from the cache the straight run had at this iteration.
+            saved_cache = read_json(folder / REFLECTIONS_FILE) if (folder / REFLECTIONS_FILE).is_file() else {"entries": []}
+            if saved_cache.get("identity", self.reflection_cache.identity) != self.reflection_cache.identity:
+                raise ConfigMismatch(
+                    f"the checkpoint's reflections were written by another reflector ({saved_cache['identity']}); "
+                    "resume with the reflector the run started with"
+                )
+            self.reflection_cache.load_state_dict(saved_cache["entries"])
         self.iteration = int(state["iteration"])
         self.episodes_seen = int(state["episodes_seen"])
         self._last_saved = checkpoint_iteration(folder)

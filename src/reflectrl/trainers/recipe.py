@@ -73,6 +73,7 @@ def build_rl_run(
         reflector_url=reflector_url,
         reflector_api_key_env=reflector_api_key_env,
         bf16=bf16,
+        cache_reflections=config.reflection_cache,
     )
     fixed = {"max_actions": len(players.label_set)}
     if config.horizon is not None:
@@ -83,6 +84,6 @@ def build_rl_run(
         eval_engine = LocalRolloutEngine(entry.name, players.agent, max_concurrent, {**eval_env_kwargs, **fixed})
     trainer = OnlineTrainer(
         config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference,
-        eval_engine=eval_engine, log=log,
+        eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log,
     )
     return RLRun(config, players, trainer)

@@ -105,6 +105,9 @@ class RLConfig:
     """Save a checkpoint every this many iterations (and at the end); 0: only at the end."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk (0: all)."""
+    reflection_cache: bool = True
+    """Answer repeated reflector prompts from a cache (the frozen reflector decodes greedily, so a prompt
+    always gets the same reflection); its entries are saved with each checkpoint."""
     max_minutes: float | None = None
     """Stop after the iteration that passes this many minutes of training in this process (at least one
     iteration runs; a checkpoint follows); a safety net for a time budget. None: no limit."""

@@ -27,6 +27,7 @@ from reflectrl.models import POLICY, LabelPolicy, TwoPlayerModel, load_adapter
 from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
 from reflectrl.models.policy import VALUE_HEAD_FILE
 from reflectrl.models.precision import resolve_bf16
+from reflectrl.models.reflection_cache import CachedReflector, reflector_identity
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.rollout.timing import TimedReflector
 
@@ -48,6 +49,8 @@ class RLPlayers:
     reference: LabelPolicy | None
     base: str
     """Spec of the shared base model."""
+    reflection_cache: CachedReflector | None = None
+    """The cache in front of the reflector, when `cache_reflections` asked for one."""
 
     @property
     def label_set(self) -> LabelSet:
@@ -70,14 +73,16 @@ def load_rl_players(
     reflector_url: str | None = None,
     reflector_api_key_env: str = "OPENAI_API_KEY",
     bf16: bool | None = None,
+    cache_reflections: bool = False,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
     `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
     the same seed start from identical weights. `shuffle_labels` None takes the
     label order the policy folder records (`protocol.LABEL_ORDER_FILE`), else shuffled.
-    `bf16` runs both players under bfloat16 autocast; None: where the hardware
-    has native bfloat16 (`models.precision`).
+    `bf16` runs both players under bfloat16 autocast; None: the device's
+    default (`models.precision`). `cache_reflections` puts an in-memory
+    `CachedReflector` in front of the reflector (it must decode greedily).
     """
     from_adapter = is_adapter_folder(policy)
     if shuffle_labels is None:
@@ -122,14 +127,16 @@ def load_rl_players(
             players.model = load_adapter(players.model, policy, REFERENCE, trainable=False)
         # Without an SFT adapter the reference name is not loaded, so it reads the base weights.
         reference = LabelPolicy(players.model, players.tokenizer, label_set, adapter=REFERENCE, bf16=bf16)
-    timed = None
+    timed = cache = None
     if reflector is not None:
         inner = remote if remote is not None else players.local_reflector(max_new_tokens=reflector_max_new_tokens, bf16=bf16)
+        if cache_reflections:
+            inner = cache = CachedReflector(inner, identity=reflector_identity(str(reflector), reflector_max_new_tokens))
         timed = TimedReflector(inner)
         agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
     else:
         agent = PlainAgent(label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
-    return RLPlayers(players, label_policy, agent, timed, reference, base)
+    return RLPlayers(players, label_policy, agent, timed, reference, base, cache)
 
 
 def _remote_reflector(model: str, url: str | None, max_tokens: int, api_key_env: str):
