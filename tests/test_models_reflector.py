@@ -59,7 +59,7 @@ def test_prefix_reuse_matches_generation_from_scratch(tiny_model):
     input_ids, mask, cache, shared = reused.prepare_inputs(ids)
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        out = model(input_ids=input_ids[:, shared:], attention_mask=mask, position_ids=position_ids[:, shared:], past_key_values=cache)
+        out = model(input_ids=input_ids[:, shared:], attention_mask=mask, position_ids=position_ids[:, shared:], cache=cache)
         for i, row in enumerate(ids):
             alone = model(torch.tensor([row])).logits[0, -1]
             torch.testing.assert_close(out.logits[i, -1], alone, atol=1e-4, rtol=0)

@@ -1,5 +1,6 @@
 """Online RL end to end with the tiny random model: learning, determinism, curriculum, exact resume, CLI."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -125,21 +126,42 @@ def test_grpo_skips_steps_of_groups_whose_episodes_all_got_one_return():
         RLConfig(env="corridor", algo="ppo", skip_zero_advantage=True)
 
 
+def _batch_dependent(policy, monkeypatch):
+    """Make a row's log-probs depend on the batch it sits in, by a known shift, on every CPU.
+
+    bfloat16 kernels round a row differently in another batch shape on CPUs with native bfloat16
+    (AVX-512) but not on AVX2-only ones, so rounding alone cannot show which batches the ratio's
+    denominator came from. The shift (0.1 per row of the batch, 0.01 per position in it) stands
+    in for that rounding: like rounding it repeats exactly in every pass over the same batch.
+    """
+    forward = policy.forward_ids
+
+    def shifted(prompt_ids, label_ids, temperature=1.0):
+        out = forward(prompt_ids, label_ids, temperature)
+        rows = torch.arange(len(prompt_ids), device=out.log_probs.device)
+        return dataclasses.replace(out, log_probs=out.log_probs + (0.1 * len(prompt_ids) + 0.01 * rows)[:, None])
+
+    monkeypatch.setattr(policy, "forward_ids", shifted)
+
+
 @pytest.mark.parametrize("refresh", [True, False])
 def test_ratios_start_at_exactly_one_under_bfloat16(refresh, monkeypatch):
-    """bfloat16 log-probs depend on the batch a row sits in; the update's own micro-batches give the ratio's denominator."""
+    """Rollout log-probs come from other batches than the update's; its own micro-batches give the ratio's denominator."""
     config = RLConfig(
         env="corridor", levels=("short",), algo="grpo", episodes_per_iter=8, group_size=4, eval_every=0,
         micro_batch_size=3, epochs=1, lr=1e-3,
     )
     trainer = _trainer(config, bf16=True)
-    if not refresh:  # the check must be able to fail: rollout log-probs differ by rounding
+    assert trainer.engine.agent.policy is trainer.policy  # the shift reaches the rollouts and the update alike
+    _batch_dependent(trainer.policy, monkeypatch)
+    if not refresh:  # the check must be able to fail: the rollout's first step ran all 8 episodes in one batch
         monkeypatch.setattr(trainer, "_refresh_old_log_probs", lambda micro_batches: None)
     record = trainer.step()
     if refresh:
         assert record["loss/approx_kl"] == 0.0 and record["loss/clip_fraction"] == 0.0
     else:
-        assert record["loss/approx_kl"] > 0.0
+        # A batch of 8 against micro-batches of at most 3: log-ratios of -0.5 +- 0.07, beyond the 0.1 clip.
+        assert record["loss/approx_kl"] > 0.0 and record["loss/clip_fraction"] > 0.0
 
 
 def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_frozen_reference(tmp_path):

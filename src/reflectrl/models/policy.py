@@ -306,7 +306,7 @@ class LabelPolicy(nn.Module):
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         last = torch.as_tensor([len(row) - 1 for row in suffixes], device=device)

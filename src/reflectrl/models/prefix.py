@@ -32,6 +32,6 @@ def prefix_cache(decoder, prefix_ids, rows: int):
 
     Gradients flow back through the copies into the single prefix pass.
     """
-    cache = decoder(input_ids=prefix_ids, use_cache=True).past_key_values
+    cache = decoder(input_ids=prefix_ids, use_cache=True).cache
     cache.batch_repeat_interleave(rows)
     return cache

@@ -168,7 +168,7 @@ class LocalReflector:
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                past_key_values=cache,
+                cache=cache,
                 generation_config=config,
                 stopping_criteria=self._stopping,
             )
@@ -197,7 +197,7 @@ class LocalReflector:
         # The bare transformer fills the cache without projecting every prefix
         # position onto the vocabulary.
         causal_lm = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        causal_lm.base_model(input_ids=prefix, past_key_values=cache, use_cache=True)
+        causal_lm.base_model(input_ids=prefix, cache=cache, use_cache=True)
         cache.batch_repeat_interleave(len(prompt_ids))
         input_ids = torch.cat([prefix.expand(len(prompt_ids), -1), suffix_ids], dim=1)
         attention_mask = torch.cat([torch.ones_like(prefix).expand(len(prompt_ids), -1), suffix_mask], dim=1)

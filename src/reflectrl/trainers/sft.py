@@ -392,7 +392,7 @@ def completion_loss(model, inputs: dict[str, Any]):
         width = ids.shape[1]
         positions = torch.arange(prefix, width, device=ids.device).expand(ids.shape[0], -1)
         hidden = decoder(
-            input_ids=ids[:, prefix:], attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+            input_ids=ids[:, prefix:], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
         ).last_hidden_state
         # hidden[:, j] is position prefix + j; it predicts the token at prefix + j + 1.
         targets = labels[:, prefix + 1 :]
