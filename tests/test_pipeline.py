@@ -83,7 +83,10 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     out = tmp_path / "run"
     messages: list[str] = []
     started = time.perf_counter()
-    result = run_pipeline("taxi", preset("tiny", "taxi"), out, command="reflectrl pipeline taxi --preset tiny", log=messages.append, progress=False)
+    result = run_pipeline(
+        "taxi", preset("tiny", "taxi"), out, command="reflectrl pipeline taxi --preset tiny --rows all", log=messages.append,
+        progress=False, rows="all",
+    )
     elapsed = time.perf_counter() - started
     assert elapsed < 180, f"the tiny pipeline took {elapsed:.0f} s"
 
@@ -113,11 +116,15 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
 
     before = _done_records(out)
     messages.clear()
-    again = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    again = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False, rows="all")
     assert _done_records(out) == before
     assert sum("already done" in m for m in messages) == len(stage_names())
     assert [r.summary for r in again.rows] == [r.summary for r in result.rows]
 
+    # The default rows are a subset of 'all': nothing to run, and the report drops the ablation row.
+    core = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    assert "Reflect-RL, no negative examples" not in [r.setting for r in core.rows] and len(core.rows) == len(result.rows) - 1
+    assert _done_records(out) == before
     with pytest.raises(ConfigMismatch, match="different configuration"):
         run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
 
@@ -130,7 +137,7 @@ def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path, strai
     _kill_when(out, tmp_path, lambda: run_dir.exists() and latest_checkpoint(run_dir) is not None)
     assert not (out / "rl-reflect" / DONE).exists(), "the RL stage finished before the kill; nothing to resume"
     finished = _done_records(out)
-    assert set(finished) == {"data", "sft-reflector", "sft-policy", "sft-plain", "sft-reflector-positive", "sft-policy-positive"}
+    assert set(finished) == {"data", "sft-reflector", "sft-policy", "sft-plain"}
     adapter = out / "sft-policy" / "adapter_model.safetensors"
     adapter_time = adapter.stat().st_mtime_ns
 

@@ -69,6 +69,21 @@ def test_oracle_reasons_toward_the_right_action():
             assert "drop" in text.lower()
 
 
+def test_concise_oracle_names_the_next_move_first_and_stays_short(smollm2_tokenizer):
+    requests = taxi_requests(seeds=range(20))
+    concise = make_teacher("oracle:concise").reflect(requests)
+    full = make_teacher("oracle").reflect(requests)
+    for request, text in zip(requests, concise):
+        assert text.startswith(f"Next: {request.best_action}. "), text
+        assert ("mistake" in text) == bool(request.last is not None and request.last.mistake), text
+    lengths = [len(smollm2_tokenizer.encode(t)) for t in concise]
+    assert max(lengths) <= 40 and sum(lengths) < 0.6 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
+    # The styles have their own names, so a teacher cache never answers one with the other.
+    assert make_teacher("oracle:concise").name != make_teacher("oracle").name
+    with pytest.raises(ValueError, match="no concise explainer"):
+        make_teacher("oracle:concise").reflect([ReflectionRequest("corridor", requests[0].state, "x", None, {})])
+
+
 def test_taxi_assess_marks_walls_and_detours():
     env = make_env("taxi")
     env.reset(seed=0)
@@ -138,6 +153,8 @@ def test_unknown_teacher_spec():
         make_teacher("gpt4")
     with pytest.raises(TeacherSpecError):
         make_teacher("openai:")
+    with pytest.raises(TeacherSpecError):
+        make_teacher("oracle:terse")
 
 
 class _ChatServer(ThreadingHTTPServer):

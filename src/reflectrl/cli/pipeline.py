@@ -19,14 +19,17 @@ def pipeline(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     preset_name: str = typer.Option("cpu", "--preset", help=f"Settings preset: {', '.join(PRESETS)}."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/pipeline-ENV); re-running resumes it."),
+    rows: str = typer.Option("core", "--rows", help="core: prompted, SFT and RL with and without reflection, oracle, random; all: also the paper's ablation without negative examples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = threads_option(),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
-    from reflectrl.pipeline.run import run_pipeline
+    from reflectrl.pipeline.run import ROWS, run_pipeline
 
     entry = env_entry(env_name)
+    if rows not in ROWS:
+        fail(f"unknown --rows {rows!r}; choose from {', '.join(ROWS)}")
     # Not part of the preset (it overrides the preset's own setting).
     apply_threads(threads)
     try:
@@ -49,10 +52,10 @@ def pipeline(
     folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
     command = games + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
-    )
+    ) + (f" --rows {rows}" if rows != "core" else "")
     typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption)")
     try:
-        result = run_pipeline(entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo)
+        result = run_pipeline(entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows)
     except typer.Exit:
         raise
     except KeyboardInterrupt:

@@ -16,7 +16,10 @@ Stages (one folder each under the run folder; see `stages` for skipping and resu
    the SFT-only players, the three RL runs, the prompted base model, and the
    oracle and random players for reference;
 5. ``report.md`` with ``success.png`` and ``learning_curves.png`` in the run
-   folder, rewritten at the end of every run.
+   folder, rewritten at the end of every run, and ``timing.md``.
+
+The ``-positive`` stages (the paper's "no negative examples" ablation) run
+only with ``rows="all"`` (``reflectrl pipeline --rows all``).
 """
 
 from __future__ import annotations
@@ -103,9 +106,19 @@ class PipelineResult:
     """The report's first sentence."""
 
 
-def stage_names() -> list[str]:
-    """Every stage, in the order they run."""
-    return ["data"] + [job[0] for job in SFT_JOBS] + [job[0] for job in RL_JOBS] + [f"eval-{s.key}" for s in SETTINGS]
+ROWS = ("core", "all")
+"""Which rows a run makes: ``core`` (prompted, SFT with and without reflection, Reflect-RL, RL without
+reflection, oracle, random) or ``all`` (adds the paper's ablation: Reflect-RL without negative examples)."""
+ABLATION_STAGES = frozenset({"sft-reflector-positive", "sft-policy-positive", "rl-reflect-positive", "eval-rl-reflect-positive"})
+"""Stages of the rows that only ``--rows all`` makes."""
+
+
+def stage_names(rows: str = "all") -> list[str]:
+    """Every stage `rows` makes, in the order they run."""
+    if rows not in ROWS:
+        raise ValueError(f"unknown rows {rows!r}; choose from {', '.join(ROWS)}")
+    names = ["data"] + [job[0] for job in SFT_JOBS] + [job[0] for job in RL_JOBS] + [f"eval-{s.key}" for s in SETTINGS]
+    return [n for n in names if rows == "all" or n not in ABLATION_STAGES]
 
 
 def run_pipeline(
@@ -116,11 +129,14 @@ def run_pipeline(
     command: str | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    rows: str = "core",
 ) -> PipelineResult:
     """Run (or finish) the pipeline for `env` with `preset` in the folder `out`; returns the report's path and rows.
 
-    `command` is recorded in the report as the way to reproduce it.
+    `command` is recorded in the report as the way to reproduce it. `rows` (see `ROWS`) is not part of
+    the run's settings: every stage is the same either way, so ``all`` later adds the ablation's stages.
     """
+    wanted = set(stage_names(rows))
     entry = lookup(env)
     out = Path(out)
     if preset.threads:
@@ -132,13 +148,16 @@ def run_pipeline(
     records: dict[str, dict[str, Any]] = {}
     records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
     for name, role, data_file in SFT_JOBS:
-        records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, progress)))
+        if name in wanted:
+            records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, progress)))
     for name, policy, reflector, _ in RL_JOBS:
-        stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, _prefixed(log, name))
-        records[name] = runner.run(Stage(name, stage))
+        if name in wanted:
+            stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, _prefixed(log, name))
+            records[name] = runner.run(Stage(name, stage))
     for setting in SETTINGS:
         name = f"eval-{setting.key}"
-        records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
+        if name in wanted:
+            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
     report = _write_report(entry, preset, out, records, command, time.perf_counter() - started)
     rows = _rows(preset, records)
     return PipelineResult(out, report, rows, records, _verdict(preset, records))
@@ -291,7 +310,7 @@ def _curve(rl_folder: Path, key: str) -> list[tuple[float, float]]:
 def _rows(preset: Preset, records: dict[str, dict[str, Any]]) -> list[ComparisonRow]:
     return [
         ComparisonRow(_label(s, preset), records[f"eval-{s.key}"]["summary"]["summary"], s.reference)
-        for s in SETTINGS
+        for s in SETTINGS if f"eval-{s.key}" in records
     ]
 
 
@@ -340,6 +359,8 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
     rows = _rows(preset, records)
     curves: dict[str, list[tuple[float, float]]] = {}
     for name, _, _, label in RL_JOBS:
+        if name not in records:
+            continue
         curves[f"{label} (training)"] = _curve(out / name, "train/success")
         validation = _curve(out / name, "val/success")
         if validation:

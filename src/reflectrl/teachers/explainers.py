@@ -37,6 +37,8 @@ class Explainer:
     """Judge an action in the current state (before it is taken)."""
     explain: Callable[[ReflectionRequest, np.random.Generator], str]
     """Write the reflection."""
+    concise: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
+    """Write the reflection in the concise style (next move first, one template); None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {

@@ -4,6 +4,13 @@ Deterministic under a seed: the wording of each reflection is drawn from an
 RNG seeded by the teacher seed and the request itself, so the same state
 gets the same reflection in every run, while different states get varied
 phrasings.
+
+Two styles: ``full`` (spec ``oracle``), varied sentences that end with the
+next move, and ``concise`` (spec ``oracle:concise``, where the environment's
+explainer has one), one fixed template that names the next move first and
+then the facts behind it. A concise reflection is a third as long, so the
+reflector decodes a third as many tokens at every step, and a reflector cut
+short by its token budget still states the move.
 """
 
 from __future__ import annotations
@@ -18,12 +25,20 @@ from reflectrl.teachers.explainers import explainer_for
 from reflectrl.teachers.prompt import teacher_prompt
 
 
+ORACLE_STYLES = ("full", "concise")
+"""Reflection styles of the oracle (see the module docstring)."""
+
+
 class OracleTeacher(Teacher):
     """Explains states with the environment's `Explainer` (see `reflectrl.teachers.explainers`)."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, style: str = "full"):
+        if style not in ORACLE_STYLES:
+            raise ValueError(f"unknown oracle style {style!r}; choose from {', '.join(ORACLE_STYLES)}")
         self.seed = int(seed)
-        self.name = "oracle"
+        self.style = style
+        # The name is part of every cache key: the two styles must never share answers.
+        self.name = "oracle" if style == "full" else f"oracle:{style}"
 
     def key_text(self, request: ReflectionRequest) -> str:
         # The facts are part of the key: two states that look alike may differ in what only the oracle knows.
@@ -34,5 +49,9 @@ class OracleTeacher(Teacher):
         for request in requests:
             digest = hashlib.sha256(self.key_text(request).encode("utf-8")).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-            answers.append(explainer_for(request.env).explain(request, rng))
+            explainer = explainer_for(request.env)
+            explain = explainer.explain if self.style == "full" else explainer.concise
+            if explain is None:
+                raise ValueError(f"the oracle has no {self.style} explainer for {request.env!r}; use the teacher 'oracle'")
+            answers.append(explain(request, rng))
         return answers

@@ -222,4 +222,27 @@ def taxi_explain(request: ReflectionRequest, rng: np.random.Generator) -> str:
     return " ".join(p for p in parts if p)
 
 
-EXPLAINER = Explainer(facts=taxi_facts, assess=taxi_assess, explain=taxi_explain)
+def _offset_text(facts: dict[str, Any]) -> str:
+    dr, dc = _offset(facts)
+    bits = ([f"{abs(dr)} {'down' if dr > 0 else 'up'}"] if dr else []) + ([f"{abs(dc)} {'right' if dc > 0 else 'left'}"] if dc else [])
+    return ", ".join(bits) if bits else "here"
+
+
+def taxi_explain_concise(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """Next move first, then why, then the verdict on the last move; one template, no wording draws.
+
+    e.g. "Next: move north. Y is 1 down, 3 left; blocked: west. Last move (south) was a detour."
+    """
+    facts, best = request.facts, request.best_action
+    name = facts["target_name"]
+    parts = [f"Next: {best}.", f"{name[0].upper() + name[1:]} is {_offset_text(facts)}"]
+    blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
+    parts[-1] += f"; blocked: {', '.join(blocked)}." if blocked else "."
+    last = request.last
+    if last is not None:
+        done = f"({DIRECTION[last.action]})" if last.action in MOVES else f"({last.action})"
+        parts.append(f"Last move {done} was {'a mistake' if last.mistake else 'good'}.")
+    return " ".join(parts)
+
+
+EXPLAINER = Explainer(facts=taxi_facts, assess=taxi_assess, explain=taxi_explain, concise=taxi_explain_concise)

@@ -1,4 +1,4 @@
-"""Build a teacher from its command-line spec: ``oracle``, ``openai:MODEL`` or ``hf:PATH``."""
+"""Build a teacher from its command-line spec: ``oracle``, ``oracle:concise``, ``openai:MODEL`` or ``hf:PATH``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reflectrl.teachers.base import Teacher
 from reflectrl.teachers.cache import CachedTeacher, TeacherCache
+from reflectrl.teachers.oracle import ORACLE_STYLES
 
 DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -17,14 +18,16 @@ class TeacherSpecError(ValueError):
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, str]:
-    """('oracle', '') , ('openai', MODEL) or ('hf', PATH); `TeacherSpecError` for anything else."""
+    """('oracle', STYLE), ('openai', MODEL) or ('hf', PATH); `TeacherSpecError` for anything else."""
     spec = (spec or "").strip()
     if spec == "oracle":
         return "oracle", ""
     kind, _, rest = spec.partition(":")
+    if kind == "oracle" and rest.strip() in ORACLE_STYLES:
+        return kind, rest.strip()
     if kind in ("openai", "hf") and rest.strip():
         return kind, rest.strip()
-    raise TeacherSpecError(f"unknown teacher {spec!r}: use 'oracle', 'openai:MODEL' or 'hf:PATH'")
+    raise TeacherSpecError(f"unknown teacher {spec!r}: use 'oracle', 'oracle:concise', 'openai:MODEL' or 'hf:PATH'")
 
 
 def make_teacher(
@@ -44,7 +47,7 @@ def make_teacher(
     if kind == "oracle":
         from reflectrl.teachers.oracle import OracleTeacher
 
-        return OracleTeacher(seed=seed)
+        return OracleTeacher(seed=seed, style=rest or "full")
     if kind == "openai":
         from reflectrl.models.openai_backend import OpenAIChatClient
         from reflectrl.teachers.openai_teacher import OpenAITeacher
