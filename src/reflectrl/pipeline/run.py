@@ -127,7 +127,7 @@ def run_pipeline(
         import torch
 
         torch.set_num_threads(int(preset.threads))
-    runner = StageRunner(out, {"env": entry.name, "preset": preset.to_dict()}, log)
+    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, log)
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
@@ -192,6 +192,15 @@ def rl_config(env: str, preset: Preset) -> RLConfig:
 
     levels = preset.rl.levels or ((preset.level,) if preset.level else ())
     return replace(preset.rl, env=env, levels=levels, horizon=preset.horizon, seed=preset.seed)
+
+
+def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
+    """The preset as pipeline.json and the report show it: its RL part is what the RL stages run (`rl_config`).
+
+    `Preset.rl` holds overrides of `RLConfig` whose env, levels, horizon and seed are only
+    defaults until `rl_config` fills them in; stored as they are they would name another environment.
+    """
+    return {**preset.to_dict(), "rl": rl_config(env, preset).to_dict()}
 
 
 def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
@@ -383,7 +392,8 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
     write_timing(out, title, stage_seconds, timing_meta)
     stages = [(name, _note(rec)) for name, rec in records.items()]
     return write_report(
-        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta, preset.to_dict()
+        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta,
+        saved_settings(entry.name, preset),
     )
 
 
