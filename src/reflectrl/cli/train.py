@@ -155,10 +155,9 @@ def _run(args: dict[str, Any]) -> None:
     bar = None if args["quiet"] else _Progress(config.iterations)
     trainer = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
-        max_concurrent=args["max_concurrent"], reflection_tokens=args["reflection_tokens"], lora_r=args["lora_r"],
-        lora_alpha=args["lora_alpha"], shuffle_labels=args["shuffle_labels"], device=args["device"], bf16=args["bf16"],
-        reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
-        log=bar.update if bar is not None else None,
+        max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
+        lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
+        device=args["device"], bf16=args["bf16"], reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
     ).trainer
     if args["resume"]:
         done = trainer.resume()

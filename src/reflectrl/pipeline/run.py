@@ -218,8 +218,8 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
 
     trainer = build_rl_run(
         config, str(policy), str(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
-        env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter),
-        reflection_tokens=preset.reflection_tokens, device=preset.device, log=report,
+        env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
+        reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
     ).trainer
     resumed = trainer.resume()
     if resumed:
