@@ -53,7 +53,7 @@ from reflectrl.models import (
     load_model,
 )
 from reflectrl.models.embedded import cached_model_folder, embedded_gguf
-from reflectrl.models.policy import left_pad
+from reflectrl.models.prefix import left_pad
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import Menu, State, parse_label, policy_prompt, reflector_prompt
 

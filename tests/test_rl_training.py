@@ -51,7 +51,7 @@ def _trainer(config: RLConfig, reflection: bool = False, run_dir=None, bf16: boo
 
 
 def _weights(trainer: OnlineTrainer) -> dict[str, torch.Tensor]:
-    return {f"p{i}": p.detach().clone() for i, p in enumerate(trainer.params)}
+    return {f"p{i}": p.detach().clone() for i, p in enumerate(trainer.updater.params)}
 
 
 def _without_time(records):
@@ -110,7 +110,7 @@ def test_grpo_skips_steps_of_groups_whose_episodes_all_got_one_return():
             step.reward = 0.0
     second[0].steps[-1].reward = 1.0  # group 1: one episode differs -> all its steps have an advantage
     start = _weights(trainer)
-    stats = trainer.update(batch, [], 1)
+    stats = trainer.updater.update(batch, [], 1)
     assert [e.group for e in first] == [0] * 4 and [e.group for e in second] == [1] * 4
     assert stats["update/skipped_steps"] == sum(e.length for e in first)
     assert stats["update/steps"] == sum(e.length for e in second)
@@ -119,7 +119,7 @@ def test_grpo_skips_steps_of_groups_whose_episodes_all_got_one_return():
     for step in second[0].steps:  # now no group has a signal: no pass, no optimizer step at all
         step.reward = 0.0
     start = _weights(trainer)
-    stats = trainer.update(batch, [], 2)
+    stats = trainer.updater.update(batch, [], 2)
     assert stats["update/steps"] == 0.0 and stats["update/skipped_steps"] == batch.num_steps
     assert all(torch.equal(start[k], p) for k, p in _weights(trainer).items())
     with pytest.raises(ValueError, match="grpo only"):
@@ -155,7 +155,7 @@ def test_ratios_start_at_exactly_one_under_bfloat16(refresh, monkeypatch):
     assert trainer.engine.agent.policy is trainer.policy  # the shift reaches the rollouts and the update alike
     _batch_dependent(trainer.policy, monkeypatch)
     if not refresh:  # the check must be able to fail: the rollout's first step ran all 8 episodes in one batch
-        monkeypatch.setattr(trainer, "_refresh_old_log_probs", lambda micro_batches: None)
+        monkeypatch.setattr(trainer.updater, "_refresh_old_log_probs", lambda micro_batches: None)
     record = trainer.step()
     if refresh:
         assert record["loss/approx_kl"] == 0.0 and record["loss/clip_fraction"] == 0.0
@@ -171,8 +171,8 @@ def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_froze
     first.save_final(tmp_path / "start")
     players = load_rl_players(str(tmp_path / "start"), None, value_head=True, kl_reference=True, shuffle_labels=False)
     saved = load_file(str(tmp_path / "start" / "adapter_model.safetensors"))
-    assert len(players.policy.trainable_parameters()) == len(first.params)
-    for before, after in zip(first.params, players.policy.trainable_parameters()):
+    assert len(players.policy.trainable_parameters()) == len(first.updater.params)
+    for before, after in zip(first.updater.params, players.policy.trainable_parameters()):
         assert torch.equal(before.detach(), after.detach())
     assert "reference" in players.players.adapters and len(saved) > 0
     batch = LocalRolloutEngine("corridor", players.agent, 4, {"max_actions": len(players.label_set)}).collect(
@@ -281,12 +281,12 @@ def test_a_checkpoint_s_reflections_are_not_reused_with_another_reflector(tmp_pa
     from reflectrl.trainers.recipe import build_rl_run
 
     config = RLConfig(env="corridor", levels=("short",), algo="pg", episodes_per_iter=4, iterations=1, eval_every=0, checkpoint_every=1)
-    first = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
+    first = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=4, shuffle_labels=False)
     first.trainer.train()
     assert len(first.players.reflection_cache) > 0
-    again = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
+    again = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=4, shuffle_labels=False)
     assert again.trainer.resume() == 1 and again.players.reflection_cache.state_dict() == first.players.reflection_cache.state_dict()
-    other = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=5, shuffle_labels=False)
+    other = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=5, shuffle_labels=False)
     with pytest.raises(ConfigMismatch, match="another reflector"):
         other.trainer.resume()
 

@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 
 from reflectrl.datagen import GenConfig, generate, load_rows
 from reflectrl.models import prefix
+from reflectrl.models.prefix import shared_prefix_length
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.trainers.sft import (
     CHECKPOINTS,
@@ -18,7 +19,6 @@ from reflectrl.trainers.sft import (
     WarmupError,
     complete_checkpoints,
     completion_loss,
-    shared_prefix_length,
     label_accuracy,
     pad_batch,
     run_warmup,

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from reflectrl.models.openai_backend import OpenAIChatClient
-from reflectrl.models.policy import LabelPolicy, left_pad
+from reflectrl.models.policy import LabelPolicy
+from reflectrl.models.prefix import left_pad
 from reflectrl.models.reflector import Reflector
 from reflectrl.models.seeding import seed_from, seeded
 from reflectrl.models.tokens import encode_prompts, token_counter

@@ -9,10 +9,11 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import fail
-from reflectrl.cli.options import apply_threads, bf16_option, threads_option
+from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
 from reflectrl.evaluation.agent_loader import AGENT_KINDS
 
 
+@with_run_options
 def evaluate(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     agent: str = typer.Option(..., "--agent", help=f"Agent kind: {', '.join(AGENT_KINDS)}."),
@@ -39,10 +40,8 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json, eval.md and episodes.jsonl."),
     show: int = typer.Option(0, "--show", min=0, help="Print this many annotated episodes (state, reflection, action), failures first."),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-    bf16: Optional[bool] = bf16_option(),
-    threads: Optional[int] = threads_option(),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    *,
+    run: RunOptions,
 ) -> None:
     """Evaluate an agent: success with a 95% interval, return, steps, invalid actions, per group."""
     from reflectrl.cli.train import parse_env_options
@@ -62,10 +61,10 @@ def evaluate(
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
             kind=agent, model=model, base_url=base_url, api_key_env=api_key_env, policy=policy, reflector=reflector,
-            reflection_tokens=reflection_tokens, seed=seed, device=device, bf16=bf16,
+            reflection_tokens=reflection_tokens, seed=seed, device=run.device, bf16=run.bf16,
         )
         spec.check()
-        apply_threads(threads)
+        apply_threads(run.threads)
         if constrained and (agent != "prompted" or base_url):
             fail("--constrained goes with --agent prompted and a local --model (a chat server only returns text)")
         loaded = load_agent(spec)
@@ -73,7 +72,7 @@ def evaluate(
             loaded = _label_restricted(loaded)
         try:
             result = run_evaluation(
-                loaded.agent, config, max_actions=loaded.max_actions, description=loaded.description, progress=not quiet
+                loaded.agent, config, max_actions=loaded.max_actions, description=loaded.description, progress=not run.quiet
             )
         finally:
             loaded.close()

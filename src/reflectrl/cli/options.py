@@ -1,8 +1,11 @@
-"""Options that several commands share: CPU threads and compute precision."""
+"""Options that several commands share: CPU threads and compute precision, and where a run computes."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+import inspect
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -27,3 +30,48 @@ def apply_threads(threads: Optional[int]) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a command computes (`with_run_options` adds the flags)."""
+
+    device: Optional[str] = None
+    bf16: Optional[bool] = None
+    threads: Optional[int] = None
+    quiet: bool = False
+
+
+def _run_parameters() -> list[inspect.Parameter]:
+    typer_options = {
+        "device": typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        "bf16": bf16_option(),
+        "threads": threads_option(),
+        "quiet": typer.Option(False, "--quiet", help="No progress bar."),
+    }
+    kinds = {"device": Optional[str], "bf16": Optional[bool], "threads": Optional[int], "quiet": bool}
+    return [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=typer_options[f.name], annotation=kinds[f.name])
+        for f in fields(RunOptions)
+    ]
+
+
+def with_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` with --device, --bf16/--no-bf16, --threads and --quiet, passed to it as `run: RunOptions`.
+
+    typer reads a command's options from its signature, so the shared flags are
+    added to the signature once here instead of being repeated by every command.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "run"]
+    added = _run_parameters()
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        run = RunOptions(**{p.name: kwargs.pop(p.name) for p in added})
+        return command(**kwargs, run=run)
+
+    parameters = own + added
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper

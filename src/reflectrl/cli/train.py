@@ -20,7 +20,7 @@ from typing import Any, Optional
 import typer
 
 from reflectrl.cli.errors import fail
-from reflectrl.cli.options import apply_threads, bf16_option, threads_option
+from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
 from reflectrl.envs import lookup
 from reflectrl.run_settings import changed_settings
 from reflectrl.trainers.curriculum import resolve_levels
@@ -30,6 +30,7 @@ FINAL = "final"
 RUN_FILE = "run.json"
 
 
+@with_run_options
 def train(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
@@ -80,10 +81,8 @@ def train(
     ),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-    bf16: Optional[bool] = bf16_option(),
-    threads: Optional[int] = threads_option(),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    *,
+    run: RunOptions,
 ) -> None:
     """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen."""
     try:
@@ -144,21 +143,20 @@ def _run(args: dict[str, Any]) -> None:
         "lora_r": args["lora_r"],
         "lora_alpha": args["lora_alpha"],
         "shuffle_labels": args["shuffle_labels"],
-        "bf16": args["bf16"],
+        "bf16": args["run"].bf16,
         "env_options": env_kwargs,
         "eval_env_options": eval_kwargs,
         "config": config.to_dict(),
     }
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
-    apply_threads(args["threads"])
+    apply_threads(args["run"].threads)
 
-    bar = None if args["quiet"] else _Progress(config.iterations)
+    bar = None if args["run"].quiet else _Progress(config.iterations)
     trainer = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
-        max_concurrent=args["max_concurrent"], reflection_tokens=args["reflection_tokens"], lora_r=args["lora_r"],
-        lora_alpha=args["lora_alpha"], shuffle_labels=args["shuffle_labels"], device=args["device"], bf16=args["bf16"],
-        reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
-        log=bar.update if bar is not None else None,
+        max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
+        lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
+        device=args["run"].device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
     ).trainer
     if args["resume"]:
         done = trainer.resume()

@@ -48,11 +48,7 @@ from reflectrl.models.adapters import (
     save_adapter,
 )
 from reflectrl.models.precision import bf16_autocast
-from reflectrl.models.prefix import (
-    MIN_SHARED_PREFIX,
-    prefix_cache,
-    shared_prefix_length,
-)
+from reflectrl.models.prefix import bare_decoder, hidden_states, left_pad, prefix_to_run_once, right_pad
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import LabelSet, Menu, PromptTooLong
 
@@ -179,26 +175,12 @@ class LabelPolicy(nn.Module):
         One forward pass of the transformer (without its full-vocabulary head).
         Gradients flow to the adapter and value head when grad mode is on.
         """
-        if len(prompt_ids) != len(label_ids):
-            raise ValueError(f"{len(prompt_ids)} prompts but {len(label_ids)} label lists")
-        if not prompt_ids:
-            raise ValueError("empty batch")
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (use choose(..., greedy=True) for the argmax)")
-        if any(len(row) == 0 for row in label_ids):
-            raise ValueError("every row needs at least one label (a state with no actions cannot be decided)")
-        if any(len(row) == 0 for row in prompt_ids):
-            raise ValueError("empty prompt")
-        self._check_lengths(prompt_ids)
-        device = self.device
-        with adapter_scope(self.model, self.adapter), bf16_autocast(self.bf16, device):
+        self._check_batch(prompt_ids, label_ids)
+        with adapter_scope(self.model, self.adapter), bf16_autocast(self.bf16, self.device):
             hidden = self._final_hidden(prompt_ids)
-        width = max(len(row) for row in label_ids)
-        ids = torch.zeros(len(label_ids), width, dtype=torch.long, device=device)
-        mask = torch.zeros(len(label_ids), width, dtype=torch.bool, device=device)
-        for i, row in enumerate(label_ids):
-            ids[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
-            mask[i, : len(row)] = True
+        ids, mask = self._label_matrix(label_ids)
         head = self.model.get_output_embeddings()
         rows = head.weight[ids].float()  # [B, L, H]: the shrink head, one small matrix per row
         logits = torch.einsum("bh,blh->bl", hidden.float(), rows)
@@ -211,6 +193,23 @@ class LabelPolicy(nn.Module):
         entropy = -(log_probs.exp() * log_probs.masked_fill(~mask, 0.0)).sum(-1)
         values = self.value_head(hidden.float()) if self.value_head is not None else None
         return PolicyOutput(logits=logits, log_probs=log_probs, entropy=entropy, mask=mask, values=values)
+
+    def label_log_probs(self, prompt_ids: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> Tensor:
+        """[B, L] log-probabilities of each row's label tokens under the model's full next-token distribution.
+
+        What a language-model loss on the label token measures (SFT's held-out
+        loss), where `forward_ids` renormalises over the row's labels; the
+        argmax over a row is the same greedy choice. -inf past a row's labels.
+        """
+        self._check_batch(prompt_ids, label_ids)
+        with adapter_scope(self.model, self.adapter), bf16_autocast(self.bf16, self.device):
+            hidden = self._final_hidden(prompt_ids)
+            logits = self.model.get_output_embeddings()(hidden).float()
+            if self.logit_scale is not None:
+                logits = logits * self.logit_scale
+            log_probs = torch.log_softmax(logits, dim=-1)
+        ids, mask = self._label_matrix(label_ids)
+        return log_probs.gather(1, ids).masked_fill(~mask, float("-inf"))
 
     def distribution(self, prompts: Sequence[str], menus: Sequence[Menu], temperature: float = 1.0) -> PolicyOutput:
         """Label distributions for policy prompts built with the given menus."""
@@ -278,39 +277,39 @@ class LabelPolicy(nn.Module):
 
     def _final_hidden(self, prompt_ids: Sequence[Sequence[int]]) -> Tensor:
         """[B, H] hidden state of each prompt's last token."""
-        causal_lm = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        # The bare transformer under the LM head: skipping the head avoids the
-        # full-vocabulary projection of every position.
-        decoder = causal_lm.base_model
+        decoder = bare_decoder(self.model)
         device = self.device
-        shared = shared_prefix_length(prompt_ids) if self.prefix_reuse and len(prompt_ids) > 1 else 0
-        if shared < MIN_SHARED_PREFIX:
+        shared = prefix_to_run_once(prompt_ids) if self.prefix_reuse else 0
+        if not shared:
             input_ids, attention_mask = left_pad(prompt_ids, self.tokenizer.pad_token_id, device)
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
             outputs = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             return outputs.last_hidden_state[:, -1]
-        head = torch.as_tensor([list(prompt_ids[0][:shared])], dtype=torch.long, device=device)
-        cache = prefix_cache(decoder, head, len(prompt_ids))
-        # Suffixes are right-padded so that every row's positions continue from the prefix without gaps;
-        # causal attention keeps the padding after a row's last token out of its hidden state.
-        suffixes = [list(row[shared:]) for row in prompt_ids]
-        width = max(len(row) for row in suffixes)
-        input_ids = torch.full((len(suffixes), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
-        attention_mask = torch.zeros((len(suffixes), shared + width), dtype=torch.long)
-        attention_mask[:, :shared] = 1
-        for i, row in enumerate(suffixes):
-            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-            attention_mask[i, shared : shared + len(row)] = 1
-        position_ids = torch.arange(shared, shared + width).expand(len(suffixes), -1)
-        outputs = decoder(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            position_ids=position_ids.to(device),
-            cache=cache,
-            use_cache=True,
-        )
-        last = torch.as_tensor([len(row) - 1 for row in suffixes], device=device)
-        return outputs.last_hidden_state[torch.arange(len(suffixes), device=device), last]
+        input_ids, attention_mask = right_pad(prompt_ids, self.tokenizer.pad_token_id, device)
+        hidden = hidden_states(decoder, input_ids, attention_mask, shared)
+        last = torch.as_tensor([len(row) - 1 - shared for row in prompt_ids], device=device)
+        return hidden[torch.arange(len(prompt_ids), device=device), last]
+
+    def _check_batch(self, prompt_ids: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> None:
+        if len(prompt_ids) != len(label_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(label_ids)} label lists")
+        if not prompt_ids:
+            raise ValueError("empty batch")
+        if any(len(row) == 0 for row in label_ids):
+            raise ValueError("every row needs at least one label (a state with no actions cannot be decided)")
+        if any(len(row) == 0 for row in prompt_ids):
+            raise ValueError("empty prompt")
+        self._check_lengths(prompt_ids)
+
+    def _label_matrix(self, label_ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+        """[B, L] label token ids (0-padded) and the mask of each row's real labels."""
+        width = max(len(row) for row in label_ids)
+        ids = torch.zeros(len(label_ids), width, dtype=torch.long, device=self.device)
+        mask = torch.zeros(len(label_ids), width, dtype=torch.bool, device=self.device)
+        for i, row in enumerate(label_ids):
+            ids[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+            mask[i, : len(row)] = True
+        return ids, mask
 
     def _check_lengths(self, prompt_ids: Sequence[Sequence[int]]) -> None:
         if self.max_prompt_tokens is None:
@@ -342,14 +341,3 @@ def head_logit_scale(config) -> float | None:
         )
     return None if scale == 1.0 else scale
 
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[Tensor, Tensor]:
-    """Left-padded [B, T] ids and the matching attention mask."""
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            input_ids[i, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-    return input_ids.to(device), mask.to(device)

@@ -42,9 +42,8 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from reflectrl.models.adapters import adapter_names, adapter_scope, is_peft_model
-from reflectrl.models.policy import left_pad
 from reflectrl.models.precision import bf16_autocast
-from reflectrl.models.prefix import MIN_SHARED_PREFIX, shared_prefix_length
+from reflectrl.models.prefix import bare_decoder, left_pad, prefix_cache, prefix_to_run_once, shared_prefix_length
 from reflectrl.models.seeding import seeded
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import clean_reflection
@@ -183,22 +182,17 @@ class LocalReflector:
     def prepare_inputs(self, prompt_ids: Sequence[Sequence[int]]):
         """Padded ids, attention mask, a prefilled cache (or None) and the shared-prefix length."""
         device = self.model.get_output_embeddings().weight.device
-        shared = shared_prefix_length(prompt_ids)
-        reuse = self.prefix_reuse if self.prefix_reuse is not None else shared >= MIN_SHARED_PREFIX
-        if not reuse or len(prompt_ids) < 2 or shared == 0:
+        if self.prefix_reuse is None:
+            shared = prefix_to_run_once(prompt_ids)
+        else:
+            shared = shared_prefix_length(prompt_ids) if self.prefix_reuse and len(prompt_ids) > 1 else 0
+        if not shared:
             input_ids, attention_mask = left_pad(prompt_ids, self._pad_id(), device)
             return input_ids, attention_mask, None, 0
-        suffixes = [row[shared:] for row in prompt_ids]
-        suffix_ids, suffix_mask = left_pad(suffixes, self._pad_id(), device)
+        # Generation appends to the right, so rows are [prefix][left-padded suffix]: every row ends at the same column.
+        suffix_ids, suffix_mask = left_pad([row[shared:] for row in prompt_ids], self._pad_id(), device)
         prefix = torch.as_tensor([list(prompt_ids[0][:shared])], dtype=torch.long, device=device)
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        # The bare transformer fills the cache without projecting every prefix
-        # position onto the vocabulary.
-        causal_lm = self.model.get_base_model() if is_peft_model(self.model) else self.model
-        causal_lm.base_model(input_ids=prefix, cache=cache, use_cache=True)
-        cache.batch_repeat_interleave(len(prompt_ids))
+        cache = prefix_cache(bare_decoder(self.model), prefix, len(prompt_ids))
         input_ids = torch.cat([prefix.expand(len(prompt_ids), -1), suffix_ids], dim=1)
         attention_mask = torch.cat([torch.ones_like(prefix).expand(len(prompt_ids), -1), suffix_mask], dim=1)
         return input_ids, attention_mask, cache, shared

@@ -143,7 +143,7 @@ def run_pipeline(
         import torch
 
         torch.set_num_threads(int(preset.threads))
-    runner = StageRunner(out, {"env": entry.name, "preset": preset.to_dict()}, log)
+    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, log)
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
@@ -213,6 +213,15 @@ def rl_config(env: str, preset: Preset) -> RLConfig:
     return replace(preset.rl, env=env, levels=levels, horizon=preset.horizon, seed=preset.seed)
 
 
+def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
+    """The preset as pipeline.json and the report show it: its RL part is what the RL stages run (`rl_config`).
+
+    `Preset.rl` holds overrides of `RLConfig` whose env, levels, horizon and seed are only
+    defaults until `rl_config` fills them in; stored as they are they would name another environment.
+    """
+    return {**preset.to_dict(), "rl": rl_config(env, preset).to_dict()}
+
+
 def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
     from reflectrl.trainers.recipe import build_rl_run
 
@@ -228,8 +237,8 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
 
     trainer = build_rl_run(
         config, str(policy), str(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
-        env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter),
-        reflection_tokens=preset.reflection_tokens, device=preset.device, log=report,
+        env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
+        reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
     ).trainer
     resumed = trainer.resume()
     if resumed:
@@ -404,7 +413,8 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
     write_timing(out, title, stage_seconds, timing_meta)
     stages = [(name, _note(rec)) for name, rec in records.items()]
     return write_report(
-        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta, preset.to_dict()
+        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta,
+        saved_settings(entry.name, preset),
     )
 
 

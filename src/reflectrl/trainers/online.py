@@ -80,7 +80,7 @@ REFLECTIONS_FILE = "reflections.json"
 TIME_PREFIX = "time/"
 """Metrics under this prefix are wall-clock measurements: they are the only ones that differ between identical runs."""
 
-class OnlineTrainer(PolicyUpdate):
+class OnlineTrainer:
     """Runs online RL on a `LabelPolicy` through a `RolloutEngine` (see the module docstring)."""
 
     def __init__(
@@ -109,7 +109,10 @@ class OnlineTrainer(PolicyUpdate):
                 checkpoint and restored on resume, and its hits reported per iteration.
             log: called with each iteration's metrics (e.g. to update a progress bar).
         """
-        super().__init__(config, policy, reference)
+        self.config = config
+        self.policy = policy
+        self.updater = PolicyUpdate(config, policy, reference)
+        """The algorithm's optimisation of `policy`: what an iteration does after collecting."""
         self.engine = engine
         self.eval_engine = eval_engine if eval_engine is not None else engine
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -172,7 +175,7 @@ class OnlineTrainer(PolicyUpdate):
 
         update_start = time.perf_counter()
         torch.manual_seed(derive_seed(cfg.seed, it, "update"))
-        stats = self.update(batch, replayed, it)
+        stats = self.updater.update(batch, replayed, it)
         update_seconds = time.perf_counter() - update_start
 
         self.replay.add(batch.episodes)
@@ -220,7 +223,7 @@ class OnlineTrainer(PolicyUpdate):
     def requests(self, iteration: int, level: str) -> list[EpisodeRequest]:
         """The episodes of one training iteration: fresh seeds, in groups of `episodes_per_seed` (grpo)."""
         cfg = self.config
-        size = self.algorithm.episodes_per_seed
+        size = self.updater.algorithm.episodes_per_seed
         rng = np.random.default_rng(derive_seed(cfg.seed, iteration, "train-seeds"))
         seeds = rng.integers(0, TRAIN_SEED_END, size=cfg.episodes_per_iter // size)
         return [EpisodeRequest(int(s), level, group) for group, s in enumerate(seeds) for _ in range(size)]
@@ -262,7 +265,7 @@ class OnlineTrainer(PolicyUpdate):
 
         def write(folder: Path) -> None:
             self._save_policy(folder / "policy")
-            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.updater.optimizer.state_dict(), folder / "optimizer.pt")
             write_json(folder / "replay.json", self.replay.state_dict())
             write_json(folder / "rng.json", capture_rng_state())
             if self.reflection_cache is not None:
@@ -299,7 +302,7 @@ class OnlineTrainer(PolicyUpdate):
         if mismatched:
             raise ConfigMismatch(f"the checkpoint was made with different settings: {', '.join(mismatched)}")
         load_policy_weights(self.policy, folder / "policy")
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        self.updater.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         self.replay.load_state_dict(read_json(folder / "replay.json"))
         self.curriculum.load_state_dict(state["curriculum"])
         restore_rng_state(read_json(folder / "rng.json"))

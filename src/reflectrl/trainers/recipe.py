@@ -41,17 +41,13 @@ def build_rl_run(
     env_kwargs: Mapping[str, Any] | None = None,
     eval_env_kwargs: Mapping[str, Any] | None = None,
     max_concurrent: int = 16,
-    reflection_tokens: int = 64,
-    lora_r: int = 16,
-    lora_alpha: int = 32,
-    shuffle_labels: bool | None = None,
-    device: str | None = None,
-    bf16: bool | None = None,
-    reflector_url: str | None = None,
-    reflector_api_key_env: str = "OPENAI_API_KEY",
     log: Callable[[dict[str, Any]], None] | None = None,
+    **player_options: Any,
 ) -> RLRun:
-    """Load the players of `config` (see `load_rl_players`) and build the engines and the trainer.
+    """Load the players of `config` and build the engines and the trainer.
+
+    `player_options` are `load_rl_players` keywords (lora_r, shuffle_labels, device, bf16, reflector_url, ...);
+    those the config decides (value head, KL reference, init seed, reflection cache) come from it.
 
     `env_kwargs` reach every training environment, `eval_env_kwargs` (default:
     the same) the validation ones; menus are capped at the label set's size and
@@ -60,20 +56,8 @@ def build_rl_run(
     entry = lookup(config.env)
     levels = resolve_levels(entry.env_class().levels, config)
     players = load_rl_players(
-        policy,
-        reflector,
-        value_head=config.uses_critic,
-        kl_reference=config.kl_coef > 0,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        reflector_max_new_tokens=reflection_tokens,
-        shuffle_labels=shuffle_labels,
-        init_seed=config.seed,
-        device=device,
-        reflector_url=reflector_url,
-        reflector_api_key_env=reflector_api_key_env,
-        bf16=bf16,
-        cache_reflections=config.reflection_cache,
+        policy, reflector, value_head=config.uses_critic, kl_reference=config.kl_coef > 0, init_seed=config.seed,
+        cache_reflections=config.reflection_cache, **player_options,
     )
     fixed = {"max_actions": len(players.label_set)}
     if config.horizon is not None:

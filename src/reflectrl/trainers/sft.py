@@ -219,41 +219,31 @@ def evaluate_labels(
 ) -> dict[str, float]:
     """Held-out ``eval_loss`` (cross-entropy of the label token) and ``label_accuracy`` in one pass.
 
-    Accuracy is the share of rows whose completion label is the argmax over
-    the row's own menu labels, which is `LabelPolicy`'s greedy choice (its
-    shrink head is the full-vocabulary logits restricted to the label ids);
-    prompts are encoded, padded and positioned the way `LabelPolicy` does.
+    Both come from `LabelPolicy.label_log_probs`, so accuracy is the share of
+    rows whose completion label is the policy's greedy choice over the row's
+    own menu labels.
     """
     import torch
 
-    from reflectrl.models.adapters import is_peft_model
-    from reflectrl.models.policy import left_pad
-    from reflectrl.models.tokens import encode_prompts
+    from reflectrl.models.policy import LabelPolicy
 
     if not rows:
         return {"eval_loss": float("nan"), "label_accuracy": float("nan")}
     label_id = dict(zip(label_set.labels, label_set.token_ids))
-    causal_lm = model.get_base_model() if is_peft_model(model) else model
-    head = causal_lm.get_output_embeddings()
-    device = head.weight.device
+    # Without prefix reuse the held-out numbers stay bit-identical to those of runs made before it.
+    policy = LabelPolicy(model, tokenizer, label_set, prefix_reuse=False, bf16=bf16)
     correct, loss_sum = 0, 0.0
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _autocast(bf16, model):
+        with torch.no_grad():
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
-                ids, mask = left_pad(encode_prompts(tokenizer, [r["prompt"] for r in batch]), tokenizer.pad_token_id or 0, device)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                hidden = causal_lm.base_model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
-                ).last_hidden_state[:, -1]
-                log_probs = torch.log_softmax(head(hidden).float(), dim=-1)
+                menus = [[label_id[x] for x in row["labels"]] for row in batch]
+                log_probs = policy.label_log_probs(policy.encode([r["prompt"] for r in batch]), menus)
                 for row, lp in zip(batch, log_probs):
-                    menu_ids = torch.as_tensor([label_id[x] for x in row["labels"]], device=device)
-                    pick = row["labels"][int(lp[menu_ids].argmax())]
-                    correct += int(pick == row["completion"])
-                    loss_sum -= float(lp[label_id[row["completion"]]])
+                    correct += int(row["labels"][int(lp.argmax())] == row["completion"])
+                    loss_sum -= float(lp[row["labels"].index(row["completion"])])
     finally:
         model.train(was_training)
     return {"eval_loss": loss_sum / len(rows), "label_accuracy": correct / len(rows)}
@@ -358,50 +348,26 @@ def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def shared_prefix_length(input_ids, completion_start: int) -> int:
-    """Leading tokens common to every row, cut so that every completion's predicting position stays after it."""
-    same = (input_ids == input_ids[:1]).all(dim=0)
-    differing = (~same).nonzero()
-    common = int(differing[0]) if len(differing) else int(input_ids.shape[1])
-    return max(0, min(common, completion_start - 1))
-
-
 def completion_loss(model, inputs: dict[str, Any]):
     """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head.
 
     Rows generated from one environment start with the same task text (for
-    DangerousTaxi 45 % of a policy prompt). When the rows of a batch share a
-    prefix of at least `models.prefix.MIN_SHARED_PREFIX` tokens it runs once, its KV cache is
-    repeated for every row, and only the suffixes go through the model: the
-    same loss and gradients (up to float rounding), with that much less
-    forward and backward work. Rows are right-padded, so every row's
-    positions continue from the prefix without gaps.
+    DangerousTaxi 45 % of a policy prompt): it runs once, as at rollout time
+    (see `reflectrl.models.prefix`), with the same loss and gradients up to
+    float rounding and that much less forward and backward work.
     """
     import torch
 
-    from reflectrl.models import prefix as shared
-    from reflectrl.models.adapters import is_peft_model
+    from reflectrl.models.prefix import bare_decoder, hidden_states, prefix_to_run_once
 
-    causal_lm = model.get_base_model() if is_peft_model(model) else model
-    decoder = causal_lm.base_model
     ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
     completion_start = int((labels != -100).float().argmax(dim=1).min())
-    prefix = shared_prefix_length(ids, completion_start) if ids.shape[0] > 1 else 0
-    if prefix >= shared.MIN_SHARED_PREFIX:
-        cache = shared.prefix_cache(decoder, ids[:1, :prefix], ids.shape[0])
-        width = ids.shape[1]
-        positions = torch.arange(prefix, width, device=ids.device).expand(ids.shape[0], -1)
-        hidden = decoder(
-            input_ids=ids[:, prefix:], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
-        ).last_hidden_state
-        # hidden[:, j] is position prefix + j; it predicts the token at prefix + j + 1.
-        targets = labels[:, prefix + 1 :]
-        hidden = hidden[:, :-1]
-    else:
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
-        targets = labels[:, 1:]
+    prefix = prefix_to_run_once(ids, completion_start)
+    # hidden[:, j] is position prefix + j; it predicts the token at prefix + j + 1.
+    hidden = hidden_states(bare_decoder(model), ids, mask, prefix)[:, :-1]
+    targets = labels[:, prefix + 1 :]
     chosen = targets != -100
-    logits = causal_lm.get_output_embeddings()(hidden[chosen]).float()
+    logits = model.get_output_embeddings()(hidden[chosen]).float()
     return torch.nn.functional.cross_entropy(logits, targets[chosen])
 
 
