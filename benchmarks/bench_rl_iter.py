@@ -12,7 +12,13 @@ without (the plain baseline), and reports per iteration the seconds spent in
 plus the total and episodes per second. The first iteration warms up caches
 and is left out of the medians.
 
-A third run, "plain transformers", is the baseline the ratios are taken
+"Reflect-RL, no cache" is the same Reflect-RL run with the reflection cache
+off (the path before the cache existed): every reflector prompt is decoded,
+also the ones a GRPO group, a repeated route or a validation replay asked
+before. The reflect column of the two rows, per policy step, is the cache's
+saving; the cache's hit rate is printed beside it.
+
+A fourth run, "plain transformers", is the baseline the ratios are taken
 against: the same plain-policy iteration with float32 weights and every
 prompt run whole, left-padded (no bfloat16 autocast, no shared-prefix
 reuse), i.e. what a straightforward transformers forward pass costs.
@@ -43,12 +49,12 @@ from reflectrl.trainers.recipe import build_rl_run
 PARTS = ("reflect", "decide", "environment", "update")
 
 
-def run(args, reflection: bool, baseline: bool = False) -> list[dict]:
+def run(args, reflection: bool, baseline: bool = False, cache: bool = True) -> list[dict]:
     """Metrics of `args.iters` iterations with or without the reflector (`baseline`: plain float32 forwards)."""
     config = RLConfig(
         env=args.env, levels=(args.level,) if args.level else (), algo=args.algo, iterations=args.iters,
         episodes_per_iter=args.episodes, group_size=args.group_size, eval_every=0, checkpoint_every=0,
-        micro_batch_size=args.micro_batch, seed=0,
+        micro_batch_size=args.micro_batch, seed=0, reflection_cache=cache,
     )
     reflector = (args.reflector or args.policy) if reflection else None
     run = build_rl_run(
@@ -66,6 +72,7 @@ def summarise(records: list[dict]) -> dict[str, float]:
     summary["total"] = statistics.median(r[f"{TIME_PREFIX}iteration"] for r in timed)
     summary["episodes_per_second"] = statistics.median(r[f"{TIME_PREFIX}episodes_per_second"] for r in timed)
     summary["steps"] = statistics.median(r["update/steps"] for r in timed)
+    summary["cache_hit_rate"] = statistics.median(r.get("reflect/cache_hit_rate", 0.0) for r in timed)
     return summary
 
 
@@ -75,14 +82,14 @@ def main() -> None:
     parser.add_argument("--level", default="dropoff")
     parser.add_argument("--policy", default=EMBEDDED_DEFAULT, help="model spec or SFT policy adapter folder")
     parser.add_argument("--reflector", default=None, help="SFT reflector adapter (default: the base model reflects)")
-    parser.add_argument("--algo", default="pg", choices=["pg", "ppo", "grpo"])
+    parser.add_argument("--algo", default="grpo", choices=["pg", "ppo", "grpo"])
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--reflection-tokens", type=int, default=48)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                        help="bfloat16 autocast for the fast runs (default: where the CPU has native bfloat16)")
+                        help="bfloat16 autocast for the fast runs (default: the device default, off on CPUs)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--save", type=Path, default=None, help="also write the report to this file")
     args = parser.parse_args()
@@ -106,10 +113,13 @@ def main() -> None:
     report()
     header = f"{'agent':18s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'total':>9s} {'steps':>6s} {'episodes/s':>11s}"
     summaries = {}
-    runs = (("Reflect-RL", True, False), ("no reflection", False, False), ("plain transformers", False, True))
-    for name, reflection, baseline in runs:
+    runs = (
+        ("Reflect-RL, no cache", True, False, False), ("Reflect-RL", True, False, True),
+        ("no reflection", False, False, True), ("plain transformers", False, True, True),
+    )
+    for name, reflection, baseline, cache in runs:
         start = time.perf_counter()
-        summaries[name] = summarise(run(args, reflection, baseline))
+        summaries[name] = summarise(run(args, reflection, baseline, cache))
         print(f"  ({name}: {time.perf_counter() - start:.0f} s including model loading)", flush=True)
     report("seconds per iteration")
     report(header)
@@ -124,6 +134,10 @@ def main() -> None:
         steps = max(summary["steps"], 1)
         report(f"{name:18s} " + " ".join(f"{1000 * summary[p] / steps:11.0f}" for p in PARTS))
     report()
+    old, new = summaries["Reflect-RL, no cache"], summaries["Reflect-RL"]
+    per_step = [(s["reflect"] / max(s["steps"], 1)) for s in (old, new)]
+    report(f"reflection cache: hit rate {new['cache_hit_rate']:.0%} (median per iteration); reflect time per policy step "
+           f"{1000 * per_step[0]:.0f} ms without the cache, {1000 * per_step[1]:.0f} ms with it ({per_step[0] / max(per_step[1], 1e-9):.2f}x less)")
     fast, slow = summaries["no reflection"], summaries["plain transformers"]
     report("ratio plain transformers / no reflection, per policy step: " + ", ".join(
         f"{p} {(slow[p] / max(slow['steps'], 1)) / max(fast[p] / max(fast['steps'], 1), 1e-9):.2f}x" for p in ("decide", "update")

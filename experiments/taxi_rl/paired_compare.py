@@ -13,28 +13,16 @@ from __future__ import annotations
 import json
 import random
 import sys
-from math import comb
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reflection_follow import is_crash  # noqa: E402
 
+from reflectrl.evaluation.stats import mcnemar_exact  # noqa: E402
+
 
 def episodes(folder: str) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "episodes.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def mcnemar_exact(only_before: int, only_after: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs against 1/2.
-
-    Written out (five lines) because the project does not depend on scipy, and an experiment
-    script is no reason to add it.
-    """
-    n = only_before + only_after
-    if n == 0:
-        return 1.0
-    tail = sum(comb(n, i) for i in range(min(only_before, only_after) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def discordant(before: list[bool], after: list[bool]) -> tuple[int, int]:

@@ -138,60 +138,58 @@ class Preset:
         return asdict(self)
 
 
-TINY = Preset(
-    name="tiny",
-    model="tiny-random",
-    horizon=10,
-    reflection_tokens=4,
-    answer_tokens=2,
-    threads=1,
-    device="cpu",
-    data=DataSettings(episodes=6, negatives=1),
-    sft={**SFT, "max_steps": 2, "batch_size": 2, "lora_layers": None, "max_eval_rows": 4, "save_steps": 1, "eval_fraction": 0.25},
-    rl=replace(RL, iterations=3, episodes_per_iter=4, micro_batch_size=16),
-    eval=EvalSettings(episodes=4, batch_size=8),
-)
-
-CPU = Preset(
-    name="cpu",
-    model="smollm2-135m",
-    horizon=10,
-    reflection_tokens=24,
-    data=DataSettings(episodes=60, negatives=2),
-    # LoRA on every block learned faster per minute than on the top blocks only (taxi, plain role:
-    # held-out loss 1.43 after 50 steps of 8 rows against 1.65; experiments/taxi_sft).
-    # Five SFT runs (reflector, policy, plain, and the positive-only pair) share the 30 minutes.
-    sft={
-        **SFT, "max_steps": 24, "batch_size": 8, "lr_scheduler": "cosine", "warmup_ratio": 0.05, "lora_layers": None,
-        "max_eval_rows": 24, "save_steps": 8,
-    },
-    # GRPO with one epoch: the algorithm that lifted taxi drop-off from 44% to 75-80% in
-    # experiments/taxi_rl; REINFORCE with a batch-mean baseline collapsed there, and more epochs
-    # multiply the update's cost.
-    rl=replace(RL, algo="grpo", group_size=4, epochs=1, iterations=2, episodes_per_iter=8),
-    # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
-    # decodes for every running episode at once (rounds, not states, drive the decoding cost).
-    eval=EvalSettings(episodes=30, batch_size=64, prompted_episodes=10),
-)
-
-GPU = Preset(
-    name="gpu",
-    model="Qwen/Qwen2.5-1.5B-Instruct",
-    reflection_tokens=64,
-    answer_tokens=8,
-    data=DataSettings(episodes=500, negatives=2),
-    sft={
-        **SFT, "max_steps": -1, "epochs": 2.0, "batch_size": 8, "learning_rate": 2e-4, "lr_scheduler": "cosine",
-        "warmup_ratio": 0.05, "lora_layers": None, "max_length": 2048, "max_eval_rows": 200, "save_steps": 100,
-    },
-    rl=replace(
-        RL, algo="ppo", iterations=150, episodes_per_iter=32, lr=2e-4, grad_clip=0.3, entropy_coef=0.01, ppo_clip=0.1,
-        epochs=3, replay_size=32, replay_episodes=4, micro_batch_size=8, eval_every=10, eval_episodes=32, checkpoint_every=5,
+PRESET_CHANGES: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        model="tiny-random", horizon=10, reflection_tokens=4, answer_tokens=2, threads=1, device="cpu",
+        data={"episodes": 6, "negatives": 1},
+        sft={"max_steps": 2, "batch_size": 2, "lora_layers": None, "max_eval_rows": 4, "save_steps": 1, "eval_fraction": 0.25},
+        rl={"iterations": 3, "episodes_per_iter": 4, "micro_batch_size": 16},
+        eval={"episodes": 4, "batch_size": 8},
     ),
-    eval=EvalSettings(episodes=100, batch_size=32),
-)
+    "cpu": dict(
+        model="smollm2-135m", horizon=10, reflection_tokens=24,
+        data={"episodes": 60, "negatives": 2},
+        # LoRA on every block learned faster per minute than on the top blocks only (taxi, plain role:
+        # held-out loss 1.43 after 50 steps of 8 rows against 1.65; experiments/taxi_sft).
+        sft={"max_steps": 24, "batch_size": 8, "lr_scheduler": "cosine", "warmup_ratio": 0.05, "lora_layers": None,
+             "max_eval_rows": 24, "save_steps": 8},
+        # GRPO with one epoch: the algorithm that lifted taxi drop-off from 44% to 75-80% in
+        # experiments/taxi_rl; REINFORCE with a batch-mean baseline collapsed there, and more epochs
+        # multiply the update's cost.
+        rl={"algo": "grpo", "group_size": 4, "epochs": 1, "iterations": 2, "episodes_per_iter": 8},
+        # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
+        # decodes for every running episode at once (rounds, not states, drive the decoding cost).
+        eval={"episodes": 30, "batch_size": 64, "prompted_episodes": 10},
+    ),
+    "gpu": dict(
+        model="Qwen/Qwen2.5-1.5B-Instruct", reflection_tokens=64, answer_tokens=8,
+        data={"episodes": 500, "negatives": 2},
+        sft={"max_steps": -1, "epochs": 2.0, "batch_size": 8, "learning_rate": 2e-4, "lr_scheduler": "cosine",
+             "warmup_ratio": 0.05, "lora_layers": None, "max_length": 2048, "max_eval_rows": 200, "save_steps": 100},
+        # The paper's RL hyper-parameters.
+        rl={"algo": "ppo", "iterations": 150, "episodes_per_iter": 32, "lr": 2e-4, "grad_clip": 0.3, "entropy_coef": 0.01,
+            "ppo_clip": 0.1, "epochs": 3, "replay_size": 32, "replay_episodes": 4, "micro_batch_size": 8,
+            "eval_every": 10, "eval_episodes": 32, "checkpoint_every": 5},
+        eval={"episodes": 100, "batch_size": 32},
+    ),
+}
+"""Each preset as changes to the defaults (`DataSettings`, `SFT`, `RL`, `EvalSettings`, `Preset`); nested dicts
+change fields of a stage's settings, the same way `ENV_OVERRIDES` changes a preset for one environment."""
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, CPU, GPU)}
+
+def _changed(base: Preset, changes: dict[str, Any]) -> Preset:
+    changes = dict(changes)
+    for part in ("data", "rl", "eval"):
+        if part in changes:
+            changes[part] = replace(getattr(base, part), **changes[part])
+    if "sft" in changes:
+        changes["sft"] = {**base.sft, **changes["sft"]}
+    return replace(base, **changes)
+
+
+PRESETS: dict[str, Preset] = {
+    name: _changed(Preset(name=name, model="", sft=dict(SFT), rl=RL), changes) for name, changes in PRESET_CHANGES.items()
+}
 
 ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "taxi": {
@@ -245,14 +243,7 @@ def preset(name: str, env: str) -> Preset:
     """The named preset with `env`'s overrides applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    base = PRESETS[name]
-    changes = dict(ENV_OVERRIDES.get(env, {}).get(name, {}))
-    for part in ("data", "rl", "eval"):
-        if part in changes:
-            changes[part] = replace(getattr(base, part), **changes[part])
-    if "sft" in changes:
-        changes["sft"] = {**base.sft, **changes["sft"]}
-    chosen = replace(base, **changes)
+    chosen = _changed(PRESETS[name], ENV_OVERRIDES.get(env, {}).get(name, {}))
     unknown = sorted(set(chosen.sft) - {f.name for f in fields(WarmupConfig)})
     if unknown:
         raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
