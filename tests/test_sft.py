@@ -128,6 +128,7 @@ def test_plain_sft_writes_adapter_config_metrics_and_logs(taxi_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
     assert metrics["global_step"] == 4 and 0.0 <= metrics["label_accuracy"] <= 1.0
+    assert metrics["tokens_per_row"] > 1 and metrics["rows_per_second"] > 0
     assert metrics["eval_rows"] > 0 and "eval_loss" in metrics and "chance_accuracy" in metrics
     assert any("eval_label_accuracy" in h for h in metrics["eval_history"])
     saved = json.loads((out / "warmup_config.json").read_text())

@@ -576,6 +576,12 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         "max_steps": total_steps,
         "epochs_done": round(trainer.state.global_step * config.batch_size * config.grad_accum / len(train_data), 3),
         "train_seconds_this_session": round(train_seconds, 1),
+        # What a step costs: tokens per training row (padding excluded) and rows trained per second this session.
+        "tokens_per_row": round(float(np.mean([len(f["input_ids"]) for f in train_data])), 1),
+        "rows_per_second": round(
+            (trainer.state.global_step - (_checkpoint_step(resume_from) if resume_from else 0))
+            * config.batch_size * config.grad_accum / max(train_seconds, 1e-9), 3,
+        ),
         "resumed_from": resume_from.name if resume_from else None,
         "stopped_by_time_limit": timer.hit,
         "bf16": bf16,
