@@ -3,10 +3,9 @@
 * ``tiny``: the tiny random model and a handful of episodes; the whole
   pipeline runs in well under a minute. For tests: it checks the plumbing,
   not learning.
-* ``cpu``: the embedded default (SmolLM2-135M-Instruct), sized so that
-  ``reflectrl pipeline taxi`` fits in 30 minutes on a 2-core CPU (budget
-  below). Numbers from so short a run are noisy and mostly show the
-  method's machinery; the Wilson intervals in the report say how noisy.
+* ``cpu``: the embedded default (SmolLM2-135M-Instruct) on a 2-core CPU, in
+  float32, every budget a number of steps, iterations or episodes (no time
+  limit), so the same command gives the same table on any machine.
 * ``gpu``: the paper's setting on one GPU: a 1.5B instruct model with LoRA,
   the paper's RL hyper-parameters (Adam 2e-4, gradient clip 0.3, PPO clip 0.1
   over 3 epochs, entropy bonus, replay of successful episodes), a curriculum
@@ -18,31 +17,29 @@ horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
 with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
-Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10), measured from a
-fresh clone on the project's 2-core CPU with 2 torch threads and nothing else running
-(experiments/taxi_pipeline): 16 min 46 s in all, peak memory 7.0 GiB.
+Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, concise reflections),
+measured from a fresh clone on the project's 2-core CPU with 2 torch threads, float32
+(experiments/taxi_pipeline): 66 min 25 s, part of it beside other jobs, peak memory 7.2 GiB.
 
 =============================  =======  =================================================
 stage                          seconds  notes
 =============================  =======  =================================================
-data (60 oracle episodes)      3
-5 x SFT (<= 24 steps x 8       95-121   four stopped by their 1.75-minute limit after
-rows, LoRA on all blocks)               16-20 steps; plain finished its 24
-3 x RL (GRPO, 2 iterations x   62-125   all finished both iterations; reflect runs cost
-8 episodes)                             more (every step writes reflections)
-5 trained rows (30 seeds)      13-56    reflect rows cost more
-prompted row (10 seeds)        12
+data (120 oracle episodes)     4
+3 x SFT (40 steps x 8 rows,    568-1016 about 14 s per step when alone; the reflector's
+LoRA on all blocks)                     1016 s ran beside two test suites
+2 x RL (GRPO, 3 iterations x   239-660  Reflect-RL costs more (reflections, 33-44% of them
+16 episodes)                            from the cache)
+4 trained rows (100 seeds)     86-302   reflect rows cost more
+prompted row (20 seeds)        45
 oracle, random, report         1
 =============================  =======  =================================================
 
-Safety nets: the SFT ``max_minutes`` (1.75) and ``RLConfig.max_minutes`` (2) stop a
-stage early on a slow machine (the report says so); the SFT limit fires on this CPU, so a re-run
-on another machine trains for as many steps as fit in those minutes. Knobs, in order of
-effect: the SFT `max_steps` and `max_minutes`, `RLConfig.iterations` and
-`episodes_per_iter`, `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`.
-On a machine shared with other jobs use ``reflectrl pipeline --threads 1``: torch's two
-threads then fight the other processes (an evaluation took 2.6x longer with 2 threads than
-with 1 on the busy machine).
+Knobs, in order of effect: the SFT `max_steps`, `RLConfig.iterations` and `episodes_per_iter`,
+`EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`. `max_minutes` (SFT) and
+`RLConfig.max_minutes` are opt-in safety nets for a time budget, off in every preset: a stage
+they stop has trained as many steps as fit on that machine, so the table stops being
+reproducible. On a machine shared with other jobs use ``reflectrl pipeline --threads 1``: torch's
+two threads then fight the other processes.
 """
 
 from __future__ import annotations
