@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 
@@ -14,21 +13,12 @@ def bf16_autocast_supported(device: torch.device | str | None = None) -> bool:
     On CUDA: when the GPU has bf16. On the CPU: never by default, even where
     the CPU has native bf16 (AVX512-BF16, AMX) and it would be faster: a CPU
     without it computes in float32, so the same command would give another
-    table on another machine. `cpu_has_native_bf16` tells whether opting in pays.
+    table on another machine. Opting in (``--bf16``) pays only on CPUs with AVX512-BF16 or AMX.
     """
     kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return False
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (without them, bf16 autocast is slower than float32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def resolve_bf16(choice: bool | None, device: torch.device | str | None = None) -> bool:

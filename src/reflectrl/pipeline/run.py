@@ -158,9 +158,9 @@ def run_pipeline(
         name = f"eval-{setting.key}"
         if name in wanted:
             records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
-    report = _write_report(entry, preset, out, records, command, time.perf_counter() - started)
-    rows = _rows(preset, records)
-    return PipelineResult(out, report, rows, records, _verdict(preset, records))
+    verdict = _verdict(preset, records)
+    report = _write_report(entry, preset, out, records, verdict, command, time.perf_counter() - started)
+    return PipelineResult(out, report, _rows(preset, records), records, verdict)
 
 
 def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
@@ -362,7 +362,9 @@ def _verdict(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], command: str | None, seconds: float) -> Path:
+def _write_report(
+    entry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], verdict: str, command: str | None, seconds: float
+) -> Path:
     import torch
 
     rows = _rows(preset, records)
@@ -413,7 +415,7 @@ def _write_report(entry, preset: Preset, out: Path, records: dict[str, dict[str,
     write_timing(out, title, stage_seconds, timing_meta)
     stages = [(name, _note(rec)) for name, rec in records.items()]
     return write_report(
-        out, title, _verdict(preset, records), intro, rows, _paired(entry, preset, out), curves, stages, meta,
+        out, title, verdict, intro, rows, _paired(entry, preset, out), curves, stages, meta,
         saved_settings(entry.name, preset),
     )
 

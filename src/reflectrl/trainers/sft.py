@@ -272,7 +272,7 @@ def complete_checkpoints(folder: Path) -> list[Path]:
     found = []
     for path in folder.glob("checkpoint-*"):
         try:
-            step = int(path.name.split("-", 1)[1])
+            step = _checkpoint_step(path)
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         except (ValueError, OSError):
             continue
