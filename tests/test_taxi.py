@@ -144,7 +144,7 @@ def test_observation_words_match_the_dynamics():
         _, info = env.reset(seed=seed)
         row, col, passenger, destination = env.state
         text = info["observation"]
-        blocked = re.search(r"blocked by a wall or the edge here: (.*)\.", text).group(1)
+        blocked = re.search(r"Blocked moves here: (.*)\.", text).group(1)
         crashing = []
         for move in ("south", "north", "east", "west"):
             probe = DangerousTaxiEnv(level="full")

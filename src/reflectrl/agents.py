@@ -139,8 +139,18 @@ class _LabelHeadAgent(SeededAgent):
     ) -> tuple[list[int | None], list[StepRecord]]:
         prompt_ids = self.policy.encode(prompts)
         label_ids = [list(menu.token_ids) for menu in menus]
+        # Episodes in lockstep often stand in the same state with the same menu (a GRPO group's
+        # first step, evaluation seeds that share a start, routes that merge): the label
+        # distribution is a function of (prompt, labels), so each distinct row runs once.
+        distinct: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        row_of = [distinct.setdefault((tuple(p), tuple(l)), len(distinct)) for p, l in zip(prompt_ids, label_ids)]
+        firsts: list[int] = []  # the first batch row of each distinct row, in order
+        for i, row in enumerate(row_of):
+            if row == len(firsts):
+                firsts.append(i)
         with torch.no_grad():
-            output = self.policy.forward_ids(prompt_ids, label_ids)
+            unique = self.policy.forward_ids([prompt_ids[i] for i in firsts], [label_ids[i] for i in firsts])
+            output = unique.select(torch.as_tensor(row_of, device=unique.log_probs.device))
             picks = self.policy.choose(output, greedy=greedy, generator=generator).tolist()
         log_probs = output.log_probs.gather(1, torch.as_tensor(picks, device=output.log_probs.device)[:, None])[:, 0]
         values = output.values.tolist() if output.values is not None else [None] * len(prompts)

@@ -167,7 +167,8 @@ class DangerousTaxiEnv(TextEnv):
             return Outcome(STEP_REWARD * scale, feedback="passenger picked up")
         if before[2] == IN_TAXI and after[2] != IN_TAXI:
             return Outcome(STEP_REWARD * scale, feedback=f"passenger dropped off at {STOP_NAMES[after[2]]}, not the destination")
-        return Outcome(STEP_REWARD * scale, feedback=f"taxi now at row {after[0]}, column {after[1]}")
+        # No feedback for a plain move: the observation already says where the taxi is.
+        return Outcome(STEP_REWARD * scale)
 
     def oracle_action(self) -> str:
         dist = _distances("pickup" if self.level == "pickup" else "deliver")
@@ -188,17 +189,15 @@ class DangerousTaxiEnv(TextEnv):
     def _observation(self) -> str:
         row, col, pas, dest = self.state
         lines = [self.grid()]
-        where = "inside the taxi" if pas == IN_TAXI else f"waiting at stop {STOP_NAMES[pas]} (row {_stop(pas)[0]}, column {_stop(pas)[1]})"
-        lines.append(
-            f"The taxi is at row {row}, column {col}. The passenger is {where}. "
-            f"The destination is stop {STOP_NAMES[dest]} (row {_stop(dest)[0]}, column {_stop(dest)[1]})."
-        )
+        # Short phrasing: every token here is paid for at every step of SFT, RL and evaluation.
+        where = "with the passenger" if pas == IN_TAXI else f"passenger waiting at {STOP_NAMES[pas]} (row {_stop(pas)[0]}, column {_stop(pas)[1]})"
+        lines.append(f"Taxi at row {row}, column {col}, {where}; destination {STOP_NAMES[dest]} (row {_stop(dest)[0]}, column {_stop(dest)[1]}).")
         # The same facts as the map, in words: small LMs read "2 rows south" and
         # "blocked: east" far more easily than they count characters in the grid.
         goal, name = (_stop(dest), "destination") if pas == IN_TAXI else (_stop(pas), "passenger")
         lines.append(f"The {name} is {_offset_words(goal[0] - row, goal[1] - col)}.")
         blocked = [a.split()[1] for a in ACTIONS[:4] if _transitions()[0][self._state, ACTIONS.index(a)] == self._state]
-        lines.append(f"Moves blocked by a wall or the edge here: {', '.join(blocked) or 'none'}.")
+        lines.append(f"Blocked moves here: {', '.join(blocked) or 'none'}.")
         return "\n".join(lines)
 
     def grid(self) -> str:

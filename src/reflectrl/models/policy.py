@@ -77,6 +77,11 @@ class PolicyOutput:
         """[B, L] probabilities (0 where `mask` is False)."""
         return self.log_probs.exp()
 
+    def select(self, rows: Tensor) -> "PolicyOutput":
+        """The distributions of the given row indices (repeats allowed), in that order."""
+        values = self.values[rows] if self.values is not None else None
+        return PolicyOutput(self.logits[rows], self.log_probs[rows], self.entropy[rows], self.mask[rows], values)
+
 
 class ValueHead(nn.Module):
     """Value estimate from the final hidden state: a small MLP (or a linear map with `hidden=0`)."""

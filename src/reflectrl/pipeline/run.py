@@ -173,7 +173,8 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
 
     config = GenConfig(
         env=env, out=str(folder), teacher=preset.data.teacher, episodes=preset.data.episodes,
-        random_prob=preset.data.random_prob, negatives=preset.data.negatives, split="train", seed=preset.seed,
+        random_prob=preset.data.random_prob, negatives=preset.data.negatives, misleading=preset.data.misleading,
+        split="train", seed=preset.seed,
         level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
         shuffle_labels=preset.shuffle_labels,
     )
@@ -195,7 +196,7 @@ def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Pa
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.seed, threads=preset.threads,
         eval_steps=0, save_total_limit=1,
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
-        resume=True, **preset.sft,
+        resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {})},
     )
     metrics = run_warmup(config, show_progress=progress).metrics
     keys = (
