@@ -66,6 +66,29 @@ def test_greedy_picks_the_argmax_and_sampling_is_reproducible(tiny_model):
     assert first[0] == second[0] and [r.labels for r in first[1]] == [r.labels for r in second[1]]
 
 
+def test_repeated_decision_rows_run_once_and_keep_their_own_samples(tiny_model, monkeypatch):
+    """States met by several episodes at once are scored once; each episode still draws its own action."""
+    _, policy = two_players(tiny_model, value_head=True)
+    states = taxi_states(2)
+    batch = [states[0], states[1], states[0], states[0], states[1]]
+    seen = []
+    forward = policy.forward_ids
+    monkeypatch.setattr(policy, "forward_ids", lambda ids, labels: seen.append(len(ids)) or forward(ids, labels))
+    agent = PlainAgent(policy, shuffle_labels=False, seed=0)
+    actions, records = agent.act(batch, generator=torch.Generator().manual_seed(0))
+    assert seen == [2]
+    alone = forward([r.prompt_ids for r in records[:2]], [r.label_ids for r in records[:2]])
+    for i, record in enumerate(records):
+        j = 0 if batch[i] is states[0] else 1
+        assert record.log_prob == pytest.approx(alone.log_probs[j, actions[i]].item(), abs=1e-5)
+        assert record.value == pytest.approx(alone.values[j].item(), abs=1e-5)
+    # Greedy: the same argmax for the same row; sampled: many copies do not all draw one action.
+    greedy, _ = agent.act(batch, greedy=True)
+    assert greedy[0] == greedy[2] == greedy[3] and greedy[1] == greedy[4]
+    draws, _ = agent.act([states[0]] * 32, generator=torch.Generator().manual_seed(1))
+    assert len(set(draws)) > 1
+
+
 def test_label_shuffling(tiny_model):
     _, policy = two_players(tiny_model, value_head=False)
     states = taxi_states(1) * 4
