@@ -71,6 +71,11 @@ def train(
     minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
+    ray: bool = typer.Option(False, "--ray", help="Step the environments in Ray actors, on a Ray started on this machine (pip install 'reflectrl[ray]'); same episodes as without."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`) at this address for the environment actors (implies --ray)."),
+    env_workers: int = typer.Option(4, "--env-workers", min=1, help="Ray: environment actors."),
+    env_worker_cpus: float = typer.Option(1.0, "--env-worker-cpus", min=0.01, help="Ray: CPUs each environment actor reserves (fractions share a core)."),
+    env_worker_restarts: int = typer.Option(3, "--env-worker-restarts", min=0, help="Ray: lost environment actors replaced (their episodes re-run from their seeds) before the run fails."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
     reflection_cache: bool = typer.Option(True, "--reflection-cache/--no-reflection-cache", help="Answer repeated reflector prompts from a cache saved with each checkpoint (the reflector decodes greedily)."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
@@ -96,7 +101,7 @@ def train(
 def _train(args: dict[str, Any]) -> None:
     try:
         _run(args)
-    except (ValueError, KeyError, OSError) as err:  # bad settings, files, environments, prompts too long
+    except (ValueError, KeyError, OSError, ImportError) as err:  # bad settings, files, environments, prompts too long, no ray
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         fail(str(message))
     except typer.Exit:  # `fail` already said why (click's Exit is a RuntimeError)
@@ -152,12 +157,19 @@ def _run(args: dict[str, Any]) -> None:
     apply_threads(args["run"].threads)
 
     bar = None if args["run"].quiet else _Progress(config.iterations)
-    trainer = build_rl_run(
+    run = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
         lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
         device=args["run"].device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
-    ).trainer
+    )
+    try:
+        _train_built(run.trainer, args, settings, config, out, bar)
+    finally:
+        run.close()
+
+
+def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config: RLConfig, out: Path, bar) -> None:
     if args["resume"]:
         done = trainer.resume()
         if bar is not None:
