@@ -52,3 +52,40 @@ def test_two_processes_give_the_weights_of_one_process_after_one_update(tmp_path
     assert stats_one.keys() == stats_two.keys()
     for key in stats_one:
         assert stats_two[key] == pytest.approx(stats_one[key], rel=1e-5, abs=1e-6), key
+
+
+TRAIN = [
+    "train", "corridor", "--policy", "tiny-random", "--no-reflection", "--algo", "pg", "--iters", "2",
+    "--episodes-per-iter", "8", "--levels", "medium", "--fixed-labels", "--lr", "1e-3", "--micro-batch-size", "2",
+    "--eval-every", "1", "--eval-episodes", "4", "--checkpoint-every", "1", "--replay-size", "4", "--quiet",
+]
+
+
+@pytest.mark.slow  # two short runs of the tiny model, one of them in two processes
+def test_reflectrl_train_under_accelerate_launch_matches_one_process(tmp_path):
+    _run([sys.executable, "-m", "reflectrl.cli.main", *TRAIN, "--out", str(tmp_path / "one")], timeout=300)
+    _run([
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29532",
+        "--module", "reflectrl.cli.main", *TRAIN, "--out", str(tmp_path / "two"),
+    ], timeout=600)
+    one = load_file(str(tmp_path / "one" / "final" / "adapter_model.safetensors"))
+    two = load_file(str(tmp_path / "two" / "final" / "adapter_model.safetensors"))
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=WEIGHT_TOLERANCE)
+
+    def metrics(folder):
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+
+    # One metrics line per iteration (the main process alone writes), the same episodes as one process.
+    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["iteration"] for r in b] == [0, 1, 2]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        assert {k: v for k, v in rb.items() if k.startswith(("train/", "val/"))} == {
+            k: v for k, v in ra.items() if k.startswith(("train/", "val/"))
+        }
+        for key in (k for k in ra if k.startswith("loss/")):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-4, abs=1e-6), key

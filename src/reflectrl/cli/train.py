@@ -156,12 +156,19 @@ def _run(args: dict[str, Any]) -> None:
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
     apply_threads(args["run"].threads)
 
-    bar = None if args["run"].quiet else _Progress(config.iterations)
+    from reflectrl.trainers.data_parallel import launched_processes, make_accelerator
+
+    # Under `accelerate launch` the processes share each update; the main one plays, shows and writes.
+    accelerator = make_accelerator() if launched_processes() > 1 else None
+    main = accelerator is None or accelerator.is_main_process
+    device = str(accelerator.device) if accelerator is not None else args["run"].device
+    bar = None if args["run"].quiet or not main else _Progress(config.iterations)
     run = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
         lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
-        device=args["run"].device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        accelerator=accelerator,
     )
     try:
         _train_built(run.trainer, args, settings, config, out, bar)
@@ -174,15 +181,19 @@ def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config
         done = trainer.resume()
         if bar is not None:
             bar.start_at(done)
-        typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
+        if trainer.is_main:
+            typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
+    if trainer.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
     try:
         trainer.train()
     finally:
         if bar is not None:
             bar.close()
     trainer.save_final(out / FINAL)
+    if not trainer.is_main:
+        return
     last = next((r for r in reversed(trainer.history) if "val/success" in r), None)
     summary = f"Done: {trainer.iteration} iterations, policy saved to {out / FINAL}"
     if trainer.stopped_by_time_limit:

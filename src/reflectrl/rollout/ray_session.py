@@ -40,10 +40,29 @@ def start_ray(address: str | None = None, num_cpus: float | None = None) -> RayS
     if os.environ.get("PYTHONPATH"):
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
     if address is None:
-        ray.init(num_cpus=int(num_cpus) if num_cpus is not None else None, **options)
+        _start_local(ray, num_cpus, options)
     else:
         try:
             ray.init(address=address, **options)
         except ConnectionError as err:
             raise ConnectionError(f"could not join the Ray cluster at {address} ({err}); is `ray start --head` running there?") from err
     return RaySession(address, started=True)
+
+
+LOCAL_START_ATTEMPTS = 3
+"""Ray gives its own processes a fixed 30 s to come up; on a machine busy with other jobs one try can miss it."""
+
+
+def _start_local(ray, num_cpus: float | None, options: dict) -> None:
+    failures = []
+    for _ in range(LOCAL_START_ATTEMPTS):
+        try:
+            ray.init(num_cpus=int(num_cpus) if num_cpus is not None else None, **options)
+            return
+        except Exception as err:  # Ray raises a bare Exception when its node does not start in time
+            failures.append(f"{type(err).__name__}: {err}")
+            ray.shutdown()
+    raise RuntimeError(
+        f"could not start Ray on this machine in {LOCAL_START_ATTEMPTS} attempts (last: {failures[-1]}); "
+        "is the machine overloaded, or its /tmp full?"
+    )

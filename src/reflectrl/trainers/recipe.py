@@ -54,12 +54,16 @@ def build_rl_run(
     eval_env_kwargs: Mapping[str, Any] | None = None,
     max_concurrent: int = 16,
     log: Callable[[dict[str, Any]], None] | None = None,
+    accelerator: Any = None,
     **player_options: Any,
 ) -> RLRun:
     """Load the players of `config` and build the engines and the trainer.
 
     `player_options` are `load_rl_players` keywords (lora_r, shuffle_labels, device, bf16, reflector_url, ...);
     those the config decides (value head, KL reference, init seed, reflection cache) come from it.
+
+    `accelerator` (under `accelerate launch`) shares the updates among its processes; only its main
+    process plays episodes, so only it starts Ray actors.
 
     `env_kwargs` reach every training environment, `eval_env_kwargs` (default:
     the same) the validation ones; menus are capped at the label set's size and
@@ -76,12 +80,13 @@ def build_rl_run(
         fixed["horizon"] = config.horizon
     run = RLRun(config, players, None)  # type: ignore[arg-type]  # the trainer follows its engines
     try:
-        make_engine = _engine_factory(config, entry.name, players.agent, max_concurrent, run.close_steps)
+        plays = accelerator is None or accelerator.is_main_process
+        make_engine = _engine_factory(config, entry.name, players.agent, max_concurrent, run.close_steps, ray=config.uses_ray and plays)
         engine = make_engine({**(env_kwargs or {}), **fixed})
         eval_engine = make_engine({**eval_env_kwargs, **fixed}) if eval_env_kwargs is not None else None
         run.trainer = OnlineTrainer(
             config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference,
-            eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log,
+            eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log, accelerator=accelerator,
         )
     except BaseException:
         run.close()  # no Ray actors or session left behind by a run that could not be built
@@ -90,10 +95,10 @@ def build_rl_run(
 
 
 def _engine_factory(
-    config: RLConfig, env_name: str, agent: Any, max_concurrent: int, close_steps: list[Callable[[], None]],
+    config: RLConfig, env_name: str, agent: Any, max_concurrent: int, close_steps: list[Callable[[], None]], ray: bool,
 ) -> Callable[[dict[str, Any]], RolloutEngine]:
-    """Builds the run's engines: local, or on Ray actors (started here once, shared by the engines)."""
-    if not config.uses_ray:
+    """Builds the run's engines: local, or with `ray` on Ray actors (started here once, shared by the engines)."""
+    if not ray:
         return lambda kwargs: LocalRolloutEngine(env_name, agent, max_concurrent, kwargs)
     from reflectrl.rollout.env_worker import EnvWorkerGroup
     from reflectrl.rollout.ray_engine import RayRolloutEngine
