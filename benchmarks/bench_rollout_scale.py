@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from reflectrl.envs.alfworld import ALFWorldEnv
 from reflectrl.rollout import LocalRolloutEngine, RayRolloutEngine
 from reflectrl.rollout.env_worker import EnvWorkerGroup
 from reflectrl.rollout.episode import EpisodeRequest
@@ -118,7 +119,9 @@ def main() -> None:
     kwargs = {"data_dir": str(root), "split": "train", "task_types": "all", "horizon": args.horizon,
               "max_actions": len(players.label_set)}
     requests = [EpisodeRequest(seed, "full", seed) for seed in range(args.episodes)]
-    report(f"setting: ALFWorld ({args.games} generated games, all task types), {args.episodes} episodes of at most "
+    games = len(ALFWorldEnv(data_dir=str(root), split="train", task_types="all").games)
+    source = f"--data-dir {args.data_dir}" if args.data_dir is not None else "generated"
+    report(f"setting: ALFWorld ({games} train games, {source}, all task types), {args.episodes} episodes of at most "
            f"{args.horizon} steps, {args.concurrent} in lockstep, policy {args.policy} (no reflector), "
            f"median of {args.repeats} batches after one warm-up")
     report()

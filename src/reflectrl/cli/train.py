@@ -71,7 +71,7 @@ def train(
     minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
-    ray: bool = typer.Option(False, "--ray", help="Step the environments in Ray actors, on a Ray started on this machine (pip install 'reflectrl[ray]'); same episodes as without."),
+    ray: bool = typer.Option(False, "--ray", help="Step the environments in Ray actors, on a Ray started on this machine (needs the ray extra of reflectrl); same episodes as without."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`) at this address for the environment actors (implies --ray)."),
     env_workers: int = typer.Option(4, "--env-workers", min=1, help="Ray: environment actors."),
     env_worker_cpus: float = typer.Option(1.0, "--env-worker-cpus", min=0.01, help="Ray: CPUs each environment actor reserves (fractions share a core)."),

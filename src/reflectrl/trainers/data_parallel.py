@@ -1,7 +1,7 @@
 """Data parallelism of the policy update over the processes of `accelerate launch`.
 
 Every process holds the whole policy and the whole batch of one update (the
-rollout is the same on each, see `OnlineTrainer`); each optimizer step's
+main process plays it and hands it to the others, see `OnlineTrainer`); each optimizer step's
 micro-batches are dealt out round-robin, process r taking micro-batches r,
 r + n, ... The policy's label forward pass runs inside a module that
 accelerate wraps in PyTorch's DistributedDataParallel, so the gradients of
