@@ -108,6 +108,9 @@ def main() -> None:
     def report(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
+        if args.save is not None:  # line by line: what was measured survives a run that cannot finish
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            args.save.write_text("\n".join(lines) + "\n")
 
     report(f"command: python benchmarks/bench_rollout_scale.py {' '.join(sys.argv[1:])}".strip())
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -136,10 +139,20 @@ def main() -> None:
 
     local, reference = timed_collects(LocalRolloutEngine("alfworld", players.agent, args.concurrent, kwargs), requests, args.repeats)
     row("local", local, "-")
-    session = start_ray(None, num_cpus=args.ray_cpus)
+    counts = [int(c) for c in args.workers.split(",")]
     try:
-        for count in (int(c) for c in args.workers.split(",")):
-            workers = EnvWorkerGroup(count, cpus=args.worker_cpus, call_timeout=600)
+        session = start_ray(None, num_cpus=args.ray_cpus)
+    except RuntimeError as err:
+        for count in counts:
+            report(f"ray, {count} actor(s): not measured, Ray did not start ({err})")
+        session = None
+    try:
+        for count in counts if session is not None else []:
+            try:
+                workers = EnvWorkerGroup(count, cpus=args.worker_cpus, call_timeout=600)
+            except RuntimeError as err:
+                report(f"ray, {count} actor(s): not measured, the actors did not start ({err})")
+                continue
             engine = RayRolloutEngine("alfworld", players.agent, workers, args.concurrent, kwargs)
             try:
                 summary, episodes = timed_collects(engine, requests, args.repeats)
@@ -148,14 +161,12 @@ def main() -> None:
                 workers.close()
             row(f"ray, {count} actor{'s' if count > 1 else ''}", summary, "yes" if episodes == reference else "NO")
     finally:
-        session.stop()
+        if session is not None:
+            session.stop()
     report()
     report(f"{local['steps']:.0f} policy steps per batch over {local['lockstep_steps']:.0f} lockstep steps. env s/step: "
            "seconds the driver spent on resets and steps per lockstep step (for Ray: waiting for the actors, "
            "round trips included); actors busy: the actors' own reset and step seconds, summed over actors.")
-    if args.save is not None:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
