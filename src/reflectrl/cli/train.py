@@ -71,6 +71,11 @@ def train(
     minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
+    ray: bool = typer.Option(False, "--ray", help="Step the environments in Ray actors, on a Ray started on this machine (needs the ray extra of reflectrl); same episodes as without."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`) at this address for the environment actors (implies --ray)."),
+    env_workers: int = typer.Option(4, "--env-workers", min=1, help="Ray: environment actors."),
+    env_worker_cpus: float = typer.Option(1.0, "--env-worker-cpus", min=0.01, help="Ray: CPUs each environment actor reserves (fractions share a core)."),
+    env_worker_restarts: int = typer.Option(3, "--env-worker-restarts", min=0, help="Ray: lost environment actors replaced (their episodes re-run from their seeds) before the run fails."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
     reflection_cache: bool = typer.Option(True, "--reflection-cache/--no-reflection-cache", help="Answer repeated reflector prompts from a cache saved with each checkpoint (the reflector decodes greedily)."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
@@ -96,7 +101,7 @@ def train(
 def _train(args: dict[str, Any]) -> None:
     try:
         _run(args)
-    except (ValueError, KeyError, OSError) as err:  # bad settings, files, environments, prompts too long
+    except (ValueError, KeyError, OSError, ImportError) as err:  # bad settings, files, environments, prompts too long, no ray
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         fail(str(message))
     except typer.Exit:  # `fail` already said why (click's Exit is a RuntimeError)
@@ -151,26 +156,44 @@ def _run(args: dict[str, Any]) -> None:
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
     apply_threads(args["run"].threads)
 
-    bar = None if args["run"].quiet else _Progress(config.iterations)
-    trainer = build_rl_run(
+    from reflectrl.trainers.data_parallel import launched_processes, make_accelerator
+
+    # Under `accelerate launch` the processes share each update; the main one plays, shows and writes.
+    accelerator = make_accelerator() if launched_processes() > 1 else None
+    main = accelerator is None or accelerator.is_main_process
+    device = str(accelerator.device) if accelerator is not None else args["run"].device
+    bar = None if args["run"].quiet or not main else _Progress(config.iterations)
+    run = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
         lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
-        device=args["run"].device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
-    ).trainer
+        device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        accelerator=accelerator,
+    )
+    try:
+        _train_built(run.trainer, args, settings, config, out, bar)
+    finally:
+        run.close()
+
+
+def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config: RLConfig, out: Path, bar) -> None:
     if args["resume"]:
         done = trainer.resume()
         if bar is not None:
             bar.start_at(done)
-        typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
+        if trainer.is_main:
+            typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
+    if trainer.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
     try:
         trainer.train()
     finally:
         if bar is not None:
             bar.close()
     trainer.save_final(out / FINAL)
+    if not trainer.is_main:
+        return
     last = next((r for r in reversed(trainer.history) if "val/success" in r), None)
     summary = f"Done: {trainer.iteration} iterations, policy saved to {out / FINAL}"
     if trainer.stopped_by_time_limit:

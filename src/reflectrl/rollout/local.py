@@ -1,150 +1,24 @@
-"""Local rollout engine: a pool of environments stepping in lockstep in this process.
+"""Local rollout engine: the lockstep loop (`reflectrl.rollout.lockstep`) on environments in this process.
 
-At every step all running episodes are handed to the agent as one batch
-(one reflector call and one policy forward pass for the whole batch); each
-environment then steps on its own. Episodes end independently: a finished
-episode frees its slot, which the next request takes at the following step.
-The order in which requests start and steps are taken depends only on the
-requests and the agent's choices, so a batch is reproducible given the same
-seeds.
-
-Two additions serve evaluation: a request's `options` reach `env.reset`
-(to pick a fixed task of a split), and `on_episode_end` is called with each
-finished episode (for a progress bar). Every agent gets the running
-environments (`act(states, envs=...)`); only a scripted oracle reads them.
+Every agent gets the running environments (`act(states, envs=...)`); only a
+scripted oracle reads them.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import torch
+from reflectrl.agents import Agent
+from reflectrl.rollout.environments import LocalEnvironments
+from reflectrl.rollout.lockstep import INVALID_ACTION, LockstepEngine
 
-from reflectrl.agents import Agent, StepRecord
-from reflectrl.envs import make_env
-from reflectrl.envs.base import TextEnv
-from reflectrl.protocol import State
-from reflectrl.rollout.engine import RolloutEngine
-from reflectrl.rollout.episode import TAG_KEYS, Batch, Episode, EpisodeRequest, Step
-
-INVALID_ACTION = -1
-"""Action index recorded (and played) when the agent gave no valid answer."""
+__all__ = ["INVALID_ACTION", "LocalRolloutEngine"]
 
 
-@dataclass
-class _Slot:
-    index: int
-    request: EpisodeRequest
-    env: TextEnv
-    info: dict[str, Any]
-    episode: Episode
-
-
-class LocalRolloutEngine(RolloutEngine):
-    """Runs up to `max_concurrent` episodes at once with one agent (see the module docstring)."""
+class LocalRolloutEngine(LockstepEngine):
+    """Runs up to `max_concurrent` episodes at once with one agent, environments in this process."""
 
     def __init__(self, env_name: str, agent: Agent, max_concurrent: int = 16, env_kwargs: dict[str, Any] | None = None):
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        super().__init__(LocalEnvironments(env_name, env_kwargs), agent, max_concurrent)
         self.env_name = env_name
-        self.agent = agent
-        self.max_concurrent = int(max_concurrent)
         self.env_kwargs = dict(env_kwargs or {})
-        self.on_episode_end: Callable[[Episode], None] | None = None
-        """Called with every finished episode, in the order they finish."""
-        self._free: dict[str, list[TextEnv]] = defaultdict(list)
-
-    def collect(
-        self,
-        requests: Sequence[EpisodeRequest],
-        greedy: bool = False,
-        generator: torch.Generator | None = None,
-        label_seed: int | None = None,
-    ) -> Batch:
-        if label_seed is not None:
-            # A fresh seed per batch makes each batch reproducible on its own.
-            self.agent.reseed(label_seed)
-        timings = {"reflect": 0.0, "decide": 0.0, "environment": 0.0}
-        pending = deque(enumerate(requests))
-        running: list[_Slot] = []
-        finished: dict[int, Episode] = {}
-        while running or pending:
-            start = time.perf_counter()
-            while pending and len(running) < self.max_concurrent:
-                index, request = pending.popleft()
-                running.append(self._start(index, request))
-            timings["environment"] += time.perf_counter() - start
-
-            states = [State.from_info(slot.info) for slot in running]
-            actions, records = self._act(states, [slot.env for slot in running], greedy, generator, timings)
-
-            start = time.perf_counter()
-            still_running = []
-            for slot, action, record in zip(running, actions, records):
-                key = f"{slot.info['task']}\n{slot.info['observation']}"
-                menu = slot.info["actions"]
-                played = menu[action] if 0 <= action < len(menu) else None
-                _, reward, terminated, truncated, info = slot.env.step(int(action))
-                done = bool(terminated or truncated)
-                slot.episode.steps.append(
-                    _step(record, action, float(reward), done, key, bool(info.get("invalid_action", False)), played)
-                )
-                slot.info = info
-                if done:
-                    slot.episode.success = bool(info.get("success", False))
-                    slot.episode.truncated = bool(truncated and not terminated)
-                    slot.episode.tags = {k: info[k] for k in TAG_KEYS if info.get(k) is not None}
-                    finished[slot.index] = slot.episode
-                    self._free[slot.request.level].append(slot.env)
-                    if self.on_episode_end is not None:
-                        self.on_episode_end(slot.episode)
-                else:
-                    still_running.append(slot)
-            running = still_running
-            timings["environment"] += time.perf_counter() - start
-        return Batch([finished[i] for i in range(len(requests))], timings)
-
-    def _start(self, index: int, request: EpisodeRequest) -> _Slot:
-        pool = self._free[request.level]
-        env = pool.pop() if pool else make_env(self.env_name, level=request.level, **self.env_kwargs)
-        options = dict(request.options) if request.options is not None else None
-        _, info = env.reset(seed=int(request.seed), options=options)
-        episode = Episode(int(request.seed), request.level, int(request.group), options=options, task=str(info["task"]))
-        return _Slot(index, request, env, info, episode)
-
-    def _act(self, states, envs, greedy, generator, timings) -> tuple[list[int], list[StepRecord]]:
-        """One agent call; its time is split into reflect (as the agent counts it) and decide."""
-        before = self.agent.reflect_seconds
-        start = time.perf_counter()
-        actions, records = self.agent.act(states, envs=envs, greedy=greedy, generator=generator)
-        elapsed = time.perf_counter() - start
-        reflect = self.agent.reflect_seconds - before
-        timings["reflect"] += reflect
-        timings["decide"] += max(elapsed - reflect, 0.0)
-        if len(actions) != len(states) or len(records) != len(states):
-            raise RuntimeError(f"the agent returned {len(actions)} actions for {len(states)} states")
-        # An agent that could not name an action (None) plays an out-of-range index: an invalid action.
-        return [INVALID_ACTION if a is None else int(a) for a in actions], list(records)
-
-
-def _step(record: StepRecord, action: int, reward: float, done: bool, state_key: str, invalid: bool, played: str | None) -> Step:
-    value = record.value
-    return Step(
-        prompt_ids=[int(t) for t in record.prompt_ids],
-        label_ids=[int(t) for t in record.label_ids],
-        action=int(action),
-        log_prob=float(record.log_prob),
-        entropy=float(record.entropy),
-        value=None if value is None else float(value),
-        reward=reward,
-        done=done,
-        state_key=state_key,
-        reflection=record.reflection,
-        invalid=invalid,
-        action_text=played,
-        answer=record.answer,
-    )

@@ -25,6 +25,13 @@ checkpoint after iteration `i` therefore only needs the weights, the
 optimizer, the replay buffer, the curriculum and the metrics offset, and a
 resumed run repeats the straight run bit for bit on the same machine.
 
+Under `accelerate launch` (an `accelerator` with several processes) every
+process holds the policy and takes part in each update
+(`reflectrl.trainers.data_parallel`); the main process alone plays the
+episodes, evaluates and writes the run folder, and hands each batch and
+each decision that ends the run to the others, so they all run the same
+iterations on the same data.
+
 Seeds follow the project's splits (`reflectrl.datagen.config.SPLIT_SEED_OFFSETS`):
 training episodes draw seeds from the train range [0, validation offset),
 validation uses `validation offset + k`, and the test range (from the test
@@ -95,6 +102,7 @@ class OnlineTrainer:
         eval_engine: RolloutEngine | None = None,
         reflection_cache: CachedReflector | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
+        accelerator: Any = None,
     ):
         """
         Args:
@@ -108,10 +116,15 @@ class OnlineTrainer:
             reflection_cache: the cache in front of the agents' reflector, if any: saved with every
                 checkpoint and restored on resume, and its hits reported per iteration.
             log: called with each iteration's metrics (e.g. to update a progress bar).
+            accelerator: an accelerate `Accelerator` whose processes share the updates (see the module
+                docstring); None: this process alone.
         """
         self.config = config
         self.policy = policy
-        self.updater = PolicyUpdate(config, policy, reference)
+        self.accelerator = accelerator if accelerator is not None and accelerator.num_processes > 1 else None
+        self.is_main = self.accelerator is None or self.accelerator.is_main_process
+        """Whether this process plays the episodes and writes the run folder (always, without accelerate)."""
+        self.updater = PolicyUpdate(config, policy, reference, self.accelerator)
         """The algorithm's optimisation of `policy`: what an iteration does after collecting."""
         self.engine = engine
         self.eval_engine = eval_engine if eval_engine is not None else engine
@@ -127,7 +140,7 @@ class OnlineTrainer:
         """Metrics of every iteration of this process (also in metrics.jsonl)."""
         self.stopped_by_time_limit = False
         """Whether the last `train` call stopped early at `config.max_minutes`."""
-        self.metrics = MetricsLog(self.run_dir) if self.run_dir is not None else None
+        self.metrics = MetricsLog(self.run_dir) if self.run_dir is not None and self.is_main else None
         self._last_saved = -1
 
     # ---------------------------------------------------------------- running
@@ -152,7 +165,7 @@ class OnlineTrainer:
                 records.append(start)
             while self.iteration < until:
                 records.append(self.step())
-                if deadline is not None and time.monotonic() > deadline and self.iteration < until:
+                if self._from_main(deadline is not None and time.monotonic() > deadline) and self.iteration < until:
                     self.stopped_by_time_limit = True
                     break
             if self.run_dir is not None and self.iteration > 0 and self._last_saved != self.iteration:
@@ -231,13 +244,16 @@ class OnlineTrainer:
     def collect(self, iteration: int, level: str) -> Batch:
         """Play one iteration's episodes with the current policy (sampling, no gradients)."""
         cfg = self.config
-        generator = torch.Generator(device="cpu").manual_seed(derive_seed(cfg.seed, iteration, "sample"))
-        with torch.no_grad():
-            return self.engine.collect(
-                self.requests(iteration, level),
-                generator=generator,
-                label_seed=derive_seed(cfg.seed, iteration, "labels"),
-            )
+        batch = None
+        if self.is_main:
+            generator = torch.Generator(device="cpu").manual_seed(derive_seed(cfg.seed, iteration, "sample"))
+            with torch.no_grad():
+                batch = self.engine.collect(
+                    self.requests(iteration, level),
+                    generator=generator,
+                    label_seed=derive_seed(cfg.seed, iteration, "labels"),
+                )
+        return self._from_main(batch)
 
     def evaluate(self, level: str | None = None, episodes: int | None = None, seed_start: int = VALIDATION_SEED_START) -> dict[str, Any]:
         """Greedy play on seeds `seed_start + k` (default: the validation split); returns val/success, val/return, val/length.
@@ -247,8 +263,11 @@ class OnlineTrainer:
         level = level if level is not None else self.curriculum.level
         count = episodes if episodes is not None else self.config.eval_episodes
         requests = [EpisodeRequest(seed_start + k, level, k) for k in range(count)]
-        with torch.no_grad():
-            batch = self.eval_engine.collect(requests, greedy=True, label_seed=derive_seed(self.config.seed, 0, "eval"))
+        batch = None
+        if self.is_main:
+            with torch.no_grad():
+                batch = self.eval_engine.collect(requests, greedy=True, label_seed=derive_seed(self.config.seed, 0, "eval"))
+        batch = self._from_main(batch)
         return {
             "val/success": batch.success_rate,
             "val/return": batch.mean_return,
@@ -261,6 +280,10 @@ class OnlineTrainer:
         """Write a checkpoint of the current state into the run folder (atomically)."""
         if self.run_dir is None:
             raise ValueError("this trainer has no run folder to save into")
+        if not self.is_main:
+            self._last_saved = self.iteration
+            self.accelerator.wait_for_everyone()  # the main process is writing the checkpoint
+            return self.run_dir
         metrics_offset = self.metrics.size()  # type: ignore[union-attr]
 
         def write(folder: Path) -> None:
@@ -285,6 +308,8 @@ class OnlineTrainer:
 
         path = save_checkpoint(self.run_dir, self.iteration, write, keep=self.config.keep_checkpoints)
         self._last_saved = self.iteration
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
         return path
 
     def resume(self, checkpoint: str | Path | None = None) -> int:
@@ -330,17 +355,28 @@ class OnlineTrainer:
         One atomic folder: a kill half-way must not leave an adapter whose value head and label
         order are missing, since loading would then fill them in silently with defaults.
         """
-        with atomic_folder(folder) as scratch:
-            self._save_policy(scratch)
+        if self.is_main:
+            with atomic_folder(folder) as scratch:
+                self._save_policy(scratch)
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     def _save_policy(self, folder: str | Path) -> None:
         self.policy.save(folder)
         # Saved next to the policy so evaluation presents menus the way it was trained.
         save_label_order(folder, self.engine.agent.shuffle_labels)
 
+    def _from_main(self, value: Any) -> Any:
+        """The main process's `value`, in every process (it is this process's own without accelerate)."""
+        if self.accelerator is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value], from_process=0)[0]
+
     def _emit(self, record: dict[str, Any]) -> None:
         self.history.append(record)
         if self.metrics is not None:
             self.metrics.append(record)
-        if self.log is not None:
+        if self.log is not None and self.is_main:
             self.log(record)

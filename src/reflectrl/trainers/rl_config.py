@@ -30,8 +30,12 @@ def derive_seed(seed: int, iteration: int, purpose: str) -> int:
 class RLConfig:
     """Settings of an online RL run (defaults follow the paper where it gives one)."""
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("iterations", "eval_every", "checkpoint_every", "keep_checkpoints", "max_minutes")
-    """Settings a resumed run may change (see `reflectrl.run_settings`): how long it runs and what it records."""
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "iterations", "eval_every", "checkpoint_every", "keep_checkpoints", "max_minutes",
+        "ray", "ray_address", "env_workers", "env_worker_cpus", "env_worker_restarts", "env_call_timeout",
+    )
+    """Settings a resumed run may change (see `reflectrl.run_settings`): how long it runs, what it records
+    and where its environments step (the Ray engine plays the same episodes as the local one)."""
 
     env: str = "corridor"
     """Environment short name (see `reflectrl envs`)."""
@@ -111,6 +115,18 @@ class RLConfig:
     max_minutes: float | None = None
     """Stop after the iteration that passes this many minutes of training in this process (at least one
     iteration runs; a checkpoint follows); a safety net for a time budget. None: no limit."""
+    ray: bool = False
+    """Step the environments in Ray actors (needs reflectrl[ray]); the episodes are the same as without."""
+    ray_address: str | None = None
+    """Join the Ray cluster at this address (implies ray); None with ray: start a Ray on this machine."""
+    env_workers: int = 4
+    """Ray: environment actors (each hosts a share of the running episodes)."""
+    env_worker_cpus: float = 1.0
+    """Ray: CPUs each environment actor reserves (fractions let several share a core)."""
+    env_worker_restarts: int = 3
+    """Ray: lost environment actors replaced (their episodes re-run from their seeds) before the run fails."""
+    env_call_timeout: float = 300.0
+    """Ray: seconds to wait for an environment actor's answer before it counts as lost."""
 
     def __post_init__(self) -> None:
         self.levels = tuple(self.levels)
@@ -136,6 +152,8 @@ class RLConfig:
             (self.eval_every == 0 or self.eval_episodes >= 1, "evaluation needs eval_episodes >= 1"),
             (self.curriculum_threshold is None or self.eval_every > 0, "a curriculum threshold needs evaluations (eval_every > 0)"),
             (self.max_minutes is None or self.max_minutes > 0, "max_minutes must be > 0 (or None for no limit)"),
+            (self.env_workers >= 1 and self.env_worker_cpus > 0, "env_workers must be >= 1 and env_worker_cpus > 0"),
+            (self.env_worker_restarts >= 0 and self.env_call_timeout > 0, "env_worker_restarts must be >= 0, env_call_timeout > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -145,6 +163,11 @@ class RLConfig:
     def uses_critic(self) -> bool:
         """Whether the policy needs a value head."""
         return self.algo == "ppo" or (self.algo == "pg" and self.pg_baseline == "critic")
+
+    @property
+    def uses_ray(self) -> bool:
+        """Whether the environments step in Ray actors."""
+        return self.ray or self.ray_address is not None
 
     @property
     def uses_curriculum(self) -> bool:

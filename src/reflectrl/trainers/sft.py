@@ -378,6 +378,7 @@ def _autocast(enabled: bool, model):
 
 
 def _trainer_class():
+    import torch
     from transformers import Trainer
 
     class CompletionOnlyTrainer(Trainer):
@@ -389,7 +390,14 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # accelerate's autocast wraps model.forward, which completion_loss bypasses: apply it here.
             with _autocast(self.args.bf16, model):
-                loss = completion_loss(model, inputs)
+                if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+                    # Under `accelerate launch` the gradients are averaged by DDP, which only sees a
+                    # pass through its own forward: the model's causal-LM loss, the same mean
+                    # cross-entropy over the completion tokens (the labels mask the rest), without the
+                    # shared-prefix saving.
+                    loss = model(**inputs).loss
+                else:
+                    loss = completion_loss(model, inputs)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def _save(self, output_dir=None, state_dict=None):

@@ -7,7 +7,9 @@ its denominators with these same micro-batches (`_refresh_old_log_probs`).
 What is optimised is the run's algorithm (`reflectrl.trainers.algorithms`) on
 the on-policy steps plus the self-imitation loss on replayed ones
 (`reflectrl.trainers.replay`); the order of random draws and float operations
-is fixed, so a run is reproducible bit for bit.
+is fixed, so a run is reproducible bit for bit. Under `accelerate launch`
+each optimizer step's micro-batches are shared by the processes
+(`reflectrl.trainers.data_parallel`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from reflectrl.rollout.episode import Batch, Episode
 from reflectrl.trainers import losses
 from reflectrl.trainers.algorithms import OnPolicySteps, algorithm_for
+from reflectrl.trainers.data_parallel import UpdateProcesses
 from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.rl_config import RLConfig, derive_seed
 
@@ -47,7 +50,8 @@ class _Item:
 class PolicyUpdate:
     """Optimises a `LabelPolicy` (LoRA weights and value head) with the algorithm of an `RLConfig`."""
 
-    def __init__(self, config: RLConfig, policy: LabelPolicy, reference: LabelPolicy | None = None):
+    def __init__(self, config: RLConfig, policy: LabelPolicy, reference: LabelPolicy | None = None, accelerator=None):
+        """`accelerator`: an accelerate `Accelerator` whose processes share each update (None: this process alone)."""
         if config.uses_critic and policy.value_head is None:
             raise ValueError(f"algo {config.algo!r} with this baseline needs a policy with a value head")
         if config.kl_coef > 0 and reference is None:
@@ -60,6 +64,7 @@ class PolicyUpdate:
         if not self.params:
             raise ValueError("the policy has no trainable parameters (add a LoRA adapter)")
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.processes = UpdateProcesses(policy, self.params, accelerator)
 
     def update(self, batch: Batch, replayed: Sequence[Episode], iteration: int) -> dict[str, float]:
         """Optimise the policy on one batch (plus replayed episodes); returns loss statistics."""
@@ -100,7 +105,7 @@ class PolicyUpdate:
             sequence = rng.permutation(len(micro)) if epoch > 0 else np.arange(len(micro))
             for start in range(0, len(micro), per_step):
                 self._optimise([micro[int(i)] for i in sequence[start : start + per_step]], sums)
-        stats = {f"loss/{k}": v for k, v in sums.means().items()}
+        stats = {f"loss/{k}": v for k, v in self.processes.merge(sums).means().items()}
         stats["update/steps"] = float(sum(not i.replay for i in items))
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
         return {**stats, **counts}
@@ -126,29 +131,41 @@ class PolicyUpdate:
         n_on = sum(not i.replay for micro in micro_batches for i in micro)
         n_replay = sum(len(micro) for micro in micro_batches) - n_on
         self.optimizer.zero_grad(set_to_none=True)
-        for micro in micro_batches:
-            out = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
-            actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
-            chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
-            old = torch.tensor([i.old_log_prob for i in micro], device=chosen.device)
-            on = torch.tensor([not i.replay for i in micro], device=chosen.device)
-            total = chosen.new_zeros(())
-            if on.any():
-                share = int(on.sum()) / n_on
-                loss, parts = self._policy_loss(micro, out, chosen, old, on)
-                total = total + share * loss
-                for name, value in parts.items():
-                    sums.add(name, value, int(on.sum()))
-            if (~on).any():
-                share = int((~on).sum()) / n_replay
-                replay = losses.replay_loss(chosen[~on], old[~on])
-                total = total + share * cfg.replay_weight * replay
-                sums.add("replay", replay.item(), int((~on).sum()))
-            total.backward()
+        mine = self.processes.deal(micro_batches)
+        for k, (micro, factor) in enumerate(mine):
+            with self.processes.backward_context(last=k == len(mine) - 1):
+                self._accumulate(micro, factor, n_on, n_replay, sums)
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-        sums.add("grad_norm", float(norm), 1.0)
+        sums.add("grad_norm", float(norm), 1.0 / self.processes.count)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _accumulate(self, micro: list[_Item], factor: float, n_on: int, n_replay: int, sums: WeightedMeans) -> None:
+        """Forward and backward of one micro-batch, its loss weighted by its share of the step times `factor`.
+
+        `factor` is 1 alone, the number of processes under data parallelism (DDP averages the
+        gradients), 0 for a stand-in micro-batch (whose statistics are not counted).
+        """
+        cfg = self.config
+        counted = factor > 0
+        out = self.processes.forward([i.prompt_ids for i in micro], [i.label_ids for i in micro])
+        actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
+        chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
+        old = torch.tensor([i.old_log_prob for i in micro], device=chosen.device)
+        on = torch.tensor([not i.replay for i in micro], device=chosen.device)
+        total = chosen.new_zeros(())
+        if on.any():
+            share = int(on.sum()) / n_on
+            loss, parts = self._policy_loss(micro, out, chosen, old, on)
+            total = total + share * loss
+            for name, value in parts.items():
+                sums.add(name, value, int(on.sum()) * counted)
+        if (~on).any():
+            share = int((~on).sum()) / n_replay
+            replay = losses.replay_loss(chosen[~on], old[~on])
+            total = total + share * cfg.replay_weight * replay
+            sums.add("replay", replay.item(), int((~on).sum()) * counted)
+        (total * factor if factor != 1.0 else total).backward()
 
     def _policy_loss(self, micro, out, chosen, old, on) -> tuple[torch.Tensor, dict[str, float]]:
         """The algorithm's loss on the on-policy steps selected by `on`."""
