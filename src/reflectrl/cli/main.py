@@ -9,6 +9,7 @@ from reflectrl.cli.autoexplore import app as autoexplore_app
 from reflectrl.cli.baselines import baselines
 from reflectrl.cli.data import gen_data, reflect_data, sft
 from reflectrl.cli.evaluate import evaluate
+from reflectrl.cli.export import export
 from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
 from reflectrl.cli.plot import plot
@@ -42,6 +43,7 @@ app.command("sft")(sft)
 app.command("eval")(evaluate)
 app.command("plot")(plot)
 app.command("pipeline")(pipeline)
+app.command("export")(export)
 app.add_typer(autoexplore_app, name="autoexplore")
 app.add_typer(alfworld_app, name="alfworld")
 
