@@ -13,6 +13,7 @@ from reflectrl.cli.export import export
 from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
 from reflectrl.cli.plot import plot
+from reflectrl.cli.serve import serve_reflector
 from reflectrl.cli.train import train
 from reflectrl.envs import ENVIRONMENTS
 
@@ -44,6 +45,7 @@ app.command("eval")(evaluate)
 app.command("plot")(plot)
 app.command("pipeline")(pipeline)
 app.command("export")(export)
+app.command("serve-reflector")(serve_reflector)
 app.add_typer(autoexplore_app, name="autoexplore")
 app.add_typer(alfworld_app, name="alfworld")
 

@@ -34,7 +34,7 @@ RUN_FILE = "run.json"
 def train(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
-    reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, or openai:MODEL (a server)."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, openai:MODEL (a chat server) or served:URL[#MODEL] (an inference server, raw completions; see `reflectrl serve-reflector`)."),
     reflector_url: Optional[str] = typer.Option(None, "--reflector-url", help="openai: reflector's server URL up to /v1 (default $OPENAI_BASE_URL)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: reflector: environment variable holding the API key."),
     no_reflection: bool = typer.Option(False, "--no-reflection", help="Train the plain policy without a reflector (the baseline)."),
