@@ -36,29 +36,21 @@ from pathlib import Path
 
 import torch
 
-from reflectrl.envs import make_env
+from bench_decide import taxi_states  # the benchmark's own folder is on sys.path when run as a script
 from reflectrl.models import EMBEDDED_DEFAULT, LocalReflector, load_model
 from reflectrl.models.embedded import embedded_gguf
 from reflectrl.models.served_reflector import ServedReflector
+from reflectrl.models.served_spec import ServedSpec
 from reflectrl.models.tokens import encode_prompts
-from reflectrl.protocol import State, reflector_prompt
+from reflectrl.protocol import reflector_prompt
 from reflectrl.serving.engines import EngineMissing, check_installed, engine_python, llamacpp_command
 from reflectrl.serving.managed import LOOPBACK, ManagedServer, ServerError, free_port
-from reflectrl.serving.reflector_server import start_reflector_server
+from reflectrl.serving.reflector_server import ReflectorServer, start_reflector_server
 
 
 def taxi_prompts(count: int) -> list[str]:
-    """Reflector prompts of `count` DangerousTaxi states (full task), some a few oracle steps in."""
-    prompts = []
-    for seed in range(count):
-        env = make_env("taxi", level="full")
-        _, info = env.reset(seed=seed)
-        for _ in range(seed % 3):
-            _, _, terminated, truncated, info = env.step(env.unwrapped.oracle_index())
-            if terminated or truncated:
-                break
-        prompts.append(reflector_prompt(State.from_info(info)))
-    return prompts
+    """Reflector prompts of the DangerousTaxi states `bench_decide` measures (full task, some a few oracle steps in)."""
+    return [reflector_prompt(state) for state in taxi_states(count)]
 
 
 def local_row(model, tokenizer, prompts: list[str], tokens: int, batch: int) -> dict:
@@ -78,6 +70,14 @@ def served_row(spec: str, prompts: list[str], tokens: int, concurrency: int) -> 
         return {"seconds": time.perf_counter() - start, "new_tokens": reflector.last_stats["new_tokens"], "answers": answers}
     finally:
         reflector.close()
+
+
+def timed_server(start, prompts: list[str], args) -> tuple[float, dict]:
+    """(seconds until the server answered, the reflections row); the server is stopped afterwards."""
+    began = time.perf_counter()
+    with start() as served:
+        up = time.perf_counter() - began
+        return up, served_row(str(served.spec), prompts, args.tokens, args.concurrency)
 
 
 def main() -> None:
@@ -121,30 +121,26 @@ def main() -> None:
         except EngineMissing as err:
             report("llama.cpp", f"skipped: {err}")
         else:
-            start = time.perf_counter()
-            with start_reflector_server(args.reflector, "llamacpp", scratch / "llamacpp-f32", threads=args.threads) as served:
-                up = time.perf_counter() - start
-                row = served_row(str(served.spec), prompts, args.tokens, args.concurrency)
+            up, row = timed_server(lambda: start_reflector_server(args.reflector, "llamacpp", scratch / "llamacpp-f32", threads=args.threads),
+                                   prompts, args)
             report(f"llama.cpp, float32 GGUF from reflectrl export (export + start-up {up:.0f} s)", row)
             if args.reflector == EMBEDDED_DEFAULT:
                 gguf, port = embedded_gguf(), free_port()
                 command = llamacpp_command(engine_python("llamacpp"), gguf, port=port, host=LOOPBACK, alias="base",
                                            context=4096, threads=args.threads)
-                start = time.perf_counter()
-                with ManagedServer("llamacpp", command, port=port, log_path=scratch / "llamacpp-q.log") as server:
-                    up = time.perf_counter() - start
-                    row = served_row(f"served:{server.url}#base", prompts, args.tokens, args.concurrency)
+                up, row = timed_server(lambda: ReflectorServer(
+                    ManagedServer("llamacpp", command, port=port, log_path=scratch / "llamacpp-q.log").start(),
+                    ServedSpec(f"http://{LOOPBACK}:{port}/v1", "base"),
+                ), prompts, args)
                 report(f"llama.cpp, the wheel's {gguf.name.split('.')[-2]} GGUF (start-up {up:.0f} s)", row)
         try:
             check_installed("vllm", engine_python("vllm"))
         except EngineMissing as err:
             report("vLLM", f"skipped: {err}")
         else:
-            start = time.perf_counter()
             try:
-                with start_reflector_server(args.reflector, "vllm", scratch / "vllm", startup_timeout=900) as served:
-                    up = time.perf_counter() - start
-                    row = served_row(str(served.spec), prompts, args.tokens, args.concurrency)
+                up, row = timed_server(lambda: start_reflector_server(args.reflector, "vllm", scratch / "vllm", startup_timeout=900),
+                                       prompts, args)
                 report(f"vLLM, float32 (export + start-up {up:.0f} s)", row)
             except ServerError as err:
                 report("vLLM", f"failed: {err}")
