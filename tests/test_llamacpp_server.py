@@ -26,7 +26,6 @@ if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fa
 from reflectrl.cli.main import app
 from reflectrl.models import LocalReflector, load_model
 from reflectrl.models.served_reflector import ServedReflector
-from reflectrl.serving.managed import ManagedServer
 from reflectrl.serving.reflector_server import start_reflector_server
 
 AGREEMENT_PROMPTS = 64
@@ -87,10 +86,10 @@ def test_a_server_killed_mid_run_is_one_line_and_resume_continues(one_thread, ti
     assert str(first.server.log_path) in error[0] and "--resume" in error[0]
     assert not (out / "final").exists()
 
-    # The same server again, on the same port, so the run's settings (the served: spec) are unchanged.
-    again = ManagedServer("llamacpp", first.server.command, port=first.server.port, log_path=first.server.log_path, startup_timeout=120)
-    with again:
-        resumed = CliRunner().invoke(app, [*_train_args(spec, out), "--resume"])
+    # A restarted server gets another free port; the run knows its reflector by the model name, which names the weights.
+    with start_reflector_server(tiny_sft_reflector, "llamacpp", tmp_path / "server", threads=1, startup_timeout=120) as again:
+        assert again.spec.model == first.spec.model
+        resumed = CliRunner().invoke(app, [*_train_args(str(again.spec), out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "Resuming" in resumed.output and (out / "final" / "adapter_config.json").is_file()
     iterations = [json.loads(line).get("iteration") for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -120,6 +120,7 @@ def rl_config_from_options(args: dict[str, Any], env: str) -> RLConfig:
 
 
 def _run(args: dict[str, Any]) -> None:
+    from reflectrl.models.served_spec import ServedSpec, is_served_spec
     from reflectrl.trainers.checkpoint import latest_checkpoint
     from reflectrl.trainers.recipe import build_rl_run
 
@@ -138,7 +139,8 @@ def _run(args: dict[str, Any]) -> None:
     settings = {
         "env": entry.name,
         "policy": args["policy"],
-        "reflector": args["reflector"],
+        # A served reflector is named by its model, not its address: a restarted server may listen on another port.
+        "reflector": ServedSpec.parse(args["reflector"]).identity() if is_served_spec(args["reflector"]) else args["reflector"],
         "reflection_tokens": args["reflection_tokens"],
         "lora_r": args["lora_r"],
         "lora_alpha": args["lora_alpha"],
