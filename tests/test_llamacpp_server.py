@@ -129,3 +129,21 @@ def _running(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"  # a zombie has exited; only its entry is left
     except FileNotFoundError:
         return False
+
+
+def test_the_pipeline_serves_its_reflector_with_one_flag(tmp_path):
+    from reflectrl.pipeline.presets import preset
+    from reflectrl.pipeline.run import REFLECTION_CACHE, REFLECTOR_SERVERS, run_pipeline
+    from reflectrl.serving.managed import started_here
+
+    out = tmp_path / "run"
+    messages: list[str] = []
+    result = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False, serve_reflector="llamacpp",
+                          server_options={"threads": 1, "startup_timeout": 120})
+    log = out / REFLECTOR_SERVERS / "sft-reflector" / "server.log"
+    assert result.report.is_file() and log.is_file() and "llama_cpp.server" in log.read_text()
+    served_cache = out / REFLECTION_CACHE / "sft-reflector.served.jsonl"
+    assert served_cache.is_file() and "served model reflector-" in served_cache.read_text().splitlines()[0]
+    assert not (out / REFLECTION_CACHE / "sft-reflector.jsonl").exists()  # nothing was generated in-process
+    port = int(log.read_text().split("--port ")[1].split()[0])
+    assert started_here(f"http://127.0.0.1:{port}/v1") is None  # stopped when the run ended
