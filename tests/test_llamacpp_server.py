@@ -147,3 +147,28 @@ def test_the_pipeline_serves_its_reflector_with_one_flag(tmp_path):
     assert not (out / REFLECTION_CACHE / "sft-reflector.jsonl").exists()  # nothing was generated in-process
     port = int(log.read_text().split("--port ")[1].split()[0])
     assert started_here(f"http://127.0.0.1:{port}/v1") is None  # stopped when the run ended
+
+
+def test_serve_reflector_prints_the_spec_and_stops_the_server_on_kill(tiny_sft_reflector, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH")) if p)}
+    command = [sys.executable, "-m", "reflectrl.cli.main", "serve-reflector", str(tiny_sft_reflector), "--engine", "llamacpp",
+               "--out", str(tmp_path), "--threads", "1"]
+    cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        while not any(line.startswith("Use it with --reflector served:") for line in lines):
+            line = cli.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        spec = lines[-1].split("--reflector ")[1].strip()
+        reflector = ServedReflector(spec, max_tokens=4)
+        assert len(reflector.reflect(["Task: reach the goal.\nReflection:"])) == 1
+        reflector.close()
+        port = int(spec.split(":")[3].split("/")[0])
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=60) == 0
+        with pytest.raises(Exception):
+            ServedReflector(spec, max_retries=0, timeout=2).reflect(["x"])
+        assert f"--port {port}" in (tmp_path / "server.log").read_text()
+    finally:
+        cli.kill()

@@ -77,3 +77,16 @@ def test_garbage_answers_and_a_dead_server_are_one_line_errors(tmp_path):
             reflector.reflect(["Task: go. Reflection:"])
         assert "exited with status -9" in str(err.value) and str(log) in str(err.value) and "\n" not in str(err.value)
     assert started_here(server.url) is None
+
+
+def test_serve_reflector_without_the_engine_says_how_to_install_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from reflectrl.cli.main import app
+
+    monkeypatch.setenv("REFLECTRL_VLLM_PYTHON", sys.executable)  # this venv has no vLLM
+    runner = CliRunner()
+    missing = runner.invoke(app, ["serve-reflector", "tiny-random", "--engine", "vllm", "--out", str(tmp_path)])
+    assert missing.exit_code == 2 and "the vllm engine is not installed" in missing.output and "Traceback" not in missing.output
+    unknown = runner.invoke(app, ["serve-reflector", "tiny-random", "--engine", "tgi", "--out", str(tmp_path)])
+    assert unknown.exit_code == 2 and "unknown engine 'tgi'" in unknown.output
