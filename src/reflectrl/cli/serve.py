@@ -25,13 +25,20 @@ def serve_reflector(
     dtype: str = typer.Option("float32", "--dtype", help="vllm: weight type (float32 on CPU; bfloat16 or auto on GPUs)."),
 ) -> None:
     """Start the reflector's server on loopback, print its served:URL#MODEL spec, and stop it on Ctrl-C or kill."""
+    # A plain `kill` should stop the server too: turn SIGTERM into the same unwinding as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _serve(adapter, engine, out, port, threads, context, engine_python, engine_arg, dtype)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # called in-process (tests), the caller's handler comes back
+
+
+def _serve(adapter, engine, out, port, threads, context, engine_python, engine_arg, dtype) -> None:
     from reflectrl.models import ModelLoadError
     from reflectrl.serving.engines import EngineMissing
     from reflectrl.serving.managed import ServerError
     from reflectrl.serving.reflector_server import start_reflector_server
 
-    # A plain `kill` should stop the server too: turn SIGTERM into the same unwinding as Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         served = start_reflector_server(
             adapter, engine, out, port=port, threads=threads, context=context, engine_python_path=engine_python,
