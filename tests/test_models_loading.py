@@ -89,19 +89,25 @@ def test_conversion_cache_round_trip_and_atomicity(tiny_model, tmp_path, monkeyp
         (folder / "config.json").write_text("{}")
         raise KeyboardInterrupt  # the user pressed Ctrl-C half-way through the first load
 
-    monkeypatch.setattr(embedded, "save_plain_model", killed)
+    monkeypatch.setattr(embedded, "save_standalone", killed)
     with pytest.raises(KeyboardInterrupt):
         embedded.cached_model_folder(fake_gguf)
     conversion = embedded.conversion_folder(fake_gguf)
-    assert not (conversion / "model").exists()
+    assert not (conversion / "model-v2").exists()
     assert list(conversion.iterdir()) == []  # no half-written temporary folder either
 
     monkeypatch.undo()
     monkeypatch.setenv(embedded.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(embedded, "load_gguf_model", lambda gguf: model)
     folder = embedded.cached_model_folder(fake_gguf)
-    assert folder == conversion / "model" and folder.is_relative_to(tmp_path / "cache")
+    assert folder == conversion / "model-v2" and folder.is_relative_to(tmp_path / "cache")
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as saved:
+        # Tied weights under both names: loaders other than transformers (vLLM) do not re-tie them.
+        assert {"model.embed_tokens.weight", "lm_head.weight"} <= set(saved.keys())
+        assert torch.equal(saved.get_tensor("model.embed_tokens.weight"), saved.get_tensor("lm_head.weight"))
 
     reloaded = AutoModelForCausalLM.from_pretrained(str(folder))
     ids = torch.tensor([tokenizer.encode("hello")])

@@ -33,18 +33,23 @@ class ChatServer(BaseHTTPRequestHandler):
     in_flight: ClassVar[dict[str, int]] = {}
     max_in_flight: ClassVar[dict[str, int]] = {}
     requests: ClassVar[dict[str, int]] = {}
+    last_raw: ClassVar[dict] = {}
 
     def log_message(self, *args):
         pass
 
     def do_GET(self):
-        if self.path.startswith("/stats/"):
+        if self.path == "/last-raw":
+            self._json(200, ChatServer.last_raw)
+        elif self.path.startswith("/stats/"):
             model = self.path.removeprefix("/stats/")
             self._json(200, {"max_in_flight": ChatServer.max_in_flight.get(model, 0), "requests": ChatServer.requests.get(model, 0)})
         else:
             self._json(404, {"error": {"message": "no such page"}})
 
     def do_POST(self):
+        if self.path == "/v1/completions":
+            return self._raw_completion(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         if self.path != "/v1/chat/completions":
             return self._json(404, {"error": {"message": f"unknown path {self.path}"}})
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -96,6 +101,19 @@ class ChatServer(BaseHTTPRequestHandler):
         if model.startswith("answer:"):
             return self._completion(model.split(":", 1)[1])
         return self._json(404, {"error": {"message": f"model {model} not found"}})
+
+    def _raw_completion(self, body):
+        """Raw completions: "raw-echo" answers the request body as its text (then a stop string and more), "no-text" a
+        choice without text, "raw-record" keeps the body for GET /last-raw and answers a reflection and the action list."""
+        if body["model"] == "raw-record":
+            ChatServer.last_raw = body
+            text = "  The taxi moved north,\n good move.\nActions:\n0. move south"
+            return self._json(200, {"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
+        if body["model"] == "no-text":
+            return self._json(200, {"object": "text_completion", "choices": [{"index": 0, "finish_reason": "stop"}]})
+        text = " " + json.dumps(body, sort_keys=True) + "\nActions:\n0. move south"
+        self._json(200, {"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+                         "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}})
 
     def _completion(self, content):
         self._json(200, {
@@ -239,3 +257,32 @@ def test_reflector_and_prompted_agent_over_http(server_url):
 
 if __name__ == "__main__":
     serve()
+
+
+def test_raw_completions_send_the_prompt_as_it_is(server_url):
+    with OpenAIChatClient(server_url, "raw-echo", concurrency=3) as client:
+        answers = client.complete_text(["Task: a\nReflection:", "b"], max_tokens=9, stop=["\nActions:"], extra={"repeat_penalty": 1.0})
+        bodies = [json.loads(a.split("\n")[0]) for a in answers]
+        assert [b["prompt"] for b in bodies] == ["Task: a\nReflection:", "b"]  # no chat template, no messages
+        assert bodies[0] == {"model": "raw-echo", "prompt": "Task: a\nReflection:", "max_tokens": 9, "temperature": 0.0,
+                             "stop": ["\nActions:"], "repeat_penalty": 1.0}
+        assert client.usage["completion_tokens"] == 8
+    with OpenAIChatClient(server_url, "no-text") as client, pytest.raises(BackendError, match="choice without text"):
+        client.complete_text(["x"])
+
+
+def test_served_reflector_is_greedy_with_the_stop_strings_and_cleans_like_the_local_one(server_url):
+    from reflectrl.models.reflector import STOP_STRINGS
+    from reflectrl.models.served_reflector import ServedReflector
+
+    import httpx
+
+    reflector = ServedReflector(f"served:{server_url}#raw-record", max_tokens=12)
+    try:
+        assert reflector.reflect(["Task: go.\nReflection:"]) == ["The taxi moved north, good move."]
+    finally:
+        reflector.close()
+    body = httpx.get(server_url.removesuffix("/v1") + "/last-raw").json()
+    assert body["prompt"] == "Task: go.\nReflection:" and body["model"] == "raw-record"
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 12 and body["stop"] == list(STOP_STRINGS)
+    assert body["repeat_penalty"] == 1.0  # llama.cpp's default penalty would not be greedy

@@ -165,3 +165,10 @@ def test_clean_reflection_cuts_at_the_action_cue_even_without_its_newline_or_its
     assert clean_reflection(" Move north. Answer with the label") == "Move north."
     assert clean_reflection("Go east, the exit is there. Action label: b") == "Go east, the exit is there."
     assert clean_reflection("Pick up the key.\nAnswer with the label of one action.") == "Pick up the key."
+
+
+def test_clean_reflection_drops_undecodable_bytes():
+    from reflectrl.protocol import clean_reflection
+
+    # transformers writes U+FFFD for a token holding part of a character; llama.cpp's server drops those bytes.
+    assert clean_reflection(" Go\ufffd north\ufffd.\nActions:\n0. x") == "Go north."

@@ -268,13 +268,16 @@ def clean_reflection(text: str) -> str:
     The action cue counts without its newline and from its first words: a reflection whose
     generation hit the token limit inside "Answer with the label of one action." still starts
     the policy's section, and kept it would read to the policy as part of the reflection.
+    Replacement characters (undecodable bytes) are dropped.
     """
     action_cue = ACTION_CUE.split("\n")
     for stop in ("\nActions:", action_cue[1], " ".join(action_cue[0].split()[:4]), "\nTask:", REFLECT_CUE):
         pos = text.find(stop)
         if pos != -1:
             text = text[:pos]
-    return " ".join(text.split())
+    # Tokens that hold part of a character's UTF-8 bytes decode to U+FFFD in transformers, while
+    # llama.cpp's server drops such bytes; neither is text, and without them both write the same reflection.
+    return " ".join(text.replace("\ufffd", "").split())
 
 
 def save_label_order(folder, shuffle_labels: bool) -> None:

@@ -147,7 +147,9 @@ def sft(
 
 def reflect_data(
     data: Path = typer.Option(..., help="gen-data output folder (reflector.jsonl and policy.jsonl)."),
-    reflector: Path = typer.Option(..., help="Trained reflector (an SFT adapter folder) that writes the new reflections."),
+    reflector: str = typer.Option(
+        ..., help="Trained reflector that writes the new reflections: an SFT adapter folder, or served:URL[#MODEL] (the same reflector on an inference server)."
+    ),
     out: Path = typer.Option(..., help="Output folder (policy.jsonl, stats.json; re-run to continue)."),
     reflection_tokens: int = typer.Option(64, min=1, help="Longest reflection in tokens (use the value of RL and eval)."),
     positive_only: bool = typer.Option(False, "--positive-only", help="Rewrite policy_positive.jsonl (no negative examples)."),
@@ -165,21 +167,30 @@ def reflect_data(
 
     from reflectrl.datagen import ConfigMismatch, CorruptJournal
     from reflectrl.datagen.student_reflections import StudentReflectionConfig, rewrite_policy_rows
-    from reflectrl.models import ModelLoadError, TwoPlayerModel
+    from reflectrl.models import BackendError, ModelLoadError, TwoPlayerModel
     from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
     from reflectrl.models.precision import resolve_bf16
+    from reflectrl.models.served_reflector import ServedReflector
+    from reflectrl.models.served_spec import is_served_spec
 
     apply_threads(threads)
-    if not is_adapter_folder(reflector):
-        fail(f"--reflector {reflector} is not an adapter folder (no adapter_config.json); give the output of `reflectrl sft --role reflector`")
+    served = is_served_spec(reflector)
+    if not served and not is_adapter_folder(reflector):
+        fail(
+            f"--reflector {reflector} is not an adapter folder (no adapter_config.json); give the output of "
+            "`reflectrl sft --role reflector` or served:URL#MODEL"
+        )
     config = StudentReflectionConfig(
         data=str(data), reflector=str(reflector), reflection_tokens=reflection_tokens, positive_only=positive_only,
         max_episodes=max_episodes,
     )
     try:
-        players = TwoPlayerModel.load(adapter_base_spec(reflector), reflector=reflector)
-        device = players.model.get_output_embeddings().weight.device
-        writer = players.local_reflector(max_new_tokens=reflection_tokens, bf16=resolve_bf16(bf16, device))
+        if served:
+            writer = ServedReflector(reflector, max_tokens=reflection_tokens, concurrency=batch_size)
+        else:
+            players = TwoPlayerModel.load(adapter_base_spec(reflector), reflector=reflector)
+            device = players.model.get_output_embeddings().weight.device
+            writer = players.local_reflector(max_new_tokens=reflection_tokens, bf16=resolve_bf16(bf16, device))
         with tqdm(desc="reflect-data", unit="row", dynamic_ncols=True) as bar:
             def advance(done: int, total: int) -> None:
                 bar.total = total
@@ -189,8 +200,8 @@ def reflect_data(
             stats = rewrite_policy_rows(config, writer, out, rows_per_batch=batch_size, on_batch=advance)
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to continue where it stopped", 130)
-    except (ValueError, ConfigMismatch, CorruptJournal, ModelLoadError, OSError) as err:
-        fail(str(err))
+    except (ValueError, ConfigMismatch, CorruptJournal, ModelLoadError, BackendError, OSError) as err:
+        fail(f"{err}" + ("; rows written so far are kept, run the same command again to continue" if isinstance(err, BackendError) else ""))
     typer.echo(
         f"{out / 'policy.jsonl'}: {stats['rows']} policy rows with the reflector's reflections "
         f"({stats['same_as_teacher']:.1%} identical to the teacher's); {stats['seconds_this_run']} s"

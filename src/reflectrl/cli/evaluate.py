@@ -24,7 +24,7 @@ def evaluate(
     ),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the server's API key."),
     policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
-    reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, or openai:MODEL."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, openai:MODEL, or served:URL[#MODEL] (an inference server)."),
     split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
     episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="Episodes (default: every task of a task split, 50 seeds otherwise)."),
     level: Optional[str] = typer.Option(None, "--level", help="Curriculum level (default: the hardest)."),

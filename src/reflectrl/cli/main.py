@@ -9,9 +9,11 @@ from reflectrl.cli.autoexplore import app as autoexplore_app
 from reflectrl.cli.baselines import baselines
 from reflectrl.cli.data import gen_data, reflect_data, sft
 from reflectrl.cli.evaluate import evaluate
+from reflectrl.cli.export import export
 from reflectrl.cli.pipeline import pipeline
 from reflectrl.cli.play import play
 from reflectrl.cli.plot import plot
+from reflectrl.cli.serve import serve_reflector
 from reflectrl.cli.train import train
 from reflectrl.envs import ENVIRONMENTS
 
@@ -42,6 +44,8 @@ app.command("sft")(sft)
 app.command("eval")(evaluate)
 app.command("plot")(plot)
 app.command("pipeline")(pipeline)
+app.command("export")(export)
+app.command("serve-reflector")(serve_reflector)
 app.add_typer(autoexplore_app, name="autoexplore")
 app.add_typer(alfworld_app, name="alfworld")
 

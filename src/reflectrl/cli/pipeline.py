@@ -13,6 +13,7 @@ from reflectrl.cli.errors import env_entry, fail
 from reflectrl.cli.options import apply_threads, threads_option
 from reflectrl.pipeline.presets import PRESETS
 from reflectrl.pipeline.report import TIMING
+from reflectrl.serving.engines import ENGINES
 
 
 def pipeline(
@@ -22,6 +23,11 @@ def pipeline(
     rows: str = typer.Option("core", "--rows", help="core: prompted, SFT and RL with and without reflection, oracle, random; all: also the paper's ablation without negative examples."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     threads: Optional[int] = threads_option(),
+    serve_reflector: Optional[str] = typer.Option(
+        None, "--serve-reflector", metavar="ENGINE",
+        help="Serve the frozen reflectors with this inference server (llamacpp or vllm) during RL and evaluation, started and stopped by the run.",
+    ),
+    engine_python: Optional[str] = typer.Option(None, "--engine-python", help="With --serve-reflector: the Python that runs the engine (vLLM's own venv)."),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
@@ -30,6 +36,8 @@ def pipeline(
     entry = env_entry(env_name)
     if rows not in ROWS:
         fail(f"unknown --rows {rows!r}; choose from {', '.join(ROWS)}")
+    if serve_reflector is not None and serve_reflector not in ENGINES:
+        fail(f"unknown --serve-reflector {serve_reflector!r}; choose from {', '.join(ENGINES)}")
     # Not part of the preset (it overrides the preset's own setting).
     apply_threads(threads)
     try:
@@ -52,10 +60,13 @@ def pipeline(
     folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
     command = games + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
-    ) + (f" --rows {rows}" if rows != "core" else "")
+    ) + (f" --rows {rows}" if rows != "core" else "") + (f" --serve-reflector {serve_reflector}" if serve_reflector else "")
     typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption)")
     try:
-        result = run_pipeline(entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows)
+        result = run_pipeline(
+            entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows,
+            serve_reflector=serve_reflector, server_options={"threads": threads, "engine_python_path": engine_python},
+        )
     except typer.Exit:
         raise
     except KeyboardInterrupt:

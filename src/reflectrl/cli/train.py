@@ -34,7 +34,7 @@ RUN_FILE = "run.json"
 def train(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
-    reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, or openai:MODEL (a server)."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="Frozen reflector: an SFT adapter folder on the same base, the base spec itself, openai:MODEL (a chat server) or served:URL[#MODEL] (an inference server, raw completions; see `reflectrl serve-reflector`)."),
     reflector_url: Optional[str] = typer.Option(None, "--reflector-url", help="openai: reflector's server URL up to /v1 (default $OPENAI_BASE_URL)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: reflector: environment variable holding the API key."),
     no_reflection: bool = typer.Option(False, "--no-reflection", help="Train the plain policy without a reflector (the baseline)."),
@@ -125,6 +125,7 @@ def rl_config_from_options(args: dict[str, Any], env: str) -> RLConfig:
 
 
 def _run(args: dict[str, Any]) -> None:
+    from reflectrl.models.served_spec import ServedSpec, is_served_spec
     from reflectrl.trainers.checkpoint import latest_checkpoint
     from reflectrl.trainers.recipe import build_rl_run
 
@@ -143,7 +144,8 @@ def _run(args: dict[str, Any]) -> None:
     settings = {
         "env": entry.name,
         "policy": args["policy"],
-        "reflector": args["reflector"],
+        # A served reflector is named by its model, not its address: a restarted server may listen on another port.
+        "reflector": ServedSpec.parse(args["reflector"]).identity() if is_served_spec(args["reflector"]) else args["reflector"],
         "reflection_tokens": args["reflection_tokens"],
         "lora_r": args["lora_r"],
         "lora_alpha": args["lora_alpha"],

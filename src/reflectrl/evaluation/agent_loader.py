@@ -9,8 +9,8 @@ Kinds:
 * ``plain``: a label-head policy without reflection (`policy` is an SFT/RL
   adapter folder, or a base model spec, which then decides zero-shot);
 * ``reflect``: Reflect-RL, the policy plus its frozen `reflector` (an adapter
-  folder on the policy's base, the base spec itself, or ``openai:MODEL`` with
-  `base_url`).
+  folder on the policy's base, the base spec itself, ``openai:MODEL`` with
+  `base_url`, or ``served:URL[#MODEL]``, a reflector on an inference server).
 
 Label-head agents shuffle labels as in training; the harness reseeds the
 shuffle per evaluation, so results are reproducible.
@@ -41,7 +41,7 @@ class AgentSpec:
     policy: str | None = None
     """plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."""
     reflector: str | None = None
-    """reflect: reflector adapter folder, the base spec, or ``openai:MODEL``."""
+    """reflect: reflector adapter folder, the base spec, ``openai:MODEL`` or ``served:URL[#MODEL]``."""
     reflection_tokens: int = 64
     """reflect: maximum reflection length in tokens."""
     answer_tokens: int = 4
@@ -65,7 +65,7 @@ class AgentSpec:
         if self.kind in ("plain", "reflect") and not self.policy:
             raise ValueError(f"--agent {self.kind} needs --policy (an adapter folder or a base model spec)")
         if self.kind == "reflect" and not self.reflector:
-            raise ValueError("--agent reflect needs --reflector (an adapter folder, the base spec, or openai:MODEL)")
+            raise ValueError("--agent reflect needs --reflector (an adapter folder, the base spec, openai:MODEL or served:URL#MODEL)")
         if self.kind == "plain" and self.reflector:
             raise ValueError("--agent plain plays without a reflector; use --agent reflect to add one")
         if self.reflection_tokens < 1 or self.answer_tokens < 1:

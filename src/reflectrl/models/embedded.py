@@ -3,7 +3,7 @@
 Reading a GGUF file through transformers takes tens of seconds (the metadata
 is parsed in Python and the weights are dequantised), so the first load
 converts it once into an ordinary Hugging Face folder (config, float32
-safetensors, tokenizer files) in the reflectrl cache; later loads read that
+safetensors with every tied tensor present, tokenizer files) in the reflectrl cache; later loads read that
 folder in well under a second.
 
 Cache location: the folder named by the environment variable
@@ -25,6 +25,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from reflectrl.models.standalone import save_standalone
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 """Spec of the embedded default model (works offline)."""
@@ -88,14 +90,16 @@ def cached_model_folder(gguf: Path) -> Path | None:
     """
     from reflectrl.models.atomic import atomic_folder
 
-    target = conversion_folder(gguf) / "model"
+    # "model-v2": the first layout wrote tied weights once (see `models.standalone`); a new
+    # folder name makes existing caches convert again instead of serving the incomplete file.
+    target = conversion_folder(gguf) / "model-v2"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     log.info("converting %s to safetensors once (cache: %s)", gguf.name, target)
     model = load_gguf_model(gguf)
     try:
         with atomic_folder(target, replace=False) as tmp:
-            save_plain_model(model, tmp)
+            save_standalone(model, tmp)
     except OSError as err:
         warnings.warn(f"cannot write the model cache at {target} ({err}); reading the GGUF file each time")
         return None
@@ -109,19 +113,3 @@ def load_gguf_model(gguf: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-
-
-def save_plain_model(model, folder: Path) -> None:
-    """Save a model loaded from GGUF as an ordinary safetensors checkpoint.
-
-    `save_pretrained` refuses models that carry the GGUF quantizer state, so
-    the config is rebuilt without its quantization section and the weights are
-    written with safetensors directly (tied weights are stored once).
-    """
-    from safetensors.torch import save_model
-
-    settings = model.config.to_dict()
-    settings.pop("quantization_config", None)
-    config = type(model.config).from_dict(settings)
-    config.save_pretrained(folder)
-    save_model(model, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})

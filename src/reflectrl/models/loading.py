@@ -110,6 +110,18 @@ def _gguf_spec(spec: str) -> Path | None:
     return path if path.suffix.lower() == ".gguf" and path.is_file() else None
 
 
+def gguf_source(spec: str | os.PathLike) -> Path | None:
+    """The GGUF file a spec's tokenizer is read from (an adapter's base decides), or None for Hugging Face folders and ids."""
+    spec = _check_spec(spec)
+    if spec in (EMBEDDED_DEFAULT, TINY_RANDOM):
+        return embedded_gguf()
+    if is_adapter_folder(spec):
+        if (Path(spec) / "tokenizer_config.json").is_file():
+            return None  # the adapter brought a tokenizer of its own
+        return gguf_source(adapter_base_spec(spec))
+    return _gguf_spec(spec)
+
+
 def _tokenizer_from_gguf(gguf: Path):
     from transformers import AutoTokenizer
 

@@ -1,4 +1,4 @@
-"""A client for any OpenAI-compatible chat-completions server, and a reflector built on it.
+"""A client for any OpenAI-compatible server (chat and raw completions), and a chat reflector built on it.
 
 Works with vLLM (``vllm serve MODEL`` then ``base_url="http://HOST:8000/v1"``),
 llama.cpp (``llama-server -m model.gguf --port 8080``, ``base_url="http://HOST:8080/v1"``),
@@ -11,8 +11,12 @@ none).
 Robustness: every request has a timeout; connection failures, timeouts, HTTP
 408/409/429 and 5xx answers are retried with exponential backoff (honouring
 ``Retry-After``); other HTTP errors fail at once with the server's message;
-an answer that is not a chat completion raises `BackendError` quoting what
-came back. At most `concurrency` requests are in flight at a time.
+an answer that is not a completion raises `BackendError` quoting what came
+back. At most `concurrency` requests are in flight at a time.
+
+`complete` sends chat messages (the server applies its chat template);
+`complete_text` sends a raw prompt to ``/completions``, which is what a model
+fine-tuned on raw prompts (a reflector from `reflectrl sft`) must be given.
 """
 
 from __future__ import annotations
@@ -44,11 +48,11 @@ DEFAULT_REFLECTOR_SYSTEM = (
 
 
 class BackendError(RuntimeError):
-    """The chat-completions server could not be reached or answered something unusable."""
+    """The server could not be reached or answered something unusable."""
 
 
 class OpenAIChatClient:
-    """Chat completions over HTTP with timeouts, retries, backoff and a concurrency limit."""
+    """Chat and raw completions over HTTP with timeouts, retries, backoff and a concurrency limit."""
 
     def __init__(
         self,
@@ -63,7 +67,7 @@ class OpenAIChatClient:
     ):
         """
         Args:
-            base_url: server root up to ``/v1`` (``/chat/completions`` is appended).
+            base_url: server root up to ``/v1`` (``/chat/completions`` or ``/completions`` is appended).
             model: model name sent with every request.
             api_key_env: environment variable holding the API key (unset: no key sent).
             timeout: seconds allowed for each HTTP request.
@@ -79,6 +83,7 @@ class OpenAIChatClient:
             raise ValueError("timeout must be > 0, concurrency >= 1, max_retries >= 0 and backoff >= 0")
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
+        self.text_url = self.base_url + "/completions"
         self.model = model
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
@@ -108,15 +113,52 @@ class OpenAIChatClient:
         temperature: float = 0.0,
     ) -> list[str]:
         """One completion per prompt (sent as the user message), in order."""
+        return self._each(prompts, lambda p: self._complete_one(p, system, max_tokens, temperature))
+
+    def complete_text(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        stop: Sequence[str] = (),
+        extra: dict | None = None,
+    ) -> list[str]:
+        """One raw continuation per prompt from ``/completions`` (no chat template), in order.
+
+        `stop` ends a continuation before the first of these strings; `extra`
+        adds server-specific fields to every request body.
+        """
+        body = {"model": self.model, "max_tokens": int(max_tokens), "temperature": float(temperature), **(extra or {})}
+        if stop:
+            body["stop"] = list(stop)
+        return self._each(prompts, lambda p: self._text(self._post(self.text_url, {**body, "prompt": p})))
+
+    def model_names(self) -> list[str]:
+        """The model names the server lists at ``/models``."""
+        url = self.base_url + "/models"
+        try:
+            response = self._http.get(url, headers=self._headers())
+        except httpx.TransportError as err:
+            raise BackendError(f"{url} cannot be reached ({type(err).__name__}: {err}); is the server running?") from None
+        if response.status_code != 200:
+            raise BackendError(f"{url} answered HTTP {response.status_code}: {_error_detail(response)}")
+        answer = self._parse(response, url)
+        data = answer.get("data")
+        if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+            raise BackendError(f"{url} answered something that is not a model list: {_quote(json.dumps(answer))}")
+        return [m["id"] for m in data]
+
+    def _each(self, prompts: Sequence[str], ask) -> list[str]:
         if isinstance(prompts, str):
-            raise TypeError("complete() takes a sequence of prompts, not a single string")
+            raise TypeError("completions take a sequence of prompts, not a single string")
         prompts = list(prompts)
         if not prompts:
             return []
         if len(prompts) == 1 or self.concurrency == 1:
-            return [self._complete_one(p, system, max_tokens, temperature) for p in prompts]
+            return [ask(p) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
-            futures = [pool.submit(self._complete_one, p, system, max_tokens, temperature) for p in prompts]
+            futures = [pool.submit(ask, p) for p in prompts]
             try:
                 return [f.result() for f in futures]
             except BaseException:
@@ -127,7 +169,7 @@ class OpenAIChatClient:
     def _complete_one(self, prompt: str, system: str | None, max_tokens: int, temperature: float) -> str:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         body = {"model": self.model, "messages": messages, "max_tokens": int(max_tokens), "temperature": float(temperature)}
-        answer = self._post(body)
+        answer = self._post(self.url, body)
         return self._content(answer)
 
     def _headers(self) -> dict[str, str]:
@@ -137,39 +179,39 @@ class OpenAIChatClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _post(self, body: dict) -> dict:
+    def _post(self, url: str, body: dict) -> dict:
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             wait = self.backoff * (2**attempt)
             try:
-                response = self._http.post(self.url, json=body, headers=self._headers())
+                response = self._http.post(url, json=body, headers=self._headers())
             except httpx.TimeoutException as err:
                 last_problem = f"no answer within {self.timeout:g} s ({type(err).__name__})"
             except httpx.TransportError as err:
                 last_problem = f"{type(err).__name__}: {err}"
             else:
                 if response.status_code == 200:
-                    return self._parse(response)
+                    return self._parse(response, url)
                 detail = _error_detail(response)
                 if response.status_code not in RETRY_STATUS:
                     hint = " (does base_url end with /v1?)" if response.status_code == 404 else ""
-                    raise BackendError(f"{self.url} answered HTTP {response.status_code}{hint}: {detail}")
+                    raise BackendError(f"{url} answered HTTP {response.status_code}{hint}: {detail}")
                 last_problem = f"HTTP {response.status_code}: {detail}"
                 wait = max(wait, _retry_after(response))
             if attempt < self.max_retries:
                 time.sleep(min(wait, MAX_BACKOFF_S))
         raise BackendError(
-            f"chat-completions request to {self.url} failed after {self.max_retries + 1} attempts: {last_problem}. "
+            f"request to {url} failed after {self.max_retries + 1} attempts: {last_problem}. "
             "Is the server running and reachable?"
         )
 
-    def _parse(self, response: httpx.Response) -> dict:
+    def _parse(self, response: httpx.Response, url: str) -> dict:
         try:
             answer = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            raise BackendError(f"{self.url} answered with something that is not JSON: {_quote(response.text)}") from None
+            raise BackendError(f"{url} answered with something that is not JSON: {_quote(response.text)}") from None
         if not isinstance(answer, dict):
-            raise BackendError(f"{self.url} answered JSON that is not a chat completion: {_quote(response.text)}")
+            raise BackendError(f"{url} answered JSON that is not an object: {_quote(response.text)}")
         usage = answer.get("usage")
         if isinstance(usage, dict):
             with self._lock:
@@ -179,11 +221,20 @@ class OpenAIChatClient:
                         self.usage[key] += usage[key]
         return answer
 
-    def _content(self, answer: dict) -> str:
+    def _first_choice(self, answer: dict, url: str) -> dict:
         choices = answer.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise BackendError(f"{self.url} answered without choices: {_quote(json.dumps(answer))}")
-        message = choices[0].get("message")
+            raise BackendError(f"{url} answered without choices: {_quote(json.dumps(answer))}")
+        return choices[0]
+
+    def _text(self, answer: dict) -> str:
+        text = self._first_choice(answer, self.text_url).get("text")
+        if not isinstance(text, str):
+            raise BackendError(f"{self.text_url} answered a choice without text: {_quote(json.dumps(answer))}")
+        return text
+
+    def _content(self, answer: dict) -> str:
+        message = self._first_choice(answer, self.url).get("message")
         if not isinstance(message, dict):
             raise BackendError(f"{self.url} answered a choice without a message: {_quote(json.dumps(answer))}")
         content = message.get("content")

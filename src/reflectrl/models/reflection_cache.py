@@ -130,8 +130,12 @@ def reflector_identity(reflector: str, max_new_tokens: int) -> dict[str, Any]:
     """
     import hashlib
 
+    from reflectrl.models.served_spec import ServedSpec, is_served_spec
+
     weights = Path(reflector) / "adapter_model.safetensors"
-    if weights.is_file():
+    if is_served_spec(reflector):
+        source = ServedSpec.parse(reflector).identity()
+    elif weights.is_file():
         digest = hashlib.sha256()
         with open(weights, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -20,6 +20,14 @@ Stages (one folder each under the run folder; see `stages` for skipping and resu
 
 The ``-positive`` stages (the paper's "no negative examples" ablation) run
 only with ``rows="all"`` (``reflectrl pipeline --rows all``).
+
+With ``serve_reflector`` (``reflectrl pipeline --serve-reflector llamacpp``)
+the RL and evaluation stages ask the frozen SFT reflector through an
+inference server that the run starts (`reflectrl.serving`) instead of
+generating in-process; the servers' exports and logs are in
+``reflector-servers/``. It is not part of the run's settings (a float32
+engine writes the same reflections), but the evaluation reflection caches of
+served reflectors are kept apart from the in-process ones.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ RL_FINAL = "final"
 RL_RUN = "run"
 REFLECTION_CACHE = "reflection-cache"
 """Folder of the evaluation reflection caches (one JSON-lines file per reflector)."""
+REFLECTOR_SERVERS = "reflector-servers"
+"""Folder of the managed reflector servers (export and log per reflector) with ``serve_reflector``."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +140,32 @@ def run_pipeline(
     log: Callable[[str], None] = print,
     progress: bool = True,
     rows: str = "core",
+    serve_reflector: str | None = None,
+    server_options: dict[str, Any] | None = None,
 ) -> PipelineResult:
     """Run (or finish) the pipeline for `env` with `preset` in the folder `out`; returns the report's path and rows.
 
     `command` is recorded in the report as the way to reproduce it. `rows` (see `ROWS`) is not part of
     the run's settings: every stage is the same either way, so ``all`` later adds the ablation's stages.
+    `serve_reflector` names an engine (`reflectrl.serving.engines.ENGINES`) that serves the reflectors;
+    `server_options` are `start_reflector_server` keywords (threads, engine_python_path, ...).
     """
+    if serve_reflector is None:
+        return _run_stages(env, preset, out, command, log, progress, rows, _local_reflector)
+    from reflectrl.serving.reflector_pool import ReflectorServers
+
+    with ReflectorServers(serve_reflector, Path(out) / REFLECTOR_SERVERS, **(server_options or {})) as servers:
+        return _run_stages(env, preset, out, command, log, progress, rows, servers.spec_for)
+
+
+def _local_reflector(adapter: Path) -> str:
+    return str(adapter)
+
+
+def _run_stages(
+    env: str, preset: Preset, out: str | os.PathLike, command: str | None, log: Callable[[str], None], progress: bool,
+    rows: str, reflector_for: Callable[[Path], str],
+) -> PipelineResult:
     wanted = set(stage_names(rows))
     entry = lookup(env)
     out = Path(out)
@@ -152,12 +182,14 @@ def run_pipeline(
             records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, progress)))
     for name, policy, reflector, _ in RL_JOBS:
         if name in wanted:
-            stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, _prefixed(log, name))
+            stage = partial(
+                _rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, _prefixed(log, name)
+            )
             records[name] = runner.run(Stage(name, stage))
     for setting in SETTINGS:
         name = f"eval-{setting.key}"
         if name in wanted:
-            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress)))
+            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress, reflector_for)))
     verdict = _verdict(preset, records)
     report = _write_report(entry, preset, out, records, verdict, command, time.perf_counter() - started)
     return PipelineResult(out, report, _rows(preset, records), records, verdict)
@@ -223,7 +255,10 @@ def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
     return {**preset.to_dict(), "rl": rl_config(env, preset).to_dict()}
 
 
-def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, log: Callable[[str], None], folder: Path) -> dict[str, Any]:
+def _rl_stage(
+    env: str, preset: Preset, policy: Path, reflector: Path | None, reflector_for: Callable[[Path], str], log: Callable[[str], None],
+    folder: Path,
+) -> dict[str, Any]:
     from reflectrl.trainers.recipe import build_rl_run
 
     config = rl_config(env, preset)
@@ -237,7 +272,7 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
             )
 
     trainer = build_rl_run(
-        config, str(policy), str(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
+        config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
         env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
         reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
     ).trainer
@@ -258,23 +293,28 @@ def _rl_stage(env: str, preset: Preset, policy: Path, reflector: Path | None, lo
     }
 
 
-def _eval_stage(env: str, preset: Preset, setting: Setting, root: Path, progress: bool, folder: Path) -> dict[str, Any]:
+def _eval_stage(
+    env: str, preset: Preset, setting: Setting, root: Path, progress: bool, reflector_for: Callable[[Path], str], folder: Path
+) -> dict[str, Any]:
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate
     from reflectrl.models.reflection_cache import CachedReflector
     from reflectrl.evaluation.summary import summarize
 
+    reflector = reflector_for(root / setting.reflector) if setting.reflector else None
+    # A served reflector's reflections may differ in float rounding from the in-process ones: separate caches.
+    cache_name = f"{setting.reflector}{'' if reflector == str(root / str(setting.reflector)) else '.served'}.jsonl"
     spec = AgentSpec(
         kind=setting.kind,
         model=preset.model if setting.kind == "prompted" else None,
         policy=str(root / setting.policy) if setting.policy else None,
-        reflector=str(root / setting.reflector) if setting.reflector else None,
+        reflector=reflector,
         reflection_tokens=preset.reflection_tokens,
         answer_tokens=preset.answer_tokens,
         seed=preset.seed,
         device=preset.device,
         # Rows that share a reflector meet the same states (same seeds): reuse its greedy reflections.
-        reflection_cache=str(root / REFLECTION_CACHE / f"{setting.reflector}.jsonl") if setting.reflector else None,
+        reflection_cache=str(root / REFLECTION_CACHE / cache_name) if setting.reflector else None,
     )
     levels = [level or lookup(env).env_class().levels[-1] for level in preset.eval_levels]
     episodes_wanted = preset.eval.episodes

@@ -7,8 +7,10 @@ Both players live on one base model (`TwoPlayerModel`):
   which gets a fresh LoRA adapter (the identity at the start).
 * `reflector` is an adapter folder on the same base (the SFT reflector), the
   base model's own spec (the base weights reflect, zero-shot),
-  ``openai:MODEL`` (a model behind an OpenAI-compatible server at
-  `reflector_url`), or None for the no-reflection baseline.
+  ``openai:MODEL`` (a chat model behind an OpenAI-compatible server at
+  `reflector_url`), ``served:URL[#MODEL]`` (a reflector behind an inference
+  server, asked with raw completions; see `models.served_reflector`), or None
+  for the no-reflection baseline.
 * With a KL penalty, the starting policy is kept frozen as the reference: the
   SFT adapter loaded a second time, or the base weights for a fresh adapter.
 """
@@ -28,6 +30,7 @@ from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
 from reflectrl.models.policy import VALUE_HEAD_FILE
 from reflectrl.models.precision import resolve_bf16
 from reflectrl.models.reflection_cache import CachedReflector, reflector_identity
+from reflectrl.models.served_spec import is_served_spec
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.rollout.timing import TimedReflector
 
@@ -95,6 +98,10 @@ def load_rl_players(
         remote = _remote_reflector(
             str(reflector)[len(OPENAI_PREFIX):], reflector_url, reflector_max_new_tokens, reflector_api_key_env
         )
+    elif is_served_spec(reflector):
+        from reflectrl.models.served_reflector import ServedReflector
+
+        remote = ServedReflector(reflector, max_tokens=reflector_max_new_tokens, api_key_env=reflector_api_key_env)
     elif reflector is not None:
         if is_adapter_folder(reflector):
             reflector_base = adapter_base_spec(reflector)

@@ -1,0 +1,100 @@
+"""A reflector behind an inference server (vLLM, llama.cpp): raw completions of the exact reflector prompt.
+
+A reflector fine-tuned by `reflectrl sft` learned to continue the raw
+reflector prompt, so it is asked through ``/completions`` with that prompt,
+never through a chat template. Decoding matches `LocalReflector`: greedy, at
+most `max_tokens` new tokens, ended by the same stop strings, cleaned by
+`protocol.clean_reflection`. Many requests are in flight at once (the server
+batches them).
+
+When the server fails (it does not answer, died, or answers something that is
+not a completion) the error is one line naming the server, and, for a server
+this process started (`reflectrl.serving`), its exit status and log file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reflectrl.models.openai_backend import BackendError, OpenAIChatClient
+from reflectrl.models.reflector import STOP_STRINGS
+from reflectrl.models.served_spec import ServedSpec
+from reflectrl.protocol import clean_reflection
+
+GREEDY_FIELDS = {"repeat_penalty": 1.0}
+"""Sent with every request: llama.cpp's server penalises repeated tokens (1.1) unless told otherwise, which is
+not greedy decoding; vLLM ignores the field (its own repetition penalty is off by default)."""
+
+
+class ServedReflector:
+    """`Reflector` on a served model (see the module docstring)."""
+
+    temperature = 0.0
+    """Always greedy, so `CachedReflector` may cache it."""
+
+    def __init__(
+        self,
+        spec: str | ServedSpec,
+        *,
+        max_tokens: int = 64,
+        concurrency: int = 16,
+        timeout: float = 300.0,
+        max_retries: int = 2,
+        api_key_env: str = "OPENAI_API_KEY",
+    ):
+        self.spec = spec if isinstance(spec, ServedSpec) else ServedSpec.parse(spec)
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        self.max_tokens = int(max_tokens)
+        self.client = OpenAIChatClient(
+            self.spec.url, self.spec.model or "unknown", api_key_env=api_key_env, timeout=timeout,
+            max_retries=max_retries, concurrency=concurrency,
+        )
+        if self.spec.model is None:
+            names = self._guarded(self.client.model_names)
+            if len(names) != 1:
+                self.client.close()
+                raise BackendError(
+                    f"the server at {self.spec.url} lists {len(names)} models ({', '.join(names) or 'none'}); "
+                    f"name one: {self.spec}#MODEL"
+                )
+            self.client.model = names[0]
+        self.last_stats: dict[str, int] = {}
+
+    @property
+    def model(self) -> str:
+        """The model name sent with each request."""
+        return self.client.model
+
+    def reflect(self, prompts: Sequence[str]) -> list[str]:
+        """One cleaned reflection per reflector prompt, all requests in flight together (up to the concurrency)."""
+        if not prompts:
+            return []
+        before = self.client.usage["completion_tokens"]
+        answers = self._guarded(
+            lambda: self.client.complete_text(
+                prompts, max_tokens=self.max_tokens, temperature=0.0, stop=STOP_STRINGS, extra=GREEDY_FIELDS
+            )
+        )
+        self.last_stats = {"new_tokens": self.client.usage["completion_tokens"] - before}
+        return [clean_reflection(text) for text in answers]
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _guarded(self, call):
+        try:
+            return call()
+        except BackendError as err:
+            raise BackendError(describe_failure(self.spec.url, err)) from None
+
+
+def describe_failure(url: str, err: Exception) -> str:
+    """One line: which reflector server failed, how, and where its log is when this process started it."""
+    from reflectrl.serving.managed import started_here
+
+    detail = " ".join(str(err).split())
+    server = started_here(url)
+    if server is None:
+        return f"reflector server {url} failed: {detail}"
+    return f"reflector server {url} ({server.engine}) failed: {server.state()}; log {server.log_path}; {detail}"
