@@ -88,6 +88,9 @@ def words(text):
 
 def test_budget_drops_oldest_history_first_and_keeps_task_and_actions():
     state = taxi_state(seed=4, steps=6)
+    # History entries with feedback long enough that dropping one saves more than the cut note costs.
+    history = tuple(f"{h} -> the taxi moved one square and nothing else happened" for h in state.history)
+    state = State(state.task, state.observation, state.actions, history)
     menu = Menu.build(state.actions, LabelSet.plain())
     full = plain_prompt(state, menu)
     budget = words(full) - 5

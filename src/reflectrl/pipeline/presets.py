@@ -19,18 +19,18 @@ exact preset, so a re-run with other settings needs another ``--out``.
 
 Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, concise reflections),
 measured from a fresh clone on the project's 2-core CPU with 2 torch threads, float32
-(experiments/taxi_pipeline): 66 min 25 s, part of it beside other jobs, peak memory 7.2 GiB.
+(experiments/taxi_pipeline): 78 min, peak memory 6.0 GiB.
 
 =============================  =======  =================================================
 stage                          seconds  notes
 =============================  =======  =================================================
-data (120 oracle episodes)     4
-3 x SFT (40 steps x 8 rows,    568-1016 about 14 s per step when alone; the reflector's
-LoRA on all blocks)                     1016 s ran beside two test suites
-2 x RL (GRPO, 3 iterations x   239-660  Reflect-RL costs more (reflections, 33-44% of them
-16 episodes)                            from the cache)
-4 trained rows (100 seeds)     86-302   reflect rows cost more
-prompted row (20 seeds)        45
+data (120 oracle episodes)     5
+SFT reflector (120 x 8 rows)   1111     9.1 s per step
+SFT policies (80 x 8 rows)     545-713  6.6-8.7 s per step (plain rows are shorter)
+2 x RL (GRPO, 5 iterations x   735-905  Reflect-RL costs more (reflections, a third to a
+16 episodes)                            half of them from the cache)
+4 trained rows (100 seeds)     91-248   reflect rows cost more
+prompted row (20 seeds)        38
 oracle, random, report         1
 =============================  =======  =================================================
 
