@@ -143,11 +143,13 @@ class _LabelHeadAgent(SeededAgent):
         # first step, evaluation seeds that share a start, routes that merge): the label
         # distribution is a function of (prompt, labels), so each distinct row runs once.
         distinct: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
-        row_of = [distinct.setdefault((tuple(p), tuple(l)), len(distinct)) for p, l in zip(prompt_ids, label_ids)]
-        firsts: list[int] = []  # the first batch row of each distinct row, in order
-        for i, row in enumerate(row_of):
-            if row == len(firsts):
+        firsts: list[int] = []  # the first batch row of each distinct row
+        row_of: list[int] = []  # each batch row's index among the distinct rows
+        for i, key in enumerate(zip(map(tuple, prompt_ids), map(tuple, label_ids))):
+            if key not in distinct:
+                distinct[key] = len(firsts)
                 firsts.append(i)
+            row_of.append(distinct[key])
         with torch.no_grad():
             unique = self.policy.forward_ids([prompt_ids[i] for i in firsts], [label_ids[i] for i in firsts])
             output = unique.select(torch.as_tensor(row_of, device=unique.log_probs.device))
