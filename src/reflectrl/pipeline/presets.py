@@ -19,18 +19,18 @@ exact preset, so a re-run with other settings needs another ``--out``.
 
 Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, concise reflections),
 measured from a fresh clone on the project's 2-core CPU with 2 torch threads, float32
-(experiments/taxi_pipeline): 78 min, peak memory 6.0 GiB.
+(experiments/taxi_pipeline): 83 min, peak memory 5.9 GiB.
 
 =============================  =======  =================================================
 stage                          seconds  notes
 =============================  =======  =================================================
 data (120 oracle episodes)     5
-SFT reflector (120 x 8 rows)   1111     9.1 s per step
-SFT policies (80 x 8 rows)     545-713  6.6-8.7 s per step (plain rows are shorter)
-2 x RL (GRPO, 5 iterations x   735-905  Reflect-RL costs more (reflections, a third to a
-16 episodes)                            half of them from the cache)
-4 trained rows (100 seeds)     91-248   reflect rows cost more
-prompted row (20 seeds)        38
+SFT reflector (120 x 8 rows)   1114     9.2 s per step
+SFT policies (120 x 8 rows)    845-984  6.9-8.1 s per step (plain rows are shorter)
+2 x RL (GRPO, 6 iterations x   563-891  Reflect-RL costs more (reflections, half to four
+16 episodes)                            fifths of them from the cache)
+4 trained rows (100 seeds)     71-220   reflect rows cost more
+prompted row (20 seeds)        48
 oracle, random, report         1
 =============================  =======  =================================================
 
