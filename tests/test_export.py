@@ -79,8 +79,9 @@ def test_gguf_export_reads_back_as_the_same_model(one_thread, tiny_sft_reflector
     """transformers' own GGUF reader undoes the rotary row order and the names, so equal logits mean a faithful file."""
     from transformers import AutoModelForCausalLM
 
-    _export(tmp_path, tiny_sft_reflector, "--out", tmp_path / "g", "--gguf")
+    _export(tmp_path, tiny_sft_reflector, "--out", tmp_path / "g", "--gguf", "--merge")
     path = tmp_path / "g" / "model.gguf"
+    assert not (tmp_path / "g" / "adapter.gguf").exists()
     trained, tokenizer = load_model(tiny_sft_reflector, device="cpu")
     read = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     ids = torch.tensor([tokenizer.encode("Task: deliver the passenger. Reflection:")])
@@ -91,6 +92,47 @@ def test_gguf_export_reads_back_as_the_same_model(one_thread, tiny_sft_reflector
 
     fields = gguf.GGUFReader(str(path)).fields
     assert fields["tokenizer.ggml.pre"].contents() == "smollm" and fields["llama.block_count"].contents() == 2
+
+
+def _llamacpp_logits(path, token_ids: list[int], lora=None):
+    """llama.cpp's float32 logits at every position of `token_ids` (llama-cpp-python, one thread)."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), lora_path=str(lora) if lora else None, logits_all=True, n_ctx=512, n_threads=1,
+                n_threads_batch=1, verbose=False)
+    try:
+        llm.eval(token_ids)
+        return torch.from_numpy(llm.scores[: len(token_ids)].copy())
+    finally:
+        llm.close()
+
+
+def test_gguf_export_of_an_adapter_is_the_base_plus_a_llamacpp_lora(one_thread, tiny_sft_reflector, taxi_reflector_prompts, tmp_path):
+    """llama.cpp with model.gguf and adapter.gguf (--lora) computes the merged GGUF's and transformers' logits (float32 rounding apart)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install 'reflectrl[llamacpp]'")
+    import gguf
+
+    _export(tmp_path, tiny_sft_reflector, "--out", tmp_path / "split", "--gguf")
+    _export(tmp_path, tiny_sft_reflector, "--out", tmp_path / "merged", "--gguf", "--merge")
+    split = tmp_path / "split"
+    record = json.loads((split / "export.json").read_text())
+    assert record["gguf_adapter"] is True and record["merged"] is False
+    fields = gguf.GGUFReader(str(split / "adapter.gguf")).fields
+    assert fields["general.type"].contents() == "adapter" and fields["adapter.type"].contents() == "lora"
+    assert fields["adapter.lora.alpha"].contents() == 32.0  # peft's lora_alpha: llama.cpp scales by alpha / rank as peft does
+
+    trained, tokenizer = load_model(tiny_sft_reflector, device="cpu")
+    for prompt in taxi_reflector_prompts[:3]:
+        ids = encode_prompt(tokenizer, prompt)
+        with torch.no_grad():
+            expected = trained(torch.tensor([ids])).logits[0]
+        served = _llamacpp_logits(split / "model.gguf", ids, lora=split / "adapter.gguf")
+        # Measured on ~300-token prompts, logits up to ~9: base + LoRA is within 0.006 of the merged GGUF (W x + B A x
+        # rounds differently from (W + B A) x), and both are within 0.02 of transformers (llama.cpp's own kernels).
+        torch.testing.assert_close(served, _llamacpp_logits(tmp_path / "merged" / "model.gguf", ids), atol=1e-2, rtol=0)
+        torch.testing.assert_close(served, expected, atol=5e-2, rtol=0)
+        assert (served.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.99
+        assert (_llamacpp_logits(split / "model.gguf", ids) - expected).abs().max() > 0.1  # the LoRA matters
 
 
 def test_bad_exports_are_one_line_errors(tmp_path):

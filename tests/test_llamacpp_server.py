@@ -7,29 +7,22 @@ Each server is the tiny SFT reflector exported as a float32 GGUF, one CPU thread
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
     pytest.skip("llama-cpp-python's server is not installed: pip install 'reflectrl[llamacpp]'", allow_module_level=True)
 
-from reflectrl.cli.main import app
-from reflectrl.models import LocalReflector, load_model
 from reflectrl.models.served_reflector import ServedReflector
 from reflectrl.serving.reflector_server import start_reflector_server
-
-AGREEMENT_PROMPTS = 64
-REFLECTION_TOKENS = 24
+from served_checks import assert_kill_gives_one_line_and_resume_continues, assert_same_reflections
 
 
 @pytest.fixture(scope="module")
@@ -40,60 +33,14 @@ def served(tiny_sft_reflector, tmp_path_factory):
 
 def test_served_reflections_equal_the_in_process_ones(one_thread, served, tiny_sft_reflector, taxi_reflector_prompts):
     """Item 4 of issue 19: a float32 engine writes the in-process reflections for >= 95% of the prompts."""
-    prompts = taxi_reflector_prompts[:AGREEMENT_PROMPTS]
-    assert len(prompts) >= 48
-    model, tokenizer = load_model(tiny_sft_reflector, device="cpu")
-    local = LocalReflector(model, tokenizer, max_new_tokens=REFLECTION_TOKENS).reflect(prompts)
-    reflector = ServedReflector(str(served.spec), max_tokens=REFLECTION_TOKENS)
-    try:
-        remote = reflector.reflect(prompts)
-    finally:
-        reflector.close()
-    differing = [(i, a, b) for i, (a, b) in enumerate(zip(local, remote)) if a != b]
-    agreement = 1 - len(differing) / len(prompts)
-    assert agreement >= 0.95, f"{agreement:.1%} of {len(prompts)} equal; differing (index, local, served): {differing[:5]}"
-    assert len(set(remote)) > 1 and any(remote)  # real, prompt-dependent text, not one constant answer
-
-
-def _train_args(reflector_spec: str, out: Path) -> list[str]:
-    return [
-        "train", "taxi", "--policy", "tiny-random", "--reflector", reflector_spec, "--out", str(out), "--iters", "3",
-        "--episodes-per-iter", "2", "--checkpoint-every", "1", "--eval-every", "0", "--horizon", "4", "--levels", "pickup",
-        "--reflection-tokens", "8", "--max-concurrent", "2", "--threads", "1", "--quiet", "--no-bf16", "--fixed-labels",
-    ]
+    assert_same_reflections(tiny_sft_reflector, served, taxi_reflector_prompts)
 
 
 def test_a_server_killed_mid_run_is_one_line_and_resume_continues(one_thread, tiny_sft_reflector, tmp_path):
-    first = start_reflector_server(tiny_sft_reflector, "llamacpp", tmp_path / "server", threads=1, startup_timeout=120)
-    spec, out = str(first.spec), tmp_path / "run"
-
-    def kill_after_first_checkpoint():
-        deadline = time.monotonic() + 300
-        while not (out / "checkpoints" / "iter-000001").is_dir() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first.server.process.kill()
-
-    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
-    killer.start()
-    try:
-        failed = CliRunner().invoke(app, _train_args(spec, out))
-    finally:
-        killer.join()
-        first.stop()
-    assert failed.exit_code == 2, failed.output
-    error = [line for line in failed.output.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and f"reflector server {first.server.url} (llamacpp) failed" in error[0], failed.output
-    assert str(first.server.log_path) in error[0] and "--resume" in error[0]
-    assert not (out / "final").exists()
-
-    # A restarted server gets another free port; the run knows its reflector by the model name, which names the weights.
-    with start_reflector_server(tiny_sft_reflector, "llamacpp", tmp_path / "server", threads=1, startup_timeout=120) as again:
-        assert again.spec.model == first.spec.model
-        resumed = CliRunner().invoke(app, [*_train_args(str(again.spec), out), "--resume"])
-    assert resumed.exit_code == 0, resumed.output
-    assert "Resuming" in resumed.output and (out / "final" / "adapter_config.json").is_file()
-    iterations = [json.loads(line).get("iteration") for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert max(i for i in iterations if i is not None) == 3
+    assert_kill_gives_one_line_and_resume_continues(
+        lambda: start_reflector_server(tiny_sft_reflector, "llamacpp", tmp_path / "server", threads=1, startup_timeout=120),
+        "llamacpp", tmp_path / "run",
+    )
 
 
 PARENT = textwrap.dedent(

@@ -8,8 +8,10 @@ Layout of the export folder:
   ``AutoModelForCausalLM.from_pretrained`` read it as it is.
 * ``adapter/`` (an adapter spec without ``merge``): the PEFT adapter, its base
   recorded as ``model/`` of this folder, for vLLM's ``--lora-modules``.
-* ``model.gguf`` (with ``gguf_type``): the merged model for llama.cpp (see
-  `models.gguf_writer`), since llama.cpp serves one set of weights.
+* ``model.gguf`` (with ``gguf_type``): what ``model/`` holds, for llama.cpp
+  (see `models.gguf_writer`): the merged model with ``merge``, else the base.
+* ``adapter.gguf`` (with ``gguf_type``, an adapter spec without ``merge``): the
+  LoRA as a llama.cpp adapter file, for ``--lora`` on top of ``model.gguf``.
 * ``export.json``: what was exported from where, read by `reflectrl serve-reflector`.
 
 The folder is written atomically: a killed export leaves the previous one (or nothing).
@@ -32,6 +34,7 @@ from reflectrl.models.standalone import save_standalone
 MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"
 GGUF_FILE = "model.gguf"
+GGUF_ADAPTER_FILE = "adapter.gguf"
 EXPORT_FILE = "export.json"
 
 
@@ -46,8 +49,10 @@ class ExportRecord:
     adapter: bool
     """``adapter/`` is present."""
     gguf: str | None
-    """Tensor type of ``model.gguf`` (always merged), or None when none was written."""
+    """Tensor type of ``model.gguf`` (and ``adapter.gguf``), or None when none was written."""
     dtype: str
+    gguf_adapter: bool = False
+    """``adapter.gguf`` is present (``model.gguf`` is then the base model)."""
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> ExportRecord:
@@ -67,7 +72,7 @@ def export_model(
     dtype: str = "float32",
 ) -> ExportRecord:
     """Export `spec` into the folder `out` (see the module docstring); returns what ``export.json`` says."""
-    from reflectrl.models.gguf_writer import GGUF_TYPES, write_gguf
+    from reflectrl.models.gguf_writer import GGUF_TYPES, write_gguf, write_gguf_lora
 
     spec = os.fspath(spec)
     out = Path(out)
@@ -77,21 +82,18 @@ def export_model(
         raise FileExistsError(f"{out} exists and is not an earlier export; choose an empty or new folder")
     from_adapter = is_adapter_folder(spec)
     model, tokenizer = load_model(spec, dtype=dtype, device="cpu")
-    if not from_adapter:
-        plain = folded = model
-    elif merge:
-        plain = folded = model.merge_and_unload()
-    else:
-        # peft's unload() takes the LoRA layers out without folding them in; the GGUF needs a folded copy.
-        folded = load_model(spec, dtype=dtype, device="cpu")[0].merge_and_unload() if gguf_type else None
-        plain = model.unload()
-    record = ExportRecord(source=spec, merged=from_adapter and merge, adapter=from_adapter and not merge, gguf=gguf_type, dtype=str(dtype))
+    record = ExportRecord(source=spec, merged=from_adapter and merge, adapter=from_adapter and not merge, gguf=gguf_type,
+                          dtype=str(dtype), gguf_adapter=bool(gguf_type) and from_adapter and not merge)
     with atomic_folder(out) as tmp, torch.no_grad():
+        if record.gguf_adapter:
+            write_gguf_lora(model, tmp / GGUF_ADAPTER_FILE, tensor_type=gguf_type)
+        # peft's unload() takes the LoRA layers out without folding them in.
+        plain = model if not from_adapter else model.merge_and_unload() if merge else model.unload()
         _save_checkpoint(plain, tokenizer, tmp / MODEL_DIR)
         if record.adapter:
             _copy_adapter(Path(spec), tmp / ADAPTER_DIR, (out / MODEL_DIR).resolve())
         if gguf_type:
-            write_gguf(folded, tokenizer, tmp / GGUF_FILE, tensor_type=gguf_type, tokenizer_source=gguf_source(spec))
+            write_gguf(plain, tokenizer, tmp / GGUF_FILE, tensor_type=gguf_type, tokenizer_source=gguf_source(spec))
         (tmp / EXPORT_FILE).write_text(json.dumps(asdict(record), indent=1) + "\n", encoding="utf-8")
     return record
 

@@ -43,6 +43,76 @@ def write_gguf(model, tokenizer, path: str | os.PathLike, *, tensor_type: str = 
     """
     import gguf
 
+    config = _checked_config(model, tensor_type)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    heads = int(config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(str(getattr(config, "name_or_path", "") or "reflectrl export"))
+    writer.add_context_length(int(config.max_position_embeddings))
+    writer.add_embedding_length(int(config.hidden_size))
+    writer.add_block_count(int(config.num_hidden_layers))
+    writer.add_feed_forward_length(int(config.intermediate_size))
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(int(config.num_key_value_heads or heads))
+    writer.add_rope_freq_base(float(_rope_theta(config)))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_vocab_size(int(config.vocab_size))
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if tensor_type == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    if tokenizer_source is not None:
+        _copy_tokenizer(writer, tokenizer_source)
+    else:
+        _describe_tokenizer(writer, tokenizer, int(config.vocab_size))
+    tensors = _GGUFTensors(config, writer, tensor_type)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and tied:
+            continue  # llama.cpp reads the output head from the token embedding when the file has none
+        tensors.add(name, tensor)
+    return _finish(writer, path)
+
+
+def write_gguf_lora(model, path: str | os.PathLike, *, adapter_name: str = "default", tensor_type: str = "f32") -> Path:
+    """Write the LoRA `adapter_name` of the peft `model` as a llama.cpp LoRA GGUF (``--lora``); returns the path.
+
+    llama.cpp's adapter format: ``general.type = "adapter"``, ``adapter.type = "lora"``,
+    ``adapter.lora.alpha``, and for each adapted weight ``W`` (named as in the base
+    GGUF) the tensors ``W.lora_a`` (rank x inputs) and ``W.lora_b`` (outputs x rank).
+    llama.cpp scales ``B A x`` by alpha / rank, so every adapted layer must share
+    peft's rank and scaling (true for reflectrl's adapters); the query and key
+    rows of B get the base file's rotary order.
+    """
+    import gguf
+
+    config = _checked_config(model, tensor_type)
+    layers = [(name, module) for name, module in model.named_modules() if adapter_name in getattr(module, "lora_A", {})]
+    if not layers:
+        raise GGUFExportError(f"the model has no LoRA layers of the adapter {adapter_name!r}")
+    settings = {(int(m.r[adapter_name]), float(m.scaling[adapter_name]), bool(m.use_dora.get(adapter_name, False))) for _, m in layers}
+    if len(settings) != 1 or next(iter(settings))[2]:
+        raise GGUFExportError(
+            "a llama.cpp LoRA file has one alpha / rank for all layers; this adapter's layers differ (or use DoRA): export it with --merge"
+        )
+    rank, scaling, _ = settings.pop()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, scaling * rank)
+    tensors = _GGUFTensors(config, writer, tensor_type)
+    for name, module in layers:
+        # peft names the wrapped layer base_model.model.<the plain model's name>
+        base = name.removeprefix("base_model.model.") + ".weight"
+        tensors.add(base, module.lora_A[adapter_name].weight, suffix=".lora_a", rotary=False)
+        tensors.add(base, module.lora_B[adapter_name].weight, suffix=".lora_b")
+    return _finish(writer, path)
+
+
+def _checked_config(model, tensor_type: str):
+    """`model`'s config, after checking that `write_gguf` can describe it."""
     if tensor_type not in GGUF_TYPES:
         raise GGUFExportError(f"unknown GGUF tensor type {tensor_type!r}; choose from {', '.join(GGUF_TYPES)}")
     config = model.config
@@ -53,42 +123,34 @@ def write_gguf(model, tokenizer, path: str | os.PathLike, *, tensor_type: str = 
         )
     if _rope_settings(config).get("rope_type", "default") != "default":
         raise GGUFExportError("GGUF export does not write rotary scaling settings; serve this model with vLLM instead")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name(str(getattr(config, "name_or_path", "") or "reflectrl export"))
-    writer.add_context_length(int(config.max_position_embeddings))
-    writer.add_embedding_length(int(config.hidden_size))
-    writer.add_block_count(int(config.num_hidden_layers))
-    writer.add_feed_forward_length(int(config.intermediate_size))
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_freq_base(float(_rope_theta(config)))
-    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_vocab_size(int(config.vocab_size))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if tensor_type == "f32" else gguf.LlamaFileType.MOSTLY_F16)
-    if tokenizer_source is not None:
-        _copy_tokenizer(writer, tokenizer_source)
-    else:
-        _describe_tokenizer(writer, tokenizer, int(config.vocab_size))
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, int(config.num_hidden_layers))
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and tied:
-            continue  # llama.cpp reads the output head from the token embedding when the file has none
-        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+    return config
+
+
+class _GGUFTensors:
+    """Adds transformers tensors to a GGUF writer under llama.cpp's names, in its rotary row order and tensor type."""
+
+    def __init__(self, config, writer, tensor_type: str):
+        import gguf
+
+        self.names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, int(config.num_hidden_layers))
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads or config.num_attention_heads)
+        self.writer, self.tensor_type = writer, tensor_type
+
+    def add(self, name: str, tensor, *, suffix: str = "", rotary: bool = True) -> None:
+        target = self.names.get_name(name, try_suffixes=(".weight", ".bias"))
         if target is None:
             raise GGUFExportError(f"no GGUF name for the tensor {name!r}; is this a plain Llama model?")
         array = tensor.detach().to(torch.float32).cpu().numpy()
-        if name.endswith("self_attn.q_proj.weight"):
-            array = _pair_rotary_rows(array, heads)
-        elif name.endswith("self_attn.k_proj.weight"):
-            array = _pair_rotary_rows(array, kv_heads)
+        if rotary and name.endswith("self_attn.q_proj.weight"):
+            array = _pair_rotary_rows(array, self.heads)
+        elif rotary and name.endswith("self_attn.k_proj.weight"):
+            array = _pair_rotary_rows(array, self.kv_heads)
         # llama.cpp keeps 1-D tensors (norms) in float32 whatever the file type.
-        writer.add_tensor(target, array.astype(np.float16) if tensor_type == "f16" and array.ndim > 1 else array)
+        self.writer.add_tensor(target + suffix, array.astype(np.float16) if self.tensor_type == "f16" and array.ndim > 1 else array)
+
+
+def _finish(writer, path: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

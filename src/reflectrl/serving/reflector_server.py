@@ -95,8 +95,9 @@ def _exported(reflector, engine: str, target: Path, name: str) -> Path:
             return target
     except (OSError, ValueError):
         pass
-    # llama.cpp serves one set of weights (the merged GGUF); vLLM applies the LoRA itself.
-    export_model(reflector, target, merge=False, gguf_type="f32" if engine == "llamacpp" else None)
+    # llama.cpp gets the merged GGUF (no LoRA work per token); vLLM applies the LoRA itself.
+    llamacpp = engine == "llamacpp"
+    export_model(reflector, target, merge=llamacpp, gguf_type="f32" if llamacpp else None)
     record.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
     return target
 
