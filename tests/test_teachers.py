@@ -253,3 +253,38 @@ def test_autoexplore_oracle_data_is_valid(tmp_path, smollm2_tokenizer):
     for row in rows:
         name = row["oracle_action"].split(" ", 1)[-1]
         assert name in row["completion"], row
+
+
+def autoexplore_requests(tasks=range(4), detour_every=3) -> list[ReflectionRequest]:
+    """Requests along oracle episodes of AutoExplore, with a wrong command every few steps (real facts)."""
+    explainer = explainer_for("autoexplore")
+    env = make_env("autoexplore", split="train", level="depth1", horizon=12, view_chars=200)
+    requests = []
+    for k in tasks:
+        _, info = env.reset(seed=k, options={"index": k})
+        last = None
+        while True:
+            best = info["actions"][env.oracle_index()]
+            requests.append(ReflectionRequest("autoexplore", State.from_info(info), best, last, explainer.facts(env)))
+            wrong = [a for a in info["actions"] if explainer.assess(env, a).mistake and not a.startswith("id ")]
+            action = wrong[0] if wrong and len(requests) % detour_every == 0 else best
+            last = explainer.assess(env, action)
+            _, _, term, trunc, info = env.step(action)
+            if term or trunc:
+                break
+    return requests
+
+
+def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm2_tokenizer):
+    requests = autoexplore_requests()
+    concise = make_teacher("oracle:concise").reflect(requests)
+    full = make_teacher("oracle").reflect(requests)
+    assert any(r.last is not None and r.last.mistake for r in requests)
+    for request, text in zip(requests, concise):
+        assert text.startswith(f"Next: {request.best_action}. "), text
+        assert ("mistake" in text) == bool(request.last is not None and request.last.mistake), text
+        assert request.facts["evidence"] not in text  # the privileged evidence is not quoted
+    lengths = [len(smollm2_tokenizer.encode(t)) for t in concise]
+    assert max(lengths) <= 45 and sum(lengths) < 0.9 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
+    # One template: the same request always gets the same text, whatever the teacher seed.
+    assert OracleTeacher(seed=1, style="concise").reflect(requests) == concise
