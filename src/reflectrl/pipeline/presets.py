@@ -235,7 +235,18 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "autoexplore": {
         # Test split = repositories never used for training; the prompts are long (listings, file heads).
         "tiny": {"level": "depth1", "env_kwargs": {"view_chars": 200}},
-        "cpu": {"level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300}, "eval": {"episodes": 24}},
+        # The taxi cpu lessons, carried over and NOT yet validated by a learning run on AutoExplore: concise
+        # reflections (next command first, 20-30 tokens), 17% misleading policy rows, 120 SFT steps at a
+        # constant rate for the policies and a cosine decay for the reflector, GRPO with gamma 0.9, step groups
+        # and minibatches of 32 steps.
+        "cpu": {
+            "level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300},
+            "data": {"episodes": 120, "teacher": "oracle:concise", "misleading": 0.17},
+            "sft": {"max_steps": 120, "save_steps": 20, "lr_scheduler": "constant_with_warmup"},
+            "sft_by_role": {"reflector": {"lr_scheduler": "cosine"}},
+            "rl": {"iterations": 6, "episodes_per_iter": 16, "gamma": 0.9, "step_groups": True, "minibatch_size": 32},
+            "eval": {"episodes": 24},
+        },
         "gpu": {
             "level": "depth2", "horizon": 15,
             "rl": {"levels": ("depth0", "depth1", "depth2"), "curriculum_schedule": (30, 80)},
@@ -245,9 +256,21 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "alfworld": {
         # Test split = valid_unseen (room layouts never seen in training); pick and place tasks.
         "tiny": {"level": "easy"},
-        # The default generated game set is small (3 valid_unseen games): episodes cycle over the games
-        # with fresh label shuffles, as the paper's "4 tasks x 25 runs"; make more with `reflectrl alfworld make-games`.
-        "cpu": {"level": "full", "horizon": 15, "eval": {"episodes": 24}},
+        # Meant for `reflectrl alfworld make-games --n 260` (208 train, 26 valid_seen, 26 valid_unseen games) as
+        # ALFWORLD_DATA; the evaluation plays every valid_unseen game once (the default set of 20 games has 3).
+        # Compact game text and a history of 4 steps (see `ALFWorldEnv`) keep prompts near half their length.
+        # The taxi cpu lessons, carried over and NOT yet validated by a learning run on ALFWorld: concise
+        # reflections from the ALFWorld explainer (next command first, about 26 tokens), 17% misleading policy
+        # rows, 120 SFT steps at a constant rate for the policies and a cosine decay for the reflector, GRPO with
+        # gamma 0.9, step groups and minibatches of 32 steps.
+        "cpu": {
+            "level": "full", "horizon": 15, "env_kwargs": {"history_length": 4},
+            "data": {"episodes": 200, "teacher": "oracle:concise", "misleading": 0.17},
+            "sft": {"max_steps": 120, "save_steps": 20, "lr_scheduler": "constant_with_warmup"},
+            "sft_by_role": {"reflector": {"lr_scheduler": "cosine"}},
+            "rl": {"iterations": 6, "episodes_per_iter": 16, "gamma": 0.9, "step_groups": True, "minibatch_size": 32},
+            "eval": {"episodes": None, "prompted_episodes": 10},
+        },
         "gpu": {"level": "full", "horizon": 30, "rl": {"levels": ("easy", "medium", "full"), "curriculum_schedule": (30, 80)}, "eval": {"episodes": 100}},
     },
 }
