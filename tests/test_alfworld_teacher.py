@@ -1,11 +1,10 @@
 """The oracle's ALFWorld explainer on a generated mini data set: facts, assessment, both reflection styles."""
 
-import numpy as np
 import pytest
 from alfworld_games import mini_data_set
+from teacher_requests import requests_along_episodes
 
 from reflectrl.envs.alfworld import ALFWorldEnv
-from reflectrl.protocol import State
 from reflectrl.teachers import ReflectionRequest, explainer_for, make_teacher
 from reflectrl.teachers.oracle_alfworld import goal_types
 
@@ -17,22 +16,10 @@ def root(tmp_path_factory):
     return mini_data_set(tmp_path_factory)
 
 
-def requests_along_episodes(env: ALFWorldEnv, detour_prob: float, seed: int = 0) -> list[ReflectionRequest]:
+def alfworld_requests(env: ALFWorldEnv) -> list[ReflectionRequest]:
     """One request per state of every game, the oracle's command taken except for random detours."""
-    rng = np.random.default_rng(seed)
-    requests = []
-    for i in range(len(env.games)):
-        _, info = env.reset(seed=i, options={"index": i})
-        last = None
-        while True:
-            best = info["actions"][env.oracle_index()]
-            requests.append(ReflectionRequest("alfworld", State.from_info(info), best, last, EXPLAINER.facts(env)))
-            action = info["actions"][int(rng.integers(len(info["actions"])))] if rng.random() < detour_prob else best
-            last = EXPLAINER.assess(env, action)
-            _, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
-    return requests
+    resets = [{"seed": i, "options": {"index": i}} for i in range(len(env.games))]
+    return requests_along_episodes("alfworld", env, resets, detour_prob=0.3)
 
 
 def test_alfworld_is_explained_by_its_own_explainer():
@@ -42,7 +29,7 @@ def test_alfworld_is_explained_by_its_own_explainer():
 
 def test_concise_reflection_names_the_oracle_command_on_every_step(root, smollm2_tokenizer):
     env = ALFWorldEnv(data_dir=root, split="train", horizon=12, max_actions=62)
-    requests = requests_along_episodes(env, detour_prob=0.3)
+    requests = alfworld_requests(env)
     assert any(r.last is not None and r.last.mistake for r in requests)
     concise = make_teacher("oracle:concise").reflect(requests)
     full = make_teacher("oracle").reflect(requests)

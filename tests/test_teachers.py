@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from teacher_requests import requests_along_episodes
+
 from reflectrl.envs import make_env
 from reflectrl.protocol import State
 from reflectrl.teachers import (
@@ -27,20 +29,7 @@ from reflectrl.teachers.oracle_taxi import taxi_assess
 
 def taxi_requests(seeds=range(6)) -> list[ReflectionRequest]:
     """Requests along oracle episodes of DangerousTaxi (with the real explainer's facts)."""
-    explainer = explainer_for("taxi")
-    env = make_env("taxi")
-    requests = []
-    for seed in seeds:
-        _, info = env.reset(seed=seed)
-        last = None
-        while True:
-            best = env.oracle_action()
-            requests.append(ReflectionRequest("taxi", State.from_info(info), best, last, explainer.facts(env)))
-            last = explainer.assess(env, best)
-            _, _, term, trunc, info = env.step(best)
-            if term or trunc:
-                break
-    return requests
+    return requests_along_episodes("taxi", make_env("taxi"), [{"seed": seed} for seed in seeds])
 
 
 def test_oracle_is_deterministic_and_varied():
@@ -255,24 +244,11 @@ def test_autoexplore_oracle_data_is_valid(tmp_path, smollm2_tokenizer):
         assert name in row["completion"], row
 
 
-def autoexplore_requests(tasks=range(4), detour_every=3) -> list[ReflectionRequest]:
-    """Requests along oracle episodes of AutoExplore, with a wrong command every few steps (real facts)."""
-    explainer = explainer_for("autoexplore")
+def autoexplore_requests(tasks=range(4)) -> list[ReflectionRequest]:
+    """Requests along oracle episodes of AutoExplore with random detours (never a final answer)."""
     env = make_env("autoexplore", split="train", level="depth1", horizon=12, view_chars=200)
-    requests = []
-    for k in tasks:
-        _, info = env.reset(seed=k, options={"index": k})
-        last = None
-        while True:
-            best = info["actions"][env.oracle_index()]
-            requests.append(ReflectionRequest("autoexplore", State.from_info(info), best, last, explainer.facts(env)))
-            wrong = [a for a in info["actions"] if explainer.assess(env, a).mistake and not a.startswith("id ")]
-            action = wrong[0] if wrong and len(requests) % detour_every == 0 else best
-            last = explainer.assess(env, action)
-            _, _, term, trunc, info = env.step(action)
-            if term or trunc:
-                break
-    return requests
+    resets = [{"seed": k, "options": {"index": k}} for k in tasks]
+    return requests_along_episodes("autoexplore", env, resets, detour_prob=0.3, may_detour=lambda a: not a.startswith("id "))
 
 
 def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm2_tokenizer):
