@@ -110,6 +110,9 @@ def test_compact_wording_rules():
     assert compact_feedback("You open the drawer 4. The drawer 4 is open. In it, you see nothing.") == "In it: nothing."
     assert compact_feedback("You arrive at fridge 1. The fridge 1 is open. In it, you see a egg 1.") == "fridge 1 is open; in it: egg 1."
     assert compact_feedback("You pick up the mug 1 from the countertop 1.") == "Done."
+    assert compact_feedback("You are in the middle of a room. Looking quickly around you, you see nothing.") == (
+        "You are in the middle of a room. Around you: nothing."
+    )
     assert compact_feedback("Nothing happens.") == "Nothing happens."  # no rule: kept as it is
 
 

@@ -71,6 +71,8 @@ def compact_feedback(text: str) -> str:
     if text.startswith("Available commands:"):
         return HELP_SHORT
     text = _ARRIVE.sub("", text)
+    if _OVERVIEW.match(text):  # `look` in the middle of the room answers with the overview
+        return compact_overview(text)
     if match := _OPEN.match(text):
         return f"In it: {_items(match.group(2))}."
     if match := _OPEN_IN.match(text):
