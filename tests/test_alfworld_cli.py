@@ -30,7 +30,7 @@ def test_play_alfworld_on_valid_unseen(root):
     result = run_cli("play", "alfworld", "--split", "valid_unseen", "--index", "0", "--show-oracle", stdin="0\nzz\n", env={"ALFWORLD_DATA": str(root)})
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Task: put " in out and "Looking quickly around you" in out
+    assert "Task: put " in out and "Around you: " in out
     assert "0. go to " in out and "(oracle: " in out
     assert "> go to " in out and "Unknown label 'zz'" in out and "Input ended" in out
     assert "Traceback" not in result.stderr

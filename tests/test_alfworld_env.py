@@ -56,7 +56,7 @@ def test_run_checks_reports_oracle_random_and_recovery(root):
 
 
 def test_observation_task_history_and_bounded_history(root):
-    env = ALFWorldEnv(data_dir=root, split="train", history_length=2)
+    env = ALFWorldEnv(data_dir=root, split="train", history_length=2, compact=False)
     obs, info = env.reset(seed=0, options={"index": 0})
     assert info["task"] and obs.startswith(f"Task: {info['task']}")
     assert "Looking quickly around you" in info["observation"]
@@ -70,6 +70,50 @@ def test_observation_task_history_and_bounded_history(root):
     obs, _, _, _, info = env.step("fly away")  # inadmissible entries are bounded too
     assert len(info["history"]) == 2 and "invalid action" in info["history"][-1]
     assert obs.count("look -> ") == 1
+
+
+def test_compact_text_keeps_every_name_and_shows_the_last_result_once(root):
+    import re
+
+    names = re.compile(r"[a-z]+ \d+")
+    actions = ["help", "look", "inventory"]
+    raw, short = (ALFWorldEnv(data_dir=root, split="train", history_length=8, compact=c) for c in (False, True))
+    for i in range(len(raw.games)):
+        texts = {}
+        for env in (raw, short):
+            _, info = env.reset(seed=0, options={"index": i})
+            seen = [info["observation"]]
+            plan = list(env._plan or [])
+            for action in actions + plan[:-1]:  # stop one step short of winning, so the episode keeps its text
+                obs, _, terminated, _, info = env.step(action)
+                assert not terminated
+                seen.append(info["observation"])
+            texts[env.compact] = ("\n".join(seen + info["history"]), obs)
+        (raw_text, raw_obs), (short_text, short_obs) = texts[False], texts[True]
+        # every receptacle and object name of the engine's text is still there (ranges spelled out)
+        spelled = re.sub(r"([a-z]+) (\d+)-(\d+)", lambda m: ", ".join(f"{m[1]} {k}" for k in range(int(m[2]), int(m[3]) + 1)), short_text)
+        assert set(names.findall(raw_text)) <= set(names.findall(spelled))
+        assert len(short_obs) < 0.8 * len(raw_obs)
+        assert "Available commands" not in short_text and "Looking quickly" not in short_text
+        last = info["history"][-1].split(" -> ", 1)[-1]
+        assert last not in info["observation"]  # shown once, in the history
+
+
+def test_compact_wording_rules():
+    from reflectrl.envs.alfworld.text import compact_feedback, compact_overview, grouped
+
+    assert grouped(["cabinet 3", "cabinet 1", "cabinet 2", "fridge 1", "drawer 5", "drawer 2"]) == "cabinet 1-3, drawer 2, 5, fridge 1"
+    overview = "You are in the middle of a room. Looking quickly around you, you see a cabinet 2, a cabinet 1, and a toaster 1."
+    assert compact_overview(overview) == "You are in the middle of a room. Around you: cabinet 1-2, toaster 1."
+    assert compact_feedback("You arrive at drawer 2. The drawer 2 is closed.") == "drawer 2 is closed."
+    assert compact_feedback("You arrive at countertop 1. On the countertop 1, you see a tomato 1, an apple 2, and a mug 1.") == "On it: tomato 1, apple 2, mug 1."
+    assert compact_feedback("You open the drawer 4. The drawer 4 is open. In it, you see nothing.") == "In it: nothing."
+    assert compact_feedback("You arrive at fridge 1. The fridge 1 is open. In it, you see a egg 1.") == "fridge 1 is open; in it: egg 1."
+    assert compact_feedback("You pick up the mug 1 from the countertop 1.") == "Done."
+    assert compact_feedback("You are in the middle of a room. Looking quickly around you, you see nothing.") == (
+        "You are in the middle of a room. Around you: nothing."
+    )
+    assert compact_feedback("Nothing happens.") == "Nothing happens."  # no rule: kept as it is
 
 
 def test_inadmissible_action_changes_nothing(root):

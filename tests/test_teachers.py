@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from teacher_requests import requests_along_episodes
+
 from reflectrl.envs import make_env
 from reflectrl.protocol import State
 from reflectrl.teachers import (
@@ -27,20 +29,7 @@ from reflectrl.teachers.oracle_taxi import taxi_assess
 
 def taxi_requests(seeds=range(6)) -> list[ReflectionRequest]:
     """Requests along oracle episodes of DangerousTaxi (with the real explainer's facts)."""
-    explainer = explainer_for("taxi")
-    env = make_env("taxi")
-    requests = []
-    for seed in seeds:
-        _, info = env.reset(seed=seed)
-        last = None
-        while True:
-            best = env.oracle_action()
-            requests.append(ReflectionRequest("taxi", State.from_info(info), best, last, explainer.facts(env)))
-            last = explainer.assess(env, best)
-            _, _, term, trunc, info = env.step(best)
-            if term or trunc:
-                break
-    return requests
+    return requests_along_episodes("taxi", make_env("taxi"), [{"seed": seed} for seed in seeds])
 
 
 def test_oracle_is_deterministic_and_varied():
@@ -253,3 +242,25 @@ def test_autoexplore_oracle_data_is_valid(tmp_path, smollm2_tokenizer):
     for row in rows:
         name = row["oracle_action"].split(" ", 1)[-1]
         assert name in row["completion"], row
+
+
+def autoexplore_requests(tasks=range(4)) -> list[ReflectionRequest]:
+    """Requests along oracle episodes of AutoExplore with random detours (never a final answer)."""
+    env = make_env("autoexplore", split="train", level="depth1", horizon=12, view_chars=200)
+    resets = [{"seed": k, "options": {"index": k}} for k in tasks]
+    return requests_along_episodes("autoexplore", env, resets, detour_prob=0.3, may_detour=lambda a: not a.startswith("id "))
+
+
+def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm2_tokenizer):
+    requests = autoexplore_requests()
+    concise = make_teacher("oracle:concise").reflect(requests)
+    full = make_teacher("oracle").reflect(requests)
+    assert any(r.last is not None and r.last.mistake for r in requests)
+    for request, text in zip(requests, concise):
+        assert text.startswith(f"Next: {request.best_action}. "), text
+        assert ("mistake" in text) == bool(request.last is not None and request.last.mistake), text
+        assert request.facts["evidence"] not in text  # the privileged evidence is not quoted
+    lengths = [len(smollm2_tokenizer.encode(t)) for t in concise]
+    assert max(lengths) <= 45 and sum(lengths) < 0.9 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
+    # One template: the same request always gets the same text, whatever the teacher seed.
+    assert OracleTeacher(seed=1, style="concise").reflect(requests) == concise

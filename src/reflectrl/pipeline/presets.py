@@ -197,6 +197,25 @@ PRESETS: dict[str, Preset] = {
     name: _changed(Preset(name=name, model="", sft=dict(SFT), rl=RL), changes) for name, changes in PRESET_CHANGES.items()
 }
 
+TAXI_CPU_LESSONS: dict[str, Any] = {
+    # Concise reflections (next move first) and misleading rows (17%): the reflective policy that also saw
+    # wrong reflections in SFT was the start from which Reflect-RL improved in experiments/taxi_rl (66% -> 72%).
+    "data": {"teacher": "oracle:concise", "misleading": 0.17},
+    # The policies' label loss drops late (a plateau near ln 6, then a fall between steps 80 and 120 of
+    # 8 rows): a cosine decay over 80 steps ended them mid-fall, flat (held-out loss 1.03, entropy 1.1
+    # nats in RL), and GRPO from there lowered greedy success 52% -> 17%. A constant rate for 120 steps
+    # leaves them sharp (entropy 0.37) and RL lifts them (plain: 58% -> 65%, experiments/taxi_pipeline).
+    "sft": {"max_steps": 120, "save_steps": 20, "lr_scheduler": "constant_with_warmup"},
+    # The reflector's token loss falls early (0.07 at step 50); it decays to a clean end.
+    "sft_by_role": {"reflector": {"lr_scheduler": "cosine"}},
+    # gamma 0.9 and step groups: the settings under which Reflect-RL improved on its SFT start in
+    # experiments/taxi_rl (gamma 1 rewards crashing early over driving on and then crashing);
+    # minibatches of 32 steps: a few small Adam steps per iteration instead of one.
+    "rl": {"iterations": 6, "episodes_per_iter": 16, "gamma": 0.9, "step_groups": True, "minibatch_size": 32},
+}
+"""What made the taxi cpu preset learn (experiments/taxi_rl, experiments/taxi_pipeline): the cpu entries of the
+other environments start from it (data settings other than teacher and misleading share are per environment)."""
+
 ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "taxi": {
         # Drop-off is the paper's reported DangerousTaxi level; its optimal episodes take 1-9 steps.
@@ -209,20 +228,8 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # 100 held-out episodes per row, all in one lockstep batch.
         "cpu": {
             "level": "dropoff", "shuffle_labels": False, "reflection_tokens": 32,
-            # Misleading rows (17%): the reflective policy that also saw wrong reflections in SFT was the start
-            # from which Reflect-RL improved in experiments/taxi_rl (66% -> 72%).
-            "data": {"episodes": 120, "teacher": "oracle:concise", "misleading": 0.17},
-            # The policies' label loss drops late (a plateau near ln 6, then a fall between steps 80 and 120 of
-            # 8 rows): a cosine decay over 80 steps ended them mid-fall, flat (held-out loss 1.03, entropy 1.1
-            # nats in RL), and GRPO from there lowered greedy success 52% -> 17%. A constant rate for 120 steps
-            # leaves them sharp (entropy 0.37) and RL lifts them (plain: 58% -> 65%, experiments/taxi_pipeline).
-            "sft": {"max_steps": 120, "save_steps": 20, "lr_scheduler": "constant_with_warmup"},
-            # The reflector's token loss falls early (0.07 at step 50); it decays to a clean end.
-            "sft_by_role": {"reflector": {"lr_scheduler": "cosine"}},
-            # gamma 0.9 and step groups: the settings under which Reflect-RL improved on its SFT start in
-            # experiments/taxi_rl (gamma 1 rewards crashing early over driving on and then crashing);
-            # minibatches of 32 steps: a few small Adam steps per iteration instead of one.
-            "rl": {"iterations": 6, "episodes_per_iter": 16, "gamma": 0.9, "step_groups": True, "minibatch_size": 32},
+            **TAXI_CPU_LESSONS,
+            "data": {"episodes": 120, **TAXI_CPU_LESSONS["data"]},
             "eval": {"episodes": 100, "batch_size": 100, "prompted_episodes": 20},
         },
         "gpu": {"level": "dropoff", "horizon": 20, "shuffle_labels": False, "rl": {"levels": ("pickup", "dropoff"), "curriculum_schedule": (40,)}},
@@ -235,7 +242,14 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "autoexplore": {
         # Test split = repositories never used for training; the prompts are long (listings, file heads).
         "tiny": {"level": "depth1", "env_kwargs": {"view_chars": 200}},
-        "cpu": {"level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300}, "eval": {"episodes": 24}},
+        # The taxi cpu lessons (`TAXI_CPU_LESSONS`; concise reflections: next command first, 20-30 tokens),
+        # carried over and NOT yet validated by a learning run on AutoExplore.
+        "cpu": {
+            "level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300},
+            **TAXI_CPU_LESSONS,
+            "data": {"episodes": 120, **TAXI_CPU_LESSONS["data"]},
+            "eval": {"episodes": 24},
+        },
         "gpu": {
             "level": "depth2", "horizon": 15,
             "rl": {"levels": ("depth0", "depth1", "depth2"), "curriculum_schedule": (30, 80)},
@@ -245,9 +259,18 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "alfworld": {
         # Test split = valid_unseen (room layouts never seen in training); pick and place tasks.
         "tiny": {"level": "easy"},
-        # The default generated game set is small (3 valid_unseen games): episodes cycle over the games
-        # with fresh label shuffles, as the paper's "4 tasks x 25 runs"; make more with `reflectrl alfworld make-games`.
-        "cpu": {"level": "full", "horizon": 15, "eval": {"episodes": 24}},
+        # Meant for `reflectrl alfworld make-games --n 260` (208 train, 26 valid_seen, 26 valid_unseen games) as
+        # ALFWORLD_DATA; the evaluation plays every valid_unseen game once (the default set of 20 games has 3).
+        # Compact game text and a history of 4 steps (see `ALFWorldEnv`): mean prompt 241 tokens instead of 305, the
+        # longest 292 instead of 665 (experiments/alfworld_pipeline/README.md).
+        # The taxi cpu lessons (`TAXI_CPU_LESSONS`; concise reflections from the ALFWorld explainer: next command
+        # first, about 26 tokens), carried over and NOT yet validated by a learning run on ALFWorld.
+        "cpu": {
+            "level": "full", "horizon": 15, "env_kwargs": {"history_length": 4},
+            **TAXI_CPU_LESSONS,
+            "data": {"episodes": 200, **TAXI_CPU_LESSONS["data"]},
+            "eval": {"episodes": None, "prompted_episodes": 10},
+        },
         "gpu": {"level": "full", "horizon": 30, "rl": {"levels": ("easy", "medium", "full"), "curriculum_schedule": (30, 80)}, "eval": {"episodes": 100}},
     },
 }

@@ -44,6 +44,7 @@ class Explainer:
 EXPLAINERS: dict[str, str] = {
     "taxi": "reflectrl.teachers.oracle_taxi:EXPLAINER",
     "autoexplore": "reflectrl.teachers.oracle_autoexplore:EXPLAINER",
+    "alfworld": "reflectrl.teachers.oracle_alfworld:EXPLAINER",
 }
 """Environment short name -> 'module:attribute' of its `Explainer` (imported on first use)."""
 

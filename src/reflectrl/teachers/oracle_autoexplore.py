@@ -6,6 +6,9 @@ the last command, and argues for the next one from what the question asks
 and what the folder holds, quoting the evidence only once the answer file
 has been read. Mistakes are judged generically (the command differs from the
 oracle's shortest-path command).
+
+The concise style (teacher ``oracle:concise``) names the next command first,
+then the one fact behind it, then the verdict on the last command.
 """
 
 from __future__ import annotations
@@ -81,4 +84,33 @@ def autoexplore_explain(request: ReflectionRequest, rng: np.random.Generator) ->
     return " ".join(p for p in (_last(request, rng), _next(request, rng)) if p)
 
 
-EXPLAINER = Explainer(facts=autoexplore_facts, assess=generic_assess, explain=autoexplore_explain)
+def _concise_reason(request: ReflectionRequest) -> str:
+    """The one fact behind the next command (one wording per kind of command)."""
+    best, facts = request.best_action, request.facts
+    verb, _, name = best.partition(" ")
+    if best.startswith(PAGE_ACTION_PREFIX):
+        return "The right entry is on another page."
+    if verb == "cd" and name == "..":
+        return f"Nothing in {facts['cwd']} fits the question."
+    if verb == "cd":
+        return f"The question is about {_subject(facts)}; {name} is where it would be."
+    if verb == "cat":
+        return f"{name} fits the question best."
+    return f"{name} holds the answer."
+
+
+def autoexplore_explain_concise(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """Next command first, then the fact behind it, then the verdict on the last command; one template.
+
+    e.g. "Next: cd docs. The question is about documentation; docs is where it would be. Last step (cd src) was a mistake."
+    """
+    parts = [f"Next: {request.best_action}.", _concise_reason(request)]
+    last = request.last
+    if last is not None:
+        parts.append(f"Last step ({last.action}) was {'a mistake' if last.mistake else 'good'}.")
+    return " ".join(parts)
+
+
+EXPLAINER = Explainer(
+    facts=autoexplore_facts, assess=generic_assess, explain=autoexplore_explain, concise=autoexplore_explain_concise
+)

@@ -8,6 +8,11 @@ Household tasks ("put a hot apple in countertop") on alfworld's text engine.
 * **Observation**: the task, the last `history_length` steps, the game's text
   for the last action, and where the agent is and what it carries. Before the
   first action the observation is the game's room overview.
+* **Compact text** (`compact=True`, the default): the game's sentences without
+  what the action already says, lists without articles, the overview's
+  receptacles grouped ("cabinet 1-8"), and the last action's result shown once
+  (in the history, not again in the observation); see
+  `reflectrl.envs.alfworld.text`. `compact=False` shows the engine's text.
 * **Actions**: the game's admissible commands, as the engine lists them.
 * **Reward**: `win_reward` (default 1) when the game is won, which ends the
   episode with success; `step_reward` (default 0) otherwise; an inadmissible
@@ -46,6 +51,7 @@ from reflectrl.envs.alfworld.tasks import (
     in_level,
     parse_task_types,
 )
+from reflectrl.envs.alfworld.text import compact_feedback, compact_overview
 from reflectrl.envs.base import Outcome, TextEnv
 
 
@@ -70,6 +76,7 @@ class ALFWorldEnv(TextEnv):
         data_dir: str | Path | None = None,
         task_types: str | Iterable[str] | None = DEFAULT_TASK_TYPES,
         history_length: int = 8,
+        compact: bool = True,
         win_reward: float = 1.0,
         step_reward: float = 0.0,
     ):
@@ -80,6 +87,7 @@ class ALFWorldEnv(TextEnv):
         self.split = split
         self.task_types = parse_task_types(task_types)
         self.history_length = int(history_length)
+        self.compact = bool(compact)
         self.win_reward = float(win_reward)
         self.step_reward = float(step_reward)
         root = resolve_data_root(data_dir)
@@ -154,6 +162,8 @@ class ALFWorldEnv(TextEnv):
             self._game.load(record.game_file)
         self._record = record
         self._overview, self._task_text = split_intro(self._game.reset())
+        if self.compact:
+            self._overview = compact_overview(self._overview)
         self._acted = False
         walkthrough = self._game.walkthrough
         self._plan = list(walkthrough) if walkthrough else None
@@ -172,6 +182,8 @@ class ALFWorldEnv(TextEnv):
     def _apply(self, action: str) -> Outcome:
         before = self._game.world_key() if self._plan else None
         feedback = self._game.step(action)
+        if self.compact:
+            feedback = compact_feedback(feedback)
         self._acted = True
         if self._plan:
             if self._plan[0] == action:
@@ -190,6 +202,12 @@ class ALFWorldEnv(TextEnv):
             info["history"] = list(self._history)
             obs = self._render_text()
         return obs, reward, terminated, truncated, info
+
+    def _observation_text(self) -> str:
+        # compact: the newest history entry already shows the last action's result
+        if self.compact and self.history_length and self._history and self._feedback and self._history[-1].endswith(self._feedback):
+            return self._observation()
+        return super()._observation_text()
 
     def oracle_action(self) -> str:
         """The planner expert's next command from the current state."""
