@@ -93,6 +93,17 @@ def timed_server(start, prompts: list[str], args, *, also_base: bool = False) ->
         return up, served_row(str(served.spec), prompts, args.tokens, args.concurrency), base
 
 
+def why_skipped(engine: str, engines: set[str]) -> str | None:
+    """Why `engine`'s rows are not measured (not selected, or not installed), or None."""
+    if engine not in engines:
+        return "not selected by --engines"
+    try:
+        check_installed(engine, engine_python(engine))
+    except EngineMissing as err:
+        return str(err)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reflector", default=EMBEDDED_DEFAULT, help="reflector adapter folder or model spec")
@@ -134,12 +145,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-reflect-") as scratch:
         scratch = Path(scratch)
-        try:
-            if "llamacpp" not in engines:
-                raise EngineMissing("not selected by --engines")
-            check_installed("llamacpp", engine_python("llamacpp"))
-        except EngineMissing as err:
-            report("llama.cpp", f"skipped: {err}")
+        if skip := why_skipped("llamacpp", engines):
+            report("llama.cpp", f"skipped: {skip}")
         else:
             up, row, _ = timed_server(lambda: start_reflector_server(args.reflector, "llamacpp", scratch / "llamacpp-f32", threads=args.threads),
                                    prompts, args)
@@ -153,12 +160,8 @@ def main() -> None:
                     ServedSpec(f"http://{LOOPBACK}:{port}/v1", "base"),
                 ), prompts, args)
                 report(f"llama.cpp, the wheel's {gguf.name.split('.')[-2]} GGUF (start-up {up:.0f} s)", row)
-        try:
-            if "vllm" not in engines:
-                raise EngineMissing("not selected by --engines")
-            check_installed("vllm", engine_python("vllm"))
-        except EngineMissing as err:
-            report("vLLM", f"skipped: {err}")
+        if skip := why_skipped("vllm", engines):
+            report("vLLM", f"skipped: {skip}")
         else:
             lora = is_adapter_folder(args.reflector)
             try:
