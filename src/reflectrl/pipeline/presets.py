@@ -18,19 +18,21 @@ with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
 Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, concise reflections),
-measured from a fresh clone on the project's 2-core CPU with 2 torch threads, float32
-(experiments/taxi_pipeline): 83 min, peak memory 5.9 GiB.
+measured from two fresh clones on the project's 2-core CPU with 2 torch threads, float32, idle
+machine (experiments/taxi_pipeline): 43 min 03 s, and 45 min 10 s in an earlier run whose prompted
+row played 20 episodes (33 s more; its other stages up to 14% slower or faster); the same table
+and byte-identical adapters; peak memory 5.4-5.5 GiB.
 
 =============================  =======  =================================================
 stage                          seconds  notes
 =============================  =======  =================================================
-data (120 oracle episodes)     5
-SFT reflector (120 x 8 rows)   1114     9.2 s per step
-SFT policies (120 x 8 rows)    845-984  6.9-8.1 s per step (plain rows are shorter)
-2 x RL (GRPO, 6 iterations x   563-891  Reflect-RL costs more (reflections, half to four
-16 episodes)                            fifths of them from the cache)
-4 trained rows (100 seeds)     71-220   reflect rows cost more
-prompted row (20 seeds)        48
+data (120 oracle episodes)     4
+SFT reflector (60 x 4 rows)    281-317  4.7-5.3 s per step
+SFT policies (120 x 4 rows)    464-523  3.9-4.4 s per step (plain rows are shorter)
+2 x RL (GRPO, 4 iterations x   224-645  Reflect-RL costs more (reflections, 42-78% of
+12 episodes)                            them from the cache per iteration)
+4 trained rows (100 seeds)     70-200   reflect rows cost more
+prompted row (10 seeds)        19
 oracle, random, report         1
 =============================  =======  =================================================
 
