@@ -20,7 +20,7 @@ exact preset, so a re-run with other settings needs another ``--out``.
 Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, concise reflections),
 measured from two fresh clones on the project's 2-core CPU with 2 torch threads, float32, idle
 machine (experiments/taxi_pipeline): 43 min 03 s, and 45 min 10 s in an earlier run whose prompted
-row played 20 episodes (33 s more; its other stages up to 14% slower or faster); the same table
+row played 20 episodes (33 s more; its other stages 11% faster to 37% slower); the same table
 and byte-identical adapters; peak memory 5.4-5.5 GiB.
 
 =============================  =======  =================================================
