@@ -1,8 +1,7 @@
 """Command lines of the inference servers reflectrl can manage, and how to tell whether one is installed.
 
 * ``llamacpp``: llama-cpp-python's OpenAI-compatible server, in this Python
-  (``pip install 'reflectrl[llamacpp]'``); it serves the merged GGUF, or a base
-  GGUF with a LoRA GGUF on top.
+  (``pip install 'reflectrl[llamacpp]'``); it serves the merged GGUF.
 * ``vllm``: vLLM's OpenAI-compatible server, usually in a virtual environment
   of its own (its pins clash with this project's), named by `engine_python` or
   ``$REFLECTRL_VLLM_PYTHON``; it serves the base checkpoint with the
@@ -58,12 +57,9 @@ def check_installed(engine: str, python: str) -> None:
 
 
 def llamacpp_command(python: str, gguf: Path, *, port: int, host: str, alias: str, context: int, threads: int | None,
-                     lora: Path | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """`lora`: a LoRA GGUF (``adapter.gguf`` of `reflectrl export --gguf`) applied on top of `gguf`."""
+                     extra: Sequence[str] = ()) -> list[str]:
     command = [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias, "--host", host,
                "--port", str(port), "--n_ctx", str(context)]
-    if lora is not None:
-        command += ["--lora_path", str(lora)]
     if threads:
         command += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     return command + list(extra)
