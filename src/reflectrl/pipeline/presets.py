@@ -250,13 +250,16 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "autoexplore": {
         # Test split = repositories never used for training; the prompts are long (listings, file heads).
         "tiny": {"level": "depth1", "env_kwargs": {"view_chars": 200}},
-        # The taxi cpu lessons (`TAXI_CPU_LESSONS`; concise reflections: next command first, 20-30 tokens),
-        # carried over and NOT yet validated by a learning run on AutoExplore.
+        # The taxi cpu lessons (`TAXI_CPU_LESSONS`; concise reflections: next command first, 20-30 tokens).
+        # Teacher data on train tasks of every depth (0-3): the same moves (cd towards the question's
+        # topic, cat, id) at every depth. RL on depth 1 for two iterations, then depth 2 (the paper's
+        # curriculum, shortened); every test task at depth 1 (48) and depth 2 (64) for every row.
         "cpu": {
-            "level": "depth1", "horizon": 8, "env_kwargs": {"view_chars": 300},
+            "level": "all", "horizon": 8, "env_kwargs": {"view_chars": 300},
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, **TAXI_CPU_LESSONS["data"]},
-            "eval": {"episodes": 24},
+            "rl": {**TAXI_CPU_LESSONS["rl"], "levels": ("depth1", "depth2"), "curriculum_schedule": (2,)},
+            "eval": {"episodes": None, "levels": ("depth1", "depth2"), "batch_size": 64, "prompted_episodes": None},
         },
         "gpu": {
             "level": "depth2", "horizon": 15,
