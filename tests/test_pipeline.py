@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
+from reflectrl.envs import lookup
 from reflectrl.pipeline.presets import PRESETS, preset
 from reflectrl.pipeline.run import SETTINGS, rl_config, run_pipeline, stage_names
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
@@ -221,3 +222,32 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
     assert preset("cpu", "taxi").model == "smollm2-135m" and preset("cpu", "taxi").level == "dropoff"
     assert preset("gpu", "autoexplore").eval_levels == ("depth1", "depth2")
     assert rl_config("taxi", preset("cpu", "taxi")).algo == "grpo"
+
+
+def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
+    from reflectrl.pipeline.run import _paired
+
+    # Depth 1: RL wins two episodes its start lost; depth 2: RL loses one. Pooled, the gain hides the loss.
+    wins = {
+        "sft-reflect": {"depth1": [0, 0, 1], "depth2": [1, 1]}, "rl-reflect": {"depth1": [1, 1, 1], "depth2": [0, 1]},
+        "sft-plain": {"depth1": [0, 0, 0], "depth2": [0, 0]}, "rl-plain": {"depth1": [0, 0, 0], "depth2": [0, 0]},
+    }
+    for key, levels in wins.items():
+        for level, outcomes in levels.items():
+            folder = tmp_path / f"eval-{key}" / level
+            folder.mkdir(parents=True)
+            episodes = [{"seed": 100 + i, "level": level, "success": bool(s), "return": 20.0 if s else -5.0} for i, s in enumerate(outcomes)]
+            (folder / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
+    chosen = preset("cpu", "autoexplore")
+    assert chosen.eval_levels == ("depth1", "depth2")
+    comparisons = {after: result for after, _, result in _paired(lookup("autoexplore"), chosen, tmp_path)}
+    assert list(comparisons) == [
+        "Reflect-RL", "SFT + RL, no reflection", "Reflect-RL, level depth1", "SFT + RL, no reflection, level depth1",
+        "Reflect-RL, level depth2", "SFT + RL, no reflection, level depth2",
+    ]
+    assert (comparisons["Reflect-RL"]["won"], comparisons["Reflect-RL"]["lost"], comparisons["Reflect-RL"]["episodes"]) == (2, 1, 5)
+    assert (comparisons["Reflect-RL, level depth1"]["won"], comparisons["Reflect-RL, level depth1"]["lost"]) == (2, 0)
+    assert (comparisons["Reflect-RL, level depth2"]["won"], comparisons["Reflect-RL, level depth2"]["lost"]) == (0, 1)
+    assert comparisons["Reflect-RL, level depth2"]["return_difference"] == pytest.approx(-12.5)
+    # One evaluated level: the pooled comparison only.
+    assert len(_paired(lookup("autoexplore"), replace(chosen, eval=replace(chosen.eval, levels=("depth1",))), tmp_path)) == 2

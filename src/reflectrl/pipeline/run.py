@@ -368,27 +368,31 @@ PAIRED: tuple[tuple[str, str], ...] = (("rl-reflect", "sft-reflect"), ("rl-plain
 """(RL setting, the SFT setting it started from) pairs compared seed by seed in the report."""
 
 
-def _episodes(out: Path, key: str, preset: Preset, env_class) -> list[dict[str, Any]]:
+def _episodes(out: Path, key: str, level: str) -> list[dict[str, Any]]:
     import json
 
-    episodes = []
-    for level in preset.eval_levels:
-        path = out / f"eval-{key}" / (level or env_class.levels[-1]) / "episodes.jsonl"
-        episodes += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return episodes
+    path = out / f"eval-{key}" / level / "episodes.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _paired(entry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each RL row against its SFT start over every evaluated episode, then level by level when there are several
+    (AutoExplore's depth 1 and depth 2 differ in difficulty; a pooled gain could hide a loss at one level)."""
     from reflectrl.evaluation.paired import compare_paired
 
     labels = {s.key: _label(s, preset) for s in SETTINGS}
-    env_class = entry.env_class()
-    return [
-        (labels[after], labels[before], compare_paired(
-            _episodes(out, before, preset, env_class), _episodes(out, after, preset, env_class), seed=preset.seed
-        ).to_dict())
-        for after, before in PAIRED
-    ]
+    levels = [level or entry.env_class().levels[-1] for level in preset.eval_levels]
+    groups = [(None, levels)] + ([(level, [level]) for level in levels] if len(levels) > 1 else [])
+    comparisons = []
+    for group, group_levels in groups:
+        for after, before in PAIRED:
+            first = [e for level in group_levels for e in _episodes(out, before, level)]
+            second = [e for level in group_levels for e in _episodes(out, after, level)]
+            suffix = f", level {group}" if group else ""
+            comparisons.append((
+                labels[after] + suffix, labels[before] + suffix, compare_paired(first, second, seed=preset.seed).to_dict()
+            ))
+    return comparisons
 
 
 def _verdict(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
