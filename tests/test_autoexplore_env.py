@@ -251,3 +251,30 @@ def test_tool_folders_are_hidden_unless_on_a_target_path(tmp_path):
     inside = AutoExploreEnv(tasks=[tree_task(root, "build/gen/answer.txt")])
     assert inside.reset(seed=0)[1]["actions"] == ["cd build", "cd src"]
     assert play_oracle(inside, seed=0)[0]
+
+
+def test_decoy_is_another_unread_file_of_the_folder_only_before_the_answer_is_read():
+    env = make_env("autoexplore", split="train", level="depth1", horizon=12, view_chars=200)
+    rng = np.random.default_rng(0)
+    seen_decoy = False
+    for index in range(6):
+        env.reset(seed=index, options={"index": index})
+        while True:
+            best = env.oracle_action()
+            decoy = env.decoy_action(rng)
+            if not best.startswith("cat "):
+                assert decoy is None, (best, decoy)
+            elif decoy is not None:
+                seen_decoy = True
+                assert decoy.startswith("cat ") and decoy != best and decoy in env.actions
+                # A decoy is never an answer file: reading it leaves the oracle's plan to read the answer unchanged.
+                _, _, terminated, truncated, info = env.step(decoy)
+                assert not terminated and not info["invalid_action"]
+                if truncated:
+                    break
+                assert env.oracle_action() == best
+                continue
+            _, _, terminated, truncated, _ = env.step(best)
+            if terminated or truncated:
+                break
+    assert seen_decoy

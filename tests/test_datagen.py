@@ -242,3 +242,21 @@ def test_cli_errors_are_clean(tmp_path):
     result = runner.invoke(app, ["gen-data", "taxi", "--split", "dev", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown split" in result.output
     assert "Traceback" not in result.output
+
+
+def test_decoy_reads_put_reads_that_do_not_answer_into_autoexplore_data(tmp_path, smollm2_tokenizer):
+    common = dict(env="autoexplore", episodes=4, negatives=0, random_prob=0.0, teacher="oracle:concise", level="depth1", horizon=10)
+    plain = generate(GenConfig(out=str(tmp_path / "plain"), **common), tokenizer=smollm2_tokenizer, show_progress=False)
+    decoys = generate(GenConfig(out=str(tmp_path / "decoy"), decoy_prob=1.0, **common), tokenizer=smollm2_tokenizer, show_progress=False)
+    assert plain.stats["expert"]["decoy_actions"] == 0 and decoys.stats["expert"]["decoy_actions"] > 0
+    validate_dataset(decoys.out, smollm2_tokenizer)
+
+    def after_reads(folder):
+        rows = load_rows(folder / "reflector.jsonl")
+        return [r for r in rows if r["last_action"] and r["last_action"].startswith("cat ")]
+
+    # Without decoys every read is the answer and is followed by "id"; with them, reads of other files are
+    # followed by another read, and the reflection says the file read does not answer.
+    assert after_reads(plain.out) and all(r["oracle_action"].startswith("id ") for r in after_reads(plain.out))
+    others = [r for r in after_reads(decoys.out) if not r["oracle_action"].startswith("id ")]
+    assert others and all("does not answer it" in r["completion"] for r in others)

@@ -252,14 +252,24 @@ def autoexplore_requests(tasks=range(4)) -> list[ReflectionRequest]:
 
 
 def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm2_tokenizer):
-    requests = autoexplore_requests()
+    requests = autoexplore_requests(range(8))
     concise = make_teacher("oracle:concise").reflect(requests)
     full = make_teacher("oracle").reflect(requests)
     assert any(r.last is not None and r.last.mistake for r in requests)
+    seen = {"read another": 0, "quoted": 0}
     for request, text in zip(requests, concise):
         assert text.startswith(f"Next: {request.best_action}. "), text
-        assert ("mistake" in text) == bool(request.last is not None and request.last.mistake), text
-        assert request.facts["evidence"] not in text  # the privileged evidence is not quoted
+        mistake = request.last is not None and request.last.mistake
+        read_another = mistake and request.last.action.startswith("cat ")
+        assert ("mistake" in text) == (mistake and not read_another), text
+        assert ("does not answer it" in text) == read_another, text
+        # The evidence is quoted only before "id", and only when the file just read shows it.
+        shown = request.facts["evidence"] in " ".join(request.state.observation.split())
+        quoted = request.facts["evidence"] in text
+        assert quoted == (request.best_action.startswith("id ") and shown), text
+        seen["read another"] += read_another
+        seen["quoted"] += quoted
+    assert seen["read another"] and seen["quoted"], seen
     lengths = [len(smollm2_tokenizer.encode(t)) for t in concise]
     assert max(lengths) <= 45 and sum(lengths) < 0.9 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
     # One template: the same request always gets the same text, whatever the teacher seed.

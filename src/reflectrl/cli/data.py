@@ -32,6 +32,10 @@ def gen_data(
     teacher: str = typer.Option("oracle", help="oracle, openai:MODEL or hf:PATH."),
     episodes: int = typer.Option(100, min=1, help="Expert episodes to roll out."),
     random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
+    decoy_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0,
+        help="Chance of the environment's decoy move where it has one (AutoExplore: read another file before the answer).",
+    ),
     negatives: int = typer.Option(2, min=0, help="Negative examples per episode."),
     misleading: float = typer.Option(
         0.0, min=0.0, max=1.0,
@@ -73,7 +77,7 @@ def gen_data(
         fail(err.args[0])
     config = GenConfig(
         env=env_name, out=str(out), teacher=teacher, episodes=episodes, random_prob=random_prob,
-        negatives=negatives, misleading=misleading, split=split, seed=seed, level=level, horizon=horizon,
+        decoy_prob=decoy_prob, negatives=negatives, misleading=misleading, split=split, seed=seed, level=level, horizon=horizon,
         env_kwargs=_parse_env_kwargs(env_arg), model=model, max_prompt_tokens=max_prompt_tokens,
         shuffle_labels=shuffle_labels,
     )

@@ -26,6 +26,10 @@ class GenConfig:
     """Expert episodes to roll out."""
     random_prob: float = 0.1
     """Probability that the expert takes a uniformly random action instead of the oracle's."""
+    decoy_prob: float = 0.0
+    """Probability, at each expert step where the environment offers a decoy (`TextEnv.decoy_action`: AutoExplore
+    before reading the answer file), that the expert takes it: the data then shows moves that did not pay off
+    although nothing visible said so, and what the oracle does after them. 0: none (no random draw either)."""
     negatives: int = 2
     """Negative examples per episode: step off the optimal path at this many different steps."""
     misleading: float = 0.0
@@ -68,6 +72,8 @@ class GenConfig:
             raise ValueError("episodes must be >= 1")
         if not 0.0 <= self.random_prob <= 1.0:
             raise ValueError("random_prob must be between 0 and 1")
+        if not 0.0 <= self.decoy_prob <= 1.0:
+            raise ValueError("decoy_prob must be between 0 and 1")
         if self.negatives < 0:
             raise ValueError("negatives must be >= 0")
         if not 0.0 <= self.misleading <= 1.0:

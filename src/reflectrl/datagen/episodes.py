@@ -56,6 +56,7 @@ class EpisodeSummary:
     steps: int = 0
     success: bool = False
     random_actions: int = 0
+    decoy_actions: int = 0
     negatives: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,9 +85,11 @@ def _sample(env: TextEnv, info, episode: int, seed: int, taken: list[str], last,
 
 
 def expert_episode(
-    env: TextEnv, episode: int, seed: int, rng: np.random.Generator, random_prob: float, explainer: Explainer
+    env: TextEnv, episode: int, seed: int, rng: np.random.Generator, random_prob: float, explainer: Explainer,
+    decoy_prob: float = 0.0,
 ) -> tuple[list[StepSample], EpisodeSummary]:
-    """Roll out the oracle, taking a uniformly random menu action with probability `random_prob`."""
+    """Roll out the oracle, taking a uniformly random menu action with probability `random_prob`, else the
+    environment's decoy (`TextEnv.decoy_action`) with probability `decoy_prob` where it has one."""
     _, info = env.reset(seed=seed)
     samples: list[StepSample] = []
     summary = EpisodeSummary()
@@ -99,6 +102,9 @@ def expert_episode(
         if rng.random() < random_prob:
             action = menu[int(rng.integers(len(menu)))]
             summary.random_actions += 1
+        elif decoy_prob > 0 and rng.random() < decoy_prob and (decoy := env.decoy_action(rng)) is not None:
+            action = decoy
+            summary.decoy_actions += 1
         else:
             action = sample.best_action
         last = explainer.assess(env, action)

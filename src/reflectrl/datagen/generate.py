@@ -196,7 +196,7 @@ def generate(
                 seed = config.seed_of(i)
                 rng = np.random.default_rng([config.seed, split_index, i])
                 label_rng = np.random.default_rng([config.seed, split_index, i, 1]) if config.shuffle_labels else None
-                samples, summary = expert_episode(env, i, seed, rng, config.random_prob, explainer)
+                samples, summary = expert_episode(env, i, seed, rng, config.random_prob, explainer, config.decoy_prob)
                 negatives = negative_samples(env, samples, config.negatives, rng, explainer)
                 summary.negatives = len(negatives)
                 samples += negatives

@@ -48,6 +48,7 @@ def dataset_stats(
             "success_rate": round(sum(s["success"] for s in summaries) / len(summaries), 4) if summaries else 0.0,
             "mean_steps": round(sum(s["steps"] for s in summaries) / len(summaries), 2) if summaries else 0.0,
             "random_actions": sum(s["random_actions"] for s in summaries),
+            "decoy_actions": sum(s.get("decoy_actions", 0) for s in summaries),  # journals written before decoys lack it
             "negatives_made": sum(s["negatives"] for s in summaries),
         },
     }

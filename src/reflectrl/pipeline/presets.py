@@ -63,6 +63,8 @@ class DataSettings:
     """Negative examples per episode."""
     random_prob: float = 0.1
     """Chance of a random expert action (puts off-path states into the data)."""
+    decoy_prob: float = 0.0
+    """Chance of the environment's decoy move where it has one (AutoExplore: read another file first)."""
     teacher: str = "oracle"
     """Teacher spec: oracle (offline), openai:MODEL or hf:PATH."""
     misleading: float = 0.0
@@ -254,10 +256,16 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # Teacher data on train tasks of every depth (0-3): the same moves (cd towards the question's
         # topic, cat, id) at every depth. RL on depth 1 for two iterations, then depth 2 (the paper's
         # curriculum, shortened); every test task at depth 1 (48) and depth 2 (64) for every row.
+        # Decoy reads (half the time, another file of the folder before the answer): with the oracle's reads
+        # only, every read in the data was followed by "id", and the SFT agents answered with the first file
+        # they read (wrong id in 96% of the reflective agent's held-out episodes; experiments/autoexplore_rl).
+        # Policies 200 steps: 120 left the reflective policy following its reflection's command in 61% of steps.
         "cpu": {
             "level": "all", "horizon": 8, "env_kwargs": {"view_chars": 300},
             **TAXI_CPU_LESSONS,
-            "data": {"episodes": 120, **TAXI_CPU_LESSONS["data"]},
+            "data": {"episodes": 200, "decoy_prob": 0.5, **TAXI_CPU_LESSONS["data"]},
+            "sft": {**TAXI_CPU_LESSONS["sft"], "max_steps": 200},
+            "sft_by_role": {"reflector": {"max_steps": 100, "lr_scheduler": "cosine"}},
             "rl": {**TAXI_CPU_LESSONS["rl"], "levels": ("depth1", "depth2"), "curriculum_schedule": (2,)},
             "eval": {"episodes": None, "levels": ("depth1", "depth2"), "batch_size": 64, "prompted_episodes": None},
         },

@@ -205,7 +205,7 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
 
     config = GenConfig(
         env=env, out=str(folder), teacher=preset.data.teacher, episodes=preset.data.episodes,
-        random_prob=preset.data.random_prob, negatives=preset.data.negatives, misleading=preset.data.misleading,
+        random_prob=preset.data.random_prob, decoy_prob=preset.data.decoy_prob, negatives=preset.data.negatives, misleading=preset.data.misleading,
         split="train", seed=preset.seed,
         level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
         shuffle_labels=preset.shuffle_labels,

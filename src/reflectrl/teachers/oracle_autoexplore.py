@@ -8,7 +8,9 @@ has been read. Mistakes are judged generically (the command differs from the
 oracle's shortest-path command).
 
 The concise style (teacher ``oracle:concise``) names the next command first,
-then the one fact behind it, then the verdict on the last command.
+then the one fact behind it (for ``id``: what the file just read says), then
+the verdict on the last command (for a read of another file: that it does
+not answer).
 """
 
 from __future__ import annotations
@@ -96,7 +98,16 @@ def _concise_reason(request: ReflectionRequest) -> str:
         return f"The question is about {_subject(facts)}; {name} is where it would be."
     if verb == "cat":
         return f"{name} fits the question best."
+    # Quote what the file just read says when the agent can see it too, so that "id" is tied to visible text (a
+    # read that does not show it is followed by another read, not by "id"); never quote what is not shown.
+    if _shown(facts["evidence"], request.state.observation):
+        return f"It says \"{facts['evidence']}\"."
     return f"{name} holds the answer."
+
+
+def _shown(evidence: str, observation: str) -> bool:
+    text = " ".join(observation.split())
+    return bool(evidence) and not evidence.endswith("...") and evidence in text
 
 
 def autoexplore_explain_concise(request: ReflectionRequest, rng: np.random.Generator) -> str:
@@ -106,7 +117,9 @@ def autoexplore_explain_concise(request: ReflectionRequest, rng: np.random.Gener
     """
     parts = [f"Next: {request.best_action}.", _concise_reason(request)]
     last = request.last
-    if last is not None:
+    if last is not None and last.mistake and last.action.startswith("cat "):
+        parts.append(f"{last.action.removeprefix('cat ')} does not answer it.")
+    elif last is not None:
         parts.append(f"Last step ({last.action}) was {'a mistake' if last.mistake else 'good'}.")
     return " ".join(parts)
 

@@ -63,6 +63,8 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from reflectrl.envs.autoexplore.generator import DEFAULT_EXCLUDE
 from reflectrl.envs.autoexplore.sandbox import DIR, FILE, Entry, FileView, Listing, Sandbox, display_name, show_path
 from reflectrl.envs.autoexplore.taskset import Task, TaskSetError, load_tasks
@@ -284,6 +286,22 @@ class AutoExploreEnv(TextEnv):
             if action in admissible:
                 return action
         return next(iter(admissible))
+
+    def decoy_action(self, rng: np.random.Generator) -> str | None:
+        """Another unread file of this folder, when the oracle is about to read the answer file.
+
+        The oracle reads only answer files, so teacher data made from it alone shows every read followed by
+        ``id``, and a student that cannot know in advance which file answers learns to answer with the first
+        file it reads. A searcher reads files that turn out not to answer; these reads show that situation.
+        """
+        if not self.oracle_action().startswith("cat "):
+            return None
+        action_map = self._action_map()
+        decoys = [
+            a for a in self.actions
+            if a in action_map and action_map[a][0] == "cat" and self._cwd + (action_map[a][1].name,) not in self._targets
+        ]
+        return decoys[int(rng.integers(len(decoys)))] if decoys else None
 
     def _info_extra(self) -> dict[str, Any]:
         return {
