@@ -127,7 +127,7 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
         requests = [
             EpisodeRequest(config.seed + k, level, k, {"index": int(i)}) for k, i in enumerate(indices)
         ]
-        what = "every task" if n == count else (f"{n} tasks spread over" if n < count else f"{n} episodes cycling over")
+        what = "each of" if n == count else (f"{n} tasks spread over" if n < count else f"{n} episodes cycling over")
         description = f"{what} the {count} tasks of split {kwargs['split']!r} at level {level}"
         return EvalPlan(entry.name, level, kwargs, requests, description)
     if config.split not in SPLIT_SEED_OFFSETS:
