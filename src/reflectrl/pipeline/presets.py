@@ -257,8 +257,9 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # topic, cat, id) at every depth. RL on depth 1 for two iterations, then depth 2 (the paper's
         # curriculum, shortened); every test task at depth 1 (48) and depth 2 (64) for every row.
         # Decoy reads (half the time, another file of the folder before the answer): with the oracle's reads
-        # only, every read in the data was followed by "id", and the SFT agents answered with the first file
-        # they read (wrong id in 96% of the reflective agent's held-out episodes; experiments/autoexplore_rl).
+        # only, every read on the expert's path was followed by "id" (58% of the rows after a read; the rest
+        # were negatives), and the SFT reflective agent answered with the first file it read (wrong id in 96%
+        # of its depth-1 held-out episodes; experiments/autoexplore_rl).
         # Policies 200 steps: 120 left the reflective policy following its reflection's command in 61% of steps.
         "cpu": {
             "level": "all", "horizon": 8, "env_kwargs": {"view_chars": 300},

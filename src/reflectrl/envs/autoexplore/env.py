@@ -290,9 +290,9 @@ class AutoExploreEnv(TextEnv):
     def decoy_action(self, rng: np.random.Generator) -> str | None:
         """Another unread file of this folder, when the oracle is about to read the answer file.
 
-        The oracle reads only answer files, so teacher data made from it alone shows every read followed by
-        ``id``, and a student that cannot know in advance which file answers learns to answer with the first
-        file it reads. A searcher reads files that turn out not to answer; these reads show that situation.
+        The oracle reads only answer files, so on its path every read is followed by ``id``, and a student
+        that cannot know in advance which file answers learns to answer with the first file it reads. A
+        searcher reads files that turn out not to answer; these reads show that situation on the path.
         """
         if not self.oracle_action().startswith("cat "):
             return None
