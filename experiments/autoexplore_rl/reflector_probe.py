@@ -12,7 +12,8 @@ to read the file view recommends ``id`` after the answer and not after the other
 from __future__ import annotations
 
 import argparse
-import re
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from reflectrl.envs import make_env
 from reflectrl.protocol import State
 from reflectrl.trainers.rl_players import load_rl_players
 
-NEXT = re.compile(r"^\s*Next:\s*(.+?)\.(?:\s|$)")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decisions import recommendation  # noqa: E402
 
 
 def states(level: str, tasks: int, view_chars: int = 300, horizon: int = 8):
@@ -62,14 +64,12 @@ def main() -> None:
 
     pairs = states(args.level, args.tasks)
     players = load_rl_players("smollm2-135m", args.reflector, reflector_max_new_tokens=args.tokens, device="cpu")
-    tokenizer_count = players.agent._count
-    budget = players.agent.policy.max_prompt_tokens
+    policy = players.agent.policy
     flat = [s for pair in pairs for s, _ in pair]
-    texts = players.reflector.reflect([reflector_prompt(s, tokenizer_count, budget) for s in flat])
+    texts = players.reflector.reflect([reflector_prompt(s, policy.count_tokens, policy.max_prompt_tokens) for s in flat])
     ids = {"answer": 0, "other": 0}
     for i, (kind, (state, name)) in enumerate((k, p) for pair in pairs for k, p in zip(("answer", "other"), pair)):
-        advice = NEXT.match(texts[i] or "")
-        ids[kind] += bool(advice) and advice.group(1) == f"id {name}"
+        ids[kind] += recommendation(texts[i]) == f"id {name}"
     n = len(pairs)
     print(f"{args.reflector}: {n} test tasks at {args.level}; recommends id of the file just read: "
           f"after the answer file {ids['answer']}/{n}, after another file {ids['other']}/{n}")

@@ -316,7 +316,7 @@ def _eval_stage(
         # Rows that share a reflector meet the same states (same seeds): reuse its greedy reflections.
         reflection_cache=str(root / REFLECTION_CACHE / cache_name) if setting.reflector else None,
     )
-    levels = [level or lookup(env).env_class().levels[-1] for level in preset.eval_levels]
+    levels = _eval_level_names(lookup(env), preset)
     episodes_wanted = preset.eval.episodes
     if setting.kind == "prompted" and preset.eval.prompted_episodes is not None:
         episodes_wanted = preset.eval.prompted_episodes
@@ -368,6 +368,11 @@ PAIRED: tuple[tuple[str, str], ...] = (("rl-reflect", "sft-reflect"), ("rl-plain
 """(RL setting, the SFT setting it started from) pairs compared seed by seed in the report."""
 
 
+def _eval_level_names(entry, preset: Preset) -> list[str]:
+    """The evaluated levels by name (the preset's None: the environment's hardest), as the eval folders are named."""
+    return [level or entry.env_class().levels[-1] for level in preset.eval_levels]
+
+
 def _episodes(out: Path, key: str, level: str) -> list[dict[str, Any]]:
     import json
 
@@ -381,13 +386,14 @@ def _paired(entry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, 
     from reflectrl.evaluation.paired import compare_paired
 
     labels = {s.key: _label(s, preset) for s in SETTINGS}
-    levels = [level or entry.env_class().levels[-1] for level in preset.eval_levels]
+    levels = _eval_level_names(entry, preset)
+    played = {(key, level): _episodes(out, key, level) for pair in PAIRED for key in pair for level in levels}
     groups = [(None, levels)] + ([(level, [level]) for level in levels] if len(levels) > 1 else [])
     comparisons = []
     for group, group_levels in groups:
         for after, before in PAIRED:
-            first = [e for level in group_levels for e in _episodes(out, before, level)]
-            second = [e for level in group_levels for e in _episodes(out, after, level)]
+            first = [e for level in group_levels for e in played[before, level]]
+            second = [e for level in group_levels for e in played[after, level]]
             suffix = f", level {group}" if group else ""
             comparisons.append((
                 labels[after] + suffix, labels[before] + suffix, compare_paired(first, second, seed=preset.seed).to_dict()
