@@ -10,7 +10,7 @@ import reflectrl  # noqa: F401  registers the gymnasium ids
 from reflectrl.envs import make_env
 from reflectrl.envs.alfworld import ALFWorldEnv
 from reflectrl.envs.alfworld.selfcheck import play_episode, run_checks
-from reflectrl.envs.alfworld.tasks import TASK_TYPES
+from reflectrl.envs.alfworld.tasks import TASK_TYPES, goal_types
 from reflectrl.envs.base import PAGE_ACTION_PREFIX
 
 
@@ -181,3 +181,37 @@ def test_choosing_games_and_clear_errors(root):
         ALFWorldEnv(data_dir=root, split="test")
     with pytest.raises(ValueError, match="unknown level"):
         ALFWorldEnv(data_dir=root, level="expert")
+
+
+def test_decoy_is_an_unvisited_place_without_the_object_only_while_searching(root):
+    env = ALFWorldEnv(data_dir=root, split="train", horizon=30)
+    rng = np.random.default_rng(0)
+    decoys = 0
+    for index in range(len(env.games)):
+        _, info = env.reset(seed=index, options={"index": index})
+        obj_type, _ = goal_types(info["game_id"])
+        visited: set[str] = set()
+        carrying = False
+        while True:
+            best = env.oracle_action()
+            decoy = env.decoy_action(rng)
+            if not best.startswith("go to ") or carrying:
+                assert decoy is None, (best, decoy)
+            if decoy is not None:
+                decoys += 1
+                assert decoy.startswith("go to ") and decoy != best and decoy in info["actions"] and decoy not in visited
+                _, _, terminated, truncated, info = env.step(decoy)
+                visited.add(decoy)
+                # nothing of the goal type where a decoy leads: the object is still to be found
+                assert not terminated and not info["invalid_action"]
+                assert f"{obj_type} " not in info["history"][-1].split(" -> ", 1)[-1], info["history"][-1]
+                if truncated:
+                    break
+                continue
+            _, _, terminated, truncated, info = env.step(best)
+            visited.add(best)
+            carrying = carrying or best.startswith("take ")
+            if terminated or truncated:
+                assert info["success"] or truncated
+                break
+    assert decoys >= 2

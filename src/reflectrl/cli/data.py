@@ -34,7 +34,7 @@ def gen_data(
     random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
     decoy_prob: float = typer.Option(
         0.0, min=0.0, max=1.0,
-        help="Chance of the environment's decoy move where it has one (AutoExplore: read another file before the answer).",
+        help="Chance of the environment's decoy move where it has one (AutoExplore: read another file before the answer; ALFWorld: search another place first).",
     ),
     negatives: int = typer.Option(2, min=0, help="Negative examples per episode."),
     misleading: float = typer.Option(

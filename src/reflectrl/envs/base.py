@@ -137,8 +137,9 @@ class TextEnv(gymnasium.Env):
 
     def decoy_action(self, rng: np.random.Generator) -> str | None:
         """A move on the current menu that a player without the oracle's hidden knowledge would make here and
-        the oracle would not (AutoExplore: reading another file of the folder before the answer); None where
-        the environment has none. Teacher data mixes these in (`GenConfig.decoy_prob`)."""
+        the oracle would not (AutoExplore: reading another file of the folder before the answer; ALFWorld: looking
+        for the object in a place where it is not); None where the environment has none. Teacher data mixes these
+        in (`GenConfig.decoy_prob`)."""
         return None
 
     def _info_extra(self) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class DataSettings:
     random_prob: float = 0.1
     """Chance of a random expert action (puts off-path states into the data)."""
     decoy_prob: float = 0.0
-    """Chance of the environment's decoy move where it has one (AutoExplore: read another file first)."""
+    """Chance of the environment's decoy move where it has one (AutoExplore: read another file first; ALFWorld: search another place first)."""
     teacher: str = "oracle"
     """Teacher spec: oracle (offline), openai:MODEL or hf:PATH."""
     misleading: float = 0.0

@@ -28,25 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from reflectrl.envs.alfworld.tasks import goal_types, instance_type
 from reflectrl.envs.base import PAGE_ACTION_PREFIX, TextEnv
 from reflectrl.teachers.base import Assessment, ReflectionRequest
 from reflectrl.teachers.explainers import Explainer, oracle_menu_choice, pick
 
 MODELLED_TASKS = ("pick_and_place_simple",)
 """Task types whose optimal-step cost `_cost` computes exactly (checked against the planner at every use)."""
-
-
-def _kind(name: str) -> str:
-    """'butterknife 2' -> 'butterknife' (the demangler names instances '<type> <number>')."""
-    return name.rsplit(" ", 1)[0]
-
-
-def goal_types(game_id: str) -> tuple[str, str]:
-    """(goal object type, target receptacle type) from a task folder name, lower case ('' when absent)."""
-    parts = game_id.split("/")[0].split("-")
-    obj = parts[1].lower() if len(parts) > 1 else ""
-    recep = parts[3].lower() if len(parts) > 3 and parts[3] != "None" else ""
-    return obj, recep
 
 
 @dataclass
@@ -107,8 +95,8 @@ class World:
 
 def _cost(world: World, obj_type: str, recep_type: str) -> int | None:
     """Fewest steps to put a goal object into a target receptacle (None: not possible in this model)."""
-    targets = [r for r in world.recep_loc if _kind(r) == recep_type]
-    if any(_kind(o) == obj_type and _kind(r) == recep_type for o, r in world.container.items()):
+    targets = [r for r in world.recep_loc if instance_type(r) == recep_type]
+    if any(instance_type(o) == obj_type and instance_type(r) == recep_type for o, r in world.container.items()):
         return 0
     if not targets:
         return None
@@ -116,13 +104,13 @@ def _cost(world: World, obj_type: str, recep_type: str) -> int | None:
     def place(loc: str | None) -> int:
         return min((world.recep_loc[r] != loc) + (r in world.closed) + 1 for r in targets)
 
-    if world.held is not None and _kind(world.held) == obj_type:
+    if world.held is not None and instance_type(world.held) == obj_type:
         return place(world.agent)
     if world.held is not None:
         return None  # putting the other object down first: not modelled
     options = []
     for obj, loc in world.object_loc.items():
-        if _kind(obj) != obj_type or loc is None:
+        if instance_type(obj) != obj_type or loc is None:
             continue
         inside_closed = world.container.get(obj) in world.closed
         options.append((loc != world.agent) + inside_closed + 1 + place(loc))
@@ -182,8 +170,8 @@ def alfworld_facts(env: TextEnv) -> dict[str, Any]:
     obj_type, recep_type = goal_types(record.game_id)
     world = World.read(env)
     command = env.oracle_action()
-    places = {o: world.container.get(o, "") for o in sorted(world.object_loc) if _kind(o) == obj_type}
-    targets = sorted(r for r in world.recep_loc if _kind(r) == recep_type)
+    places = {o: world.container.get(o, "") for o in sorted(world.object_loc) if instance_type(o) == obj_type}
+    targets = sorted(r for r in world.recep_loc if instance_type(r) == recep_type)
     spot = []
     if command.startswith("go to ") and command[6:] in world.recep_loc:
         loc = world.recep_loc[command[6:]]
@@ -211,7 +199,7 @@ def _reason(facts: dict[str, Any]) -> str:
     verb, _, rest = command.partition(" ")
     if command.startswith("go to "):
         place = command[6:]
-        if held and _kind(held) == obj:
+        if held and instance_type(held) == obj:
             return f"{held} belongs in a {recep}."
         for o, r in facts["places"].items():
             if r == place:
@@ -226,10 +214,10 @@ def _reason(facts: dict[str, Any]) -> str:
         return f"{rest} is closed; {held or 'the ' + obj} must go inside."
     if verb == "take" and " from " in rest:
         o, r = rest.split(" from ", 1)
-        return f"{o} is here, in {r}." if _kind(o) == obj else f"{o} is in the way."
+        return f"{o} is here, in {r}." if instance_type(o) == obj else f"{o} is in the way."
     if verb == "move" and " to " in rest:
         o, r = rest.split(" to ", 1)
-        return f"{o} belongs in a {recep}." if _kind(r) == recep else f"{o} must be put down first."
+        return f"{o} belongs in a {recep}." if instance_type(r) == recep else f"{o} must be put down first."
     return "That is the next step of the task."
 
 
@@ -290,7 +278,7 @@ def _last_full(request: ReflectionRequest, rng: np.random.Generator) -> str | No
 
 def _state_full(facts: dict[str, Any], rng: np.random.Generator) -> str:
     obj, recep, held = facts["object"], facts["receptacle"], facts["holding"]
-    if held and _kind(held) == obj:
+    if held and instance_type(held) == obj:
         return pick(rng, (f"I am carrying {held}; it has to end up in a {recep}.", f"{held} is in my hands, and the task wants it in a {recep}."))
     if held:
         return f"I am holding {held}, which the task does not need."

@@ -37,6 +37,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reflectrl.envs.alfworld.dataset import (
     GameRecord,
     available_splits,
@@ -48,7 +50,9 @@ from reflectrl.envs.alfworld.engine import AlfredEngine, require_engine, split_i
 from reflectrl.envs.alfworld.tasks import (
     DEFAULT_TASK_TYPES,
     LEVELS,
+    goal_types,
     in_level,
+    instance_type,
     parse_task_types,
 )
 from reflectrl.envs.alfworld.text import compact_feedback, compact_overview
@@ -111,6 +115,7 @@ class ALFWorldEnv(TextEnv):
         self._task_text = ""
         self._acted = False
         self._plan: list[str] | None = None
+        self._visited: set[str] = set()
 
     # ----------------------------------------------------------------- games
     @property
@@ -165,6 +170,7 @@ class ALFWorldEnv(TextEnv):
         if self.compact:
             self._overview = compact_overview(self._overview)
         self._acted = False
+        self._visited = set()
         walkthrough = self._game.walkthrough
         self._plan = list(walkthrough) if walkthrough else None
 
@@ -185,6 +191,8 @@ class ALFWorldEnv(TextEnv):
         if self.compact:
             feedback = compact_feedback(feedback)
         self._acted = True
+        if action.startswith("go to "):
+            self._visited.add(action[6:])
         if self._plan:
             if self._plan[0] == action:
                 self._plan.pop(0)
@@ -219,6 +227,33 @@ class ALFWorldEnv(TextEnv):
         if not self._plan or self._plan[0] not in admissible:
             raise RuntimeError(f"the planner found no plan from the current state of {self._record.game_id}")
         return self._plan[0]
+
+    def decoy_action(self, rng: np.random.Generator) -> str | None:
+        """A ``go to`` another receptacle not visited yet and holding no goal object, when the oracle is about
+        to go to where one is and the agent carries nothing.
+
+        The oracle knows where the object is hidden and walks straight there, so its data never shows a
+        search that looked in the wrong place, which is what a player who cannot see the object does until
+        it finds one. These detours put such states on the expert's path (the oracle goes on from them).
+        """
+        command = self.oracle_action()
+        if not command.startswith("go to "):
+            return None
+        facts = [(name, args) for name, args in self._game.facts() if len(args) == 2]
+        if any(name == "holds" for name, _ in facts):
+            return None
+        obj_type, _ = goal_types(self._record.game_id)
+        location = {recep: loc for name, (recep, loc) in facts if name == "receptacleatlocation"}
+        hidden = {loc for name, (obj, loc) in facts if name == "objectatlocation" and instance_type(obj) == obj_type}
+        hidden |= {location.get(recep) for name, (obj, recep) in facts if name == "inreceptacle" and instance_type(obj) == obj_type}
+        here = {loc for name, (_, loc) in facts if name == "atlocation"}
+        if location.get(command[6:]) not in hidden - {None}:
+            return None  # not the search: the oracle carries on to the target receptacle or walks past
+        decoys = [
+            a for a in self._game.admissible
+            if a.startswith("go to ") and a[6:] not in self._visited and location.get(a[6:]) not in hidden | here
+        ]
+        return decoys[int(rng.integers(len(decoys)))] if decoys else None
 
     def _info_extra(self) -> dict[str, Any]:
         record = self._record

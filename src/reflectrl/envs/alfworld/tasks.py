@@ -51,3 +51,18 @@ def in_level(expert_steps: int | None, level: str) -> bool:
     """Whether a game whose walkthrough has `expert_steps` steps belongs to `level`."""
     limit = LEVEL_MAX_EXPERT_STEPS[level]
     return limit is None or (expert_steps is not None and expert_steps <= limit)
+
+
+def goal_types(game_id: str) -> tuple[str, str]:
+    """(goal object type, target receptacle type) from a task folder name, lower case ('' when absent).
+
+    The real data set and generated games both name it ``<task type>-<Object>-<movable>-<Receptacle>-<scene>``."""
+    parts = game_id.split("/")[0].split("-")
+    obj = parts[1].lower() if len(parts) > 1 else ""
+    recep = parts[3].lower() if len(parts) > 3 and parts[3] != "None" else ""
+    return obj, recep
+
+
+def instance_type(name: str) -> str:
+    """'butterknife 2' -> 'butterknife' (the engine names object and receptacle instances '<type> <number>')."""
+    return name.rsplit(" ", 1)[0]
