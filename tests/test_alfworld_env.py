@@ -215,3 +215,18 @@ def test_decoy_is_an_unvisited_place_without_the_object_only_while_searching(roo
                 assert info["success"] or truncated
                 break
     assert decoys >= 2
+
+
+def test_show_visited_lists_every_place_gone_to_beyond_the_history_window(root):
+    shown = ALFWorldEnv(data_dir=root, split="train", history_length=1, show_visited=True)
+    plain = ALFWorldEnv(data_dir=root, split="train", history_length=1)
+    _, info = shown.reset(seed=0, options={"index": 0})
+    plain.reset(seed=0, options={"index": 0})
+    places = [a for a in info["actions"] if a.startswith("go to ")][:3]
+    for action in places:
+        obs, *_ = shown.step(action)
+        other, *_ = plain.step(action)
+    assert f"Visited: {', '.join(a[6:] for a in places)}." in obs
+    assert "Visited" not in other and places[0] not in other.split("Admissible actions:")[0]
+    shown.reset(seed=0, options={"index": 0})
+    assert "Visited" not in shown.step("look")[0]  # a new episode starts with no place visited

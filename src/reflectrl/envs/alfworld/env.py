@@ -8,6 +8,9 @@ Household tasks ("put a hot apple in countertop") on alfworld's text engine.
 * **Observation**: the task, the last `history_length` steps, the game's text
   for the last action, and where the agent is and what it carries. Before the
   first action the observation is the game's room overview.
+* **Places visited** (`show_visited=True`): the status line also names every
+  receptacle gone to in this episode ("Visited: drawer 1, shelf 4."), a
+  searcher's memory beyond the history window. Off by default.
 * **Compact text** (`compact=True`, the default): the game's sentences without
   what the action already says, lists without articles, the overview's
   receptacles grouped ("cabinet 1-8"), and the last action's result shown once
@@ -81,6 +84,7 @@ class ALFWorldEnv(TextEnv):
         task_types: str | Iterable[str] | None = DEFAULT_TASK_TYPES,
         history_length: int = 8,
         compact: bool = True,
+        show_visited: bool = False,
         win_reward: float = 1.0,
         step_reward: float = 0.0,
     ):
@@ -92,6 +96,7 @@ class ALFWorldEnv(TextEnv):
         self.task_types = parse_task_types(task_types)
         self.history_length = int(history_length)
         self.compact = bool(compact)
+        self.show_visited = bool(show_visited)
         self.win_reward = float(win_reward)
         self.step_reward = float(step_reward)
         root = resolve_data_root(data_dir)
@@ -115,7 +120,7 @@ class ALFWorldEnv(TextEnv):
         self._task_text = ""
         self._acted = False
         self._plan: list[str] | None = None
-        self._visited: set[str] = set()
+        self._visited: dict[str, None] = {}  # receptacles gone to, in order
 
     # ----------------------------------------------------------------- games
     @property
@@ -170,7 +175,7 @@ class ALFWorldEnv(TextEnv):
         if self.compact:
             self._overview = compact_overview(self._overview)
         self._acted = False
-        self._visited = set()
+        self._visited = {}
         walkthrough = self._game.walkthrough
         self._plan = list(walkthrough) if walkthrough else None
 
@@ -192,7 +197,7 @@ class ALFWorldEnv(TextEnv):
             feedback = compact_feedback(feedback)
         self._acted = True
         if action.startswith("go to "):
-            self._visited.add(action[6:])
+            self._visited[action[6:]] = None
         if self._plan:
             if self._plan[0] == action:
                 self._plan.pop(0)
@@ -272,7 +277,8 @@ class ALFWorldEnv(TextEnv):
         held = sorted(args[1] for name, args in facts if name == "holds" and len(args) == 2)
         where = f"You are at {_join(at)}." if at else "You are in the middle of the room."
         carrying = f"You are carrying {_join(held)}." if held else "You are carrying nothing."
-        return f"{where} {carrying}"
+        searched = f" Visited: {', '.join(self._visited)}." if self.show_visited and self._visited else ""
+        return f"{where} {carrying}{searched}"
 
     def close(self) -> None:
         self._game = None
