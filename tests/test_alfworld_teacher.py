@@ -5,8 +5,8 @@ from alfworld_games import mini_data_set
 from teacher_requests import requests_along_episodes
 
 from reflectrl.envs.alfworld import ALFWorldEnv
+from reflectrl.envs.alfworld.tasks import goal_types
 from reflectrl.teachers import ReflectionRequest, explainer_for, make_teacher
-from reflectrl.teachers.oracle_alfworld import goal_types
 
 EXPLAINER = explainer_for("alfworld")
 

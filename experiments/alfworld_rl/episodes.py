@@ -15,7 +15,8 @@ those), and per row this script counts
 * for reflective agents, whether the reflection's first command ("Next: go to shelf 4. ..." is what the
   concise teacher wrote) is the oracle's, and whether the agent took it.
 
-    python experiments/alfworld_rl/episodes.py RUN_FOLDER
+    python experiments/alfworld_rl/episodes.py RUN_FOLDER    (from the clone the run was made in, or with
+                                                               ALFWORLD_DATA naming its game set)
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from reflectrl.envs import make_env
+from reflectrl.envs.alfworld.tasks import goal_types
 from reflectrl.evaluation.harness import TASK_SPLITS
-from reflectrl.teachers.oracle_alfworld import goal_types
 
 NEXT = re.compile(r"^\s*Next:\s*(.+?)\.(?:\s|$)")
 """The concise teacher's first sentence; ALFWorld commands contain no '. ' of their own."""
@@ -97,14 +98,15 @@ def count(env, episode: dict) -> dict[str, float]:
 
 def summarise(run: Path) -> dict[str, dict[str, float]]:
     settings = json.loads((run / "pipeline.json").read_text())["preset"]
-    if "ALFWORLD_DATA" not in os.environ:
-        sys.exit("set ALFWORLD_DATA to the run's game folder (the one it was run with)")
+    env_kwargs = dict(settings["env_kwargs"])
+    if "ALFWORLD_DATA" in os.environ:  # the run's game set elsewhere than where it was recorded (relative to its clone)
+        env_kwargs.pop("data_dir", None)
     table: dict[str, dict[str, float]] = {}
     for folder in sorted(run.glob("eval-*")):
         for level_dir in sorted(p for p in folder.iterdir() if (p / "episodes.jsonl").is_file()):
             env = make_env(
                 "alfworld", split=TASK_SPLITS["alfworld"]["test"], level=level_dir.name, horizon=settings["horizon"],
-                **settings["env_kwargs"],
+                **env_kwargs,
             )
             total: dict[str, float] = defaultdict(float)
             for line in (level_dir / "episodes.jsonl").read_text().splitlines():
