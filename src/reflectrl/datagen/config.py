@@ -28,8 +28,9 @@ class GenConfig:
     """Probability that the expert takes a uniformly random action instead of the oracle's."""
     decoy_prob: float = 0.0
     """Probability, at each expert step where the environment offers a decoy (`TextEnv.decoy_action`: AutoExplore
-    before reading the answer file, ALFWorld before going to where the object is), that the expert takes it: the data then shows moves that did not pay off
-    although nothing visible said so, and what the oracle does after them. 0: none (no random draw either)."""
+    before reading the answer file, ALFWorld before going to where the object is), that the expert takes it: the
+    data then shows moves that did not pay off although nothing visible said so, and what the oracle does after
+    them. 0: none (no random draw either)."""
     negatives: int = 2
     """Negative examples per episode: step off the optimal path at this many different steps."""
     misleading: float = 0.0

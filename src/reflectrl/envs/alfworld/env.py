@@ -59,6 +59,7 @@ from reflectrl.envs.alfworld.tasks import (
     parse_task_types,
 )
 from reflectrl.envs.alfworld.text import compact_feedback, compact_overview
+from reflectrl.envs.alfworld.world import World
 from reflectrl.envs.base import Outcome, TextEnv
 
 
@@ -244,19 +245,17 @@ class ALFWorldEnv(TextEnv):
         command = self.oracle_action()
         if not command.startswith("go to "):
             return None
-        facts = [(name, args) for name, args in self._game.facts() if len(args) == 2]
-        if any(name == "holds" for name, _ in facts):
+        world = World.read(self)
+        if world.held is not None:
             return None
         obj_type, _ = goal_types(self._record.game_id)
-        location = {recep: loc for name, (recep, loc) in facts if name == "receptacleatlocation"}
-        hidden = {loc for name, (obj, loc) in facts if name == "objectatlocation" and instance_type(obj) == obj_type}
-        hidden |= {location.get(recep) for name, (obj, recep) in facts if name == "inreceptacle" and instance_type(obj) == obj_type}
-        here = {loc for name, (_, loc) in facts if name == "atlocation"}
-        if location.get(command[6:]) not in hidden - {None}:
+        objects = {*world.object_loc, *world.container}
+        hidden = {world.where(o) for o in objects if instance_type(o) == obj_type} - {None}
+        if world.recep_loc.get(command[6:]) not in hidden:
             return None  # not the search: the oracle carries on to the target receptacle or walks past
         decoys = [
             a for a in self._game.admissible
-            if a.startswith("go to ") and a[6:] not in self._visited and location.get(a[6:]) not in hidden | here
+            if a.startswith("go to ") and a[6:] not in self._visited and world.recep_loc.get(a[6:]) not in hidden | {world.agent}
         ]
         return decoys[int(rng.integers(len(decoys)))] if decoys else None
 
