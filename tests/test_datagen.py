@@ -260,3 +260,21 @@ def test_decoy_reads_put_reads_that_do_not_answer_into_autoexplore_data(tmp_path
     assert after_reads(plain.out) and all(r["oracle_action"].startswith("id ") for r in after_reads(plain.out))
     others = [r for r in after_reads(decoys.out) if not r["oracle_action"].startswith("id ")]
     assert others and all("does not answer it" in r["completion"] for r in others)
+
+
+def test_label_after_data_lists_labels_after_actions_and_leaves_reflector_rows_alone(tmp_path, smollm2_tokenizer):
+    from reflectrl.datagen.validate import menu_in_prompt
+
+    first = _gen(tmp_path, smollm2_tokenizer, name="first", episodes=3)
+    after = _gen(tmp_path, smollm2_tokenizer, name="after", episodes=3, label_after=True)
+    for name in ("policy.jsonl", "plain.jsonl"):
+        rows, twins = load_rows(after.out / name), load_rows(first.out / name)
+        assert len(rows) == len(twins) > 0
+        for row, twin in zip(rows, twins):
+            assert row["label_after"] is True and twin["label_after"] is False
+            assert (row["labels"], row["completion"]) == (twin["labels"], twin["completion"])
+            listed = menu_in_prompt(row["prompt"], label_after=True)
+            assert listed == dict(zip(row["labels"], row["menu_actions"]))
+            assert f"{row['oracle_action']} ({row['completion']})" in row["prompt"]
+    # The reflector reads no labelled menu, so its rows do not change.
+    assert (after.out / "reflector.jsonl").read_bytes() == (first.out / "reflector.jsonl").read_bytes()

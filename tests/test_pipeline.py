@@ -224,6 +224,17 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
     assert rl_config("taxi", preset("cpu", "taxi")).algo == "grpo"
 
 
+def test_a_preset_with_label_after_menus_writes_its_data_that_way(tmp_path):
+    from reflectrl.datagen import load_rows
+    from reflectrl.pipeline.run import _data_stage
+
+    chosen = replace(preset("tiny", "taxi"), label_after=True)
+    _data_stage("taxi", chosen, False, tmp_path / "data")
+    rows = load_rows(tmp_path / "data" / "policy.jsonl")
+    assert rows and all(r["label_after"] for r in rows)
+    assert all(f"{r['oracle_action']} ({r['completion']})" in r["prompt"] for r in rows)
+
+
 def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
     from reflectrl.pipeline.run import _paired
 

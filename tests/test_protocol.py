@@ -43,6 +43,25 @@ def test_smollm2_labels_are_single_tokens_after_the_cue(smollm2_tokenizer):
     assert len(smollm2_tokenizer.encode("10", add_special_tokens=False)) == 2
 
 
+def test_label_after_menus_put_each_label_after_its_action_and_read_back(smollm2_tokenizer):
+    from reflectrl.datagen.validate import menu_in_prompt
+
+    state = taxi_state()
+    labels = LabelSet.for_tokenizer(smollm2_tokenizer)
+    first = Menu.build(state.actions, labels, np.random.default_rng(1))
+    after = Menu.build(state.actions, labels, np.random.default_rng(1), label_after=True)
+    assert after.labels == first.labels and after.token_ids == first.token_ids  # only the layout differs
+    assert after.render().split("\n") == [f"{a} ({l})" for l, a in zip(after.labels, state.actions)]
+    prompt = policy_prompt(state, "Next: go north.", after)
+    assert prompt.endswith(after.render() + "\n" + ACTION_CUE)
+    assert menu_in_prompt(prompt, label_after=True) == dict(zip(after.labels, state.actions))
+    assert menu_in_prompt(policy_prompt(state, "Next: go north.", first)) == dict(zip(first.labels, state.actions))
+    # The label token in the menu is the token the policy answers with.
+    for label, token in zip(after.labels, after.token_ids):
+        assert token in smollm2_tokenizer.encode(f"{state.actions[0]} ({label})", add_special_tokens=False)
+    assert parse_label(after.labels[2], after) == 2
+
+
 def test_labels_can_be_shuffled_and_parsed_back():
     state = taxi_state()
     labels = LabelSet.plain()

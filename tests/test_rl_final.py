@@ -17,7 +17,7 @@ def test_a_kill_while_saving_the_final_policy_leaves_no_adapter_without_its_valu
     trainer = OnlineTrainer(config, players.policy, engine, levels=("short",))
     final = tmp_path / "final"
 
-    def killed(folder, shuffle_labels):
+    def killed(folder, shuffle_labels, label_after=False):
         raise KeyboardInterrupt  # the process dies after the adapter and value head are on disk
 
     monkeypatch.setattr(online, "save_label_order", killed)

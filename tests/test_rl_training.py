@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.envs.corridor import CorridorEnv
-from reflectrl.protocol import load_label_order, save_label_order
+from reflectrl.protocol import MenuLayout, load_label_order, save_label_order
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.trainers.checkpoint import latest_checkpoint
 from reflectrl.trainers.online import (
@@ -183,10 +183,18 @@ def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_froze
     ref = players.reference.forward_ids([step.prompt_ids], [step.label_ids])
     assert torch.allclose(out.log_probs, ref.log_probs) and out.values is not None
     # The label order travels with the policy: trained with fixed labels, loaded with fixed labels.
-    assert load_label_order(tmp_path / "start") is False
+    assert load_label_order(tmp_path / "start") == MenuLayout(shuffle_labels=False, label_after=False)
     assert load_rl_players(str(tmp_path / "start"), None).agent.shuffle_labels is False
-    save_label_order(tmp_path / "start", True)
-    assert load_rl_players(str(tmp_path / "start"), None).agent.shuffle_labels is True
+    save_label_order(tmp_path / "start", True, label_after=True)
+    loaded = load_rl_players(str(tmp_path / "start"), None).agent
+    assert loaded.shuffle_labels is True and loaded.label_after is True
+    # A record written before the layout existed holds the label order only: label first.
+    (tmp_path / "start" / "label_order.json").write_text('{"shuffle_labels": false}')
+    assert load_label_order(tmp_path / "start") == MenuLayout(shuffle_labels=False, label_after=False)
+    # The trainer saves the layout its agent plays with.
+    first.engine.agent.label_after = True
+    first.save_final(tmp_path / "after")
+    assert load_label_order(tmp_path / "after") == MenuLayout(shuffle_labels=False, label_after=True)
 
 
 def test_same_seed_gives_the_same_run_and_another_seed_does_not():

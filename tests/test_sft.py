@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from reflectrl.datagen import GenConfig, generate, load_rows
 from reflectrl.models import prefix
 from reflectrl.models.prefix import shared_prefix_length
-from reflectrl.protocol import LabelSet, load_label_order
+from reflectrl.protocol import LabelSet, MenuLayout, load_label_order
 from reflectrl.trainers.sft import (
     CHECKPOINTS,
     WarmupConfig,
@@ -135,7 +135,7 @@ def test_plain_sft_writes_adapter_config_metrics_and_logs(taxi_data, tmp_path):
     assert saved["role"] == "plain" and saved["learning_rate"] == 5e-3
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert list((out / "logs").glob("events.out.tfevents.*"))
-    assert load_label_order(out) is True  # the fixture's data shuffles labels; rollouts must too
+    assert load_label_order(out) == MenuLayout(shuffle_labels=True, label_after=False)  # as the fixture's data
     model, _ = load_model(out)
     assert isinstance(model, PeftModel)
     # The adapter changed the model: its LoRA B matrices are no longer zero.
@@ -249,3 +249,30 @@ def test_sft_cli_reports_errors_without_traceback(tmp_path):
 
     result = CliRunner().invoke(app, ["sft", "--role", "plain", "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_a_policy_trained_on_label_after_menus_records_it_and_plays_with_it(smollm2_tokenizer, tmp_path):
+    from reflectrl.envs import make_env
+    from reflectrl.protocol import State
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    data = tmp_path / "data"
+    generate(
+        GenConfig(env="taxi", out=str(data), episodes=4, negatives=0, level="pickup", horizon=6, label_after=True),
+        tokenizer=smollm2_tokenizer, show_progress=False,
+    )
+    out = tmp_path / "policy"
+    run_warmup(_config(data, out, role="policy", max_steps=1, eval_steps=0), show_progress=False)
+    assert load_label_order(out) == MenuLayout(shuffle_labels=True, label_after=True)
+    players = load_rl_players(str(out), None)
+    assert players.agent.label_after is True
+    env = make_env("taxi", level="pickup")
+    _, info = env.reset(seed=0)
+    _, records = players.agent.act([State.from_info(info)], greedy=True)
+    assert f"{info['actions'][0]} ({records[0].labels[0]})" in records[0].prompt
+    # A file that mixes both layouts is refused before any training.
+    rows = [json.loads(line) for line in (data / "policy.jsonl").read_text().splitlines()]
+    rows[0]["label_after"] = False
+    (data / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(WarmupError, match="mixes"):
+        run_warmup(_config(data, tmp_path / "mixed", role="policy", data=str(data / "mixed.jsonl")), show_progress=False)

@@ -84,6 +84,8 @@ class Agent(Protocol):
 
     shuffle_labels: bool
     """Whether menus are shuffled per state; a trained policy is saved with it, so evaluation presents menus alike."""
+    label_after: bool
+    """Whether menu entries read "action (label)" (`protocol.Menu.label_after`); saved with a trained policy too."""
     reflect_seconds: float
     """Seconds spent writing reflections so far (0 without a reflector), to split rollout time into reflect/decide."""
 
@@ -103,6 +105,7 @@ class SeededAgent:
     """The `Agent` bookkeeping every agent here shares: its seeded `rng`, no reflection time."""
 
     shuffle_labels = False
+    label_after = False
     reflect_seconds = 0.0
 
     def __init__(self, seed: int = 0):
@@ -115,10 +118,11 @@ class SeededAgent:
 class _LabelHeadAgent(SeededAgent):
     """Shared menu building and label-head decision of `ReflectiveAgent` and `PlainAgent`."""
 
-    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool, seed: int):
+    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool, label_after: bool, seed: int):
         super().__init__(seed)
         self.policy = policy
         self.shuffle_labels = bool(shuffle_labels)
+        self.label_after = bool(label_after)
         self._count = policy.count_tokens
 
     def _menus(self, states: Sequence[State]) -> list[Menu]:
@@ -126,7 +130,7 @@ class _LabelHeadAgent(SeededAgent):
             if not state.actions:
                 raise ValueError("a state has no actions (the episode is over); act only on running episodes")
         rng = self.rng if self.shuffle_labels else None
-        return [Menu.build(state.actions, self.policy.label_set, rng) for state in states]
+        return [Menu.build(state.actions, self.policy.label_set, rng, label_after=self.label_after) for state in states]
 
     def _decide(
         self,
@@ -177,8 +181,10 @@ class _LabelHeadAgent(SeededAgent):
 class ReflectiveAgent(_LabelHeadAgent):
     """Reflect-RL: reflector, then the label-head policy."""
 
-    def __init__(self, reflector: Reflector, policy: LabelPolicy, *, shuffle_labels: bool = True, seed: int = 0):
-        super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
+    def __init__(
+        self, reflector: Reflector, policy: LabelPolicy, *, shuffle_labels: bool = True, label_after: bool = False, seed: int = 0
+    ):
+        super().__init__(policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=seed)
         self.reflector = reflector
 
     def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
@@ -210,8 +216,8 @@ class ReflectiveAgent(_LabelHeadAgent):
 class PlainAgent(_LabelHeadAgent):
     """The no-reflection baseline: the label-head policy reads state and menu only."""
 
-    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool = True, seed: int = 0):
-        super().__init__(policy, shuffle_labels=shuffle_labels, seed=seed)
+    def __init__(self, policy: LabelPolicy, *, shuffle_labels: bool = True, label_after: bool = False, seed: int = 0):
+        super().__init__(policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=seed)
 
     def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Pick one action per state (one forward pass)."""

@@ -36,8 +36,9 @@ REFLECT_CUE = "Reflection:"
 ACTION_CUE = "Answer with the label of one action.\nAction label:\n"
 """Ends every policy prompt; the label token follows directly (no space)."""
 LABEL_ORDER_FILE = "label_order.json"
-"""Written next to a trained policy: whether it was trained with labels shuffled per step, so that
-rollouts and evaluation present menus the way the policy learned them."""
+"""Written next to a trained policy: whether it was trained with labels shuffled per step and where
+its menus put the label (`Menu.label_after`), so that rollouts and evaluation present menus the way
+the policy learned them."""
 
 LABEL_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 HISTORY_CUT_NOTE = "(earlier steps omitted)"
@@ -118,9 +119,21 @@ class Menu:
     labels: tuple[str, ...]
     token_ids: tuple[int, ...] = field(default=())
     """Label token id of each action (empty for a tokenizer-free label set)."""
+    label_after: bool = False
+    """Write each entry as "go to drawer 1 (G)" instead of "G. go to drawer 1".
+
+    A causal model reads an entry's label token before its action when the label comes first, so the
+    label token cannot hold what it labels; written after the action, it can, and choosing becomes
+    "copy the label token whose action matches the reflection". On ALFWorld's menus of about 22
+    entries, 160 SFT steps taught the reflective policy to pick its reflection's command in 92% of
+    held-out rows this way, against 34% with the label first (experiments/alfworld_rl). Off by
+    default: the paper's layout, and the one the taxi and AutoExplore results were measured with.
+    """
 
     @classmethod
-    def build(cls, actions: Sequence[str], label_set: LabelSet, rng: np.random.Generator | None = None) -> "Menu":
+    def build(
+        cls, actions: Sequence[str], label_set: LabelSet, rng: np.random.Generator | None = None, *, label_after: bool = False
+    ) -> "Menu":
         """Assign labels to actions; with `rng`, the first len(actions) labels are shuffled.
 
         Shuffling per step keeps a policy from learning "the first action is
@@ -134,7 +147,7 @@ class Menu:
         order = rng.permutation(n) if rng is not None else np.arange(n)
         labels = tuple(label_set.labels[i] for i in order)
         ids = tuple(label_set.token_ids[i] for i in order) if label_set.token_ids else ()
-        return cls(tuple(actions), labels, ids)
+        return cls(tuple(actions), labels, ids, bool(label_after))
 
     def label_of(self, action_index: int) -> str:
         return self.labels[action_index]
@@ -147,6 +160,8 @@ class Menu:
             return None
 
     def render(self) -> str:
+        if self.label_after:
+            return "\n".join(f"{action} ({label})" for label, action in zip(self.labels, self.actions))
         return "\n".join(f"{label}. {action}" for label, action in zip(self.labels, self.actions))
 
 
@@ -280,18 +295,32 @@ def clean_reflection(text: str) -> str:
     return " ".join(text.replace("\ufffd", "").split())
 
 
-def save_label_order(folder, shuffle_labels: bool) -> None:
-    """Record in a policy folder whether its menus had shuffled labels (see `LABEL_ORDER_FILE`)."""
+@dataclass(frozen=True)
+class MenuLayout:
+    """How a policy's menus look (recorded in `LABEL_ORDER_FILE`)."""
+
+    shuffle_labels: bool
+    """Labels shuffled per step (else in menu order)."""
+    label_after: bool = False
+    """Labels written after their actions (`Menu.label_after`)."""
+
+
+def save_label_order(folder, shuffle_labels: bool, label_after: bool = False) -> None:
+    """Record in a policy folder how its menus looked (see `LABEL_ORDER_FILE`)."""
     import json
     from pathlib import Path
 
     from reflectrl.storage import atomic_write_bytes
 
-    atomic_write_bytes(Path(folder, LABEL_ORDER_FILE), (json.dumps({"shuffle_labels": bool(shuffle_labels)}) + "\n").encode())
+    record = {"shuffle_labels": bool(shuffle_labels), "label_after": bool(label_after)}
+    atomic_write_bytes(Path(folder, LABEL_ORDER_FILE), (json.dumps(record) + "\n").encode())
 
 
-def load_label_order(folder) -> bool | None:
-    """The label order a policy folder records: True (shuffled per step), False (fixed), None (no record)."""
+def load_label_order(folder) -> MenuLayout | None:
+    """The menu layout a policy folder records, or None without a record.
+
+    Records written before `label_after` existed hold only the label order: label first.
+    """
     import json
     from pathlib import Path
 
@@ -299,6 +328,7 @@ def load_label_order(folder) -> bool | None:
     if not path.is_file():
         return None
     try:
-        return bool(json.loads(path.read_text())["shuffle_labels"])
-    except (ValueError, KeyError, TypeError) as error:
+        record = json.loads(path.read_text())
+        return MenuLayout(bool(record["shuffle_labels"]), bool(record.get("label_after", False)))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{path} is not a label-order record: {error}") from None

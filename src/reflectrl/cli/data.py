@@ -50,6 +50,9 @@ def gen_data(
     max_prompt_tokens: Optional[int] = typer.Option(None, min=16, help="Prompt budget in tokens (default: the tokenizer's limit)."),
     env_arg: list[str] = typer.Option([], "--env-arg", help="Extra environment argument KEY=VALUE (repeatable)."),
     shuffle_labels: bool = typer.Option(True, "--shuffle-labels/--fixed-labels", help="Shuffle action labels per step (as rollouts do by default)."),
+    label_after: bool = typer.Option(
+        False, "--label-after/--label-first", help='Write menu entries as "action (label)" instead of "label. action".'
+    ),
     cache: Optional[Path] = typer.Option(None, help="Teacher answer cache (SQLite; default OUT/teacher_cache.sqlite)."),
     base_url: Optional[str] = typer.Option(None, help="openai teacher: server URL up to /v1 (default $OPENAI_BASE_URL)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", help="openai teacher: environment variable holding the key."),
@@ -79,7 +82,7 @@ def gen_data(
         env=env_name, out=str(out), teacher=teacher, episodes=episodes, random_prob=random_prob,
         decoy_prob=decoy_prob, negatives=negatives, misleading=misleading, split=split, seed=seed, level=level, horizon=horizon,
         env_kwargs=_parse_env_kwargs(env_arg), model=model, max_prompt_tokens=max_prompt_tokens,
-        shuffle_labels=shuffle_labels,
+        shuffle_labels=shuffle_labels, label_after=label_after,
     )
     try:
         config.check()

@@ -84,6 +84,10 @@ def train(
         None, "--shuffle-labels/--fixed-labels",
         help="Shuffle action labels per step (default: as the --policy checkpoint was trained, else shuffled).",
     ),
+    label_after: Optional[bool] = typer.Option(
+        None, "--label-after/--label-first",
+        help='Menu entries as "action (label)" or "label. action" (default: as the --policy checkpoint was trained, else label first).',
+    ),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
     *,
@@ -150,6 +154,7 @@ def _run(args: dict[str, Any]) -> None:
         "lora_r": args["lora_r"],
         "lora_alpha": args["lora_alpha"],
         "shuffle_labels": args["shuffle_labels"],
+        "label_after": args["label_after"],
         "bf16": args["run"].bf16,
         "env_options": env_kwargs,
         "eval_env_options": eval_kwargs,
@@ -169,7 +174,7 @@ def _run(args: dict[str, Any]) -> None:
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
         lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
-        device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        label_after=args["label_after"], device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
         accelerator=accelerator,
     )
     try:

@@ -53,6 +53,8 @@ class GenConfig:
     """Prompt budget (older history is cut first, see `reflectrl.protocol`); None: the tokenizer's limit."""
     shuffle_labels: bool = True
     """Shuffle the labels of every menu (as rollouts do)."""
+    label_after: bool = False
+    """Write menu entries as "action (label)" instead of "label. action" (`protocol.Menu.label_after`)."""
 
     def seed_of(self, episode: int) -> int:
         """The environment seed of episode `episode`."""

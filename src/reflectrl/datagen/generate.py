@@ -205,7 +205,9 @@ def generate(
                     for s in samples
                 ]
                 reflections = [clean_reflection(text) for text in teacher.reflect(requests)]
-                row_args = dict(level=level, split=config.split, label_set=label_set, count=count, budget=budget)
+                row_args = dict(
+                    level=level, split=config.split, label_set=label_set, count=count, budget=budget, label_after=config.label_after
+                )
                 rows = build_rows(samples, reflections, env=entry.name, rng=label_rng, **row_args)
                 if config.misleading > 0:
                     # Its own random stream, so the other rows are the same as without misleading rows.

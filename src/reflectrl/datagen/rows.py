@@ -64,18 +64,24 @@ def build_rows(
     count: Callable[[str], int] | None,
     budget: int | None,
     roles: Sequence[str] = ROLES,
+    label_after: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows of each of `roles` (each prompt costs a token count); a sample whose reflection is empty gets no reflector or policy row."""
+    """Rows of each of `roles` (each prompt costs a token count); a sample whose reflection is empty gets no reflector or policy row.
+
+    `label_after` writes menus as "action (label)" (`protocol.Menu.label_after`); policy and plain
+    rows say so in their ``label_after`` column, which SFT records with the trained policy.
+    """
     rows: dict[str, list[dict[str, Any]]] = {role: [] for role in roles}
     for sample, reflection in zip(samples, reflections, strict=True):
         meta = _meta(sample, env, level, split)
-        menu = Menu.build(sample.state.actions, label_set, rng)
+        menu = Menu.build(sample.state.actions, label_set, rng, label_after=label_after)
         index = sample.state.actions.index(sample.best_action)
         choice = {
             "completion": menu.label_of(index),
             "labels": list(menu.labels),
             "menu_actions": list(menu.actions),
             "action_index": index,
+            "label_after": menu.label_after,
         }
         if "plain" in rows:
             rows["plain"].append({"prompt": plain_prompt(sample.state, menu, count, budget), **choice, **meta})

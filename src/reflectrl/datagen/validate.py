@@ -26,10 +26,11 @@ class InvalidRows(ValueError):
 
 
 _MENU_LINE = re.compile(r"^(\S+)\. (.*)$")
+_MENU_LINE_LABEL_AFTER = re.compile(r"^(.*) \((\S+)\)$")
 
 
-def menu_in_prompt(prompt: str) -> dict[str, str]:
-    """label -> action as listed in a policy or plain prompt's "Actions:" block."""
+def menu_in_prompt(prompt: str, label_after: bool = False) -> dict[str, str]:
+    """label -> action as listed in a policy or plain prompt's "Actions:" block (`Menu.label_after` layout if set)."""
     if not prompt.endswith(ACTION_CUE):
         return {}
     body = prompt[: -len(ACTION_CUE)]
@@ -38,15 +39,20 @@ def menu_in_prompt(prompt: str) -> dict[str, str]:
         return {}
     listed = {}
     for line in body[start + len("\nActions:\n") :].rstrip("\n").split("\n"):
-        match = _MENU_LINE.match(line)
-        if match:
-            listed[match.group(1)] = match.group(2)
+        if label_after:
+            match = _MENU_LINE_LABEL_AFTER.match(line)
+            if match:
+                listed[match.group(2)] = match.group(1)
+        else:
+            match = _MENU_LINE.match(line)
+            if match:
+                listed[match.group(1)] = match.group(2)
     return listed
 
 
 def check_choice_row(row: dict[str, Any]) -> str | None:
     """Problem with a policy/plain row, or None."""
-    listed = menu_in_prompt(row.get("prompt", ""))
+    listed = menu_in_prompt(row.get("prompt", ""), bool(row.get("label_after")))
     label = row.get("completion")
     if not listed:
         return "the prompt has no labelled action list ending with the action cue"

@@ -208,7 +208,7 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
         random_prob=preset.data.random_prob, decoy_prob=preset.data.decoy_prob, negatives=preset.data.negatives, misleading=preset.data.misleading,
         split="train", seed=preset.seed,
         level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
-        shuffle_labels=preset.shuffle_labels,
+        shuffle_labels=preset.shuffle_labels, label_after=preset.label_after,
     )
     result = generate(config, show_progress=progress)
     stats = result.stats
@@ -437,6 +437,7 @@ def _write_report(
         "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
         "evaluation": "; ".join(plans) + "; greedy decisions, "
         + (f"labels shuffled with seed {preset.seed}" if preset.shuffle_labels else "fixed labels (menu order)")
+        + (", written after each action" if preset.label_after else "")
         + "; the same episodes for every row",
         "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
         # sorted: a resumed run reads this record back from DONE.json, whose keys are sorted

@@ -20,7 +20,7 @@ class RolloutEngine(abc.ABC):
     """Plays batches of episodes with the current policy."""
 
     agent: Agent
-    """The agent that plays (the trainer reads its `shuffle_labels` to save it with the policy)."""
+    """The agent that plays (the trainer reads its `shuffle_labels` and `label_after` to save them with the policy)."""
 
     @abc.abstractmethod
     def collect(

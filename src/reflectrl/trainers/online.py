@@ -364,7 +364,7 @@ class OnlineTrainer:
     def _save_policy(self, folder: str | Path) -> None:
         self.policy.save(folder)
         # Saved next to the policy so evaluation presents menus the way it was trained.
-        save_label_order(folder, self.engine.agent.shuffle_labels)
+        save_label_order(folder, self.engine.agent.shuffle_labels, self.engine.agent.label_after)
 
     def _from_main(self, value: Any) -> Any:
         """The main process's `value`, in every process (it is this process's own without accelerate)."""

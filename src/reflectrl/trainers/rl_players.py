@@ -70,6 +70,7 @@ def load_rl_players(
     lora_alpha: int = 32,
     reflector_max_new_tokens: int = 64,
     shuffle_labels: bool | None = None,
+    label_after: bool | None = None,
     init_seed: int = 0,
     device: str | None = None,
     dtype: str | None = None,
@@ -81,16 +82,19 @@ def load_rl_players(
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
     `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
-    the same seed start from identical weights. `shuffle_labels` None takes the
-    label order the policy folder records (`protocol.LABEL_ORDER_FILE`), else shuffled.
+    the same seed start from identical weights. `shuffle_labels` and `label_after` None take
+    the menu layout the policy folder records (`protocol.LABEL_ORDER_FILE`), else shuffled
+    labels written first.
     `bf16` runs both players under bfloat16 autocast; None: the device's
     default (`models.precision`). `cache_reflections` puts an in-memory
     `CachedReflector` in front of the reflector (it must decode greedily).
     """
     from_adapter = is_adapter_folder(policy)
+    recorded = load_label_order(policy) if from_adapter else None
     if shuffle_labels is None:
-        recorded = load_label_order(policy) if from_adapter else None
-        shuffle_labels = True if recorded is None else recorded
+        shuffle_labels = True if recorded is None else recorded.shuffle_labels
+    if label_after is None:
+        label_after = False if recorded is None else recorded.label_after
     base = adapter_base_spec(policy) if from_adapter else str(policy)
     reflector_adapter = None
     remote = None
@@ -140,9 +144,9 @@ def load_rl_players(
         if cache_reflections:
             inner = cache = CachedReflector(inner, identity=reflector_identity(str(reflector), reflector_max_new_tokens))
         timed = TimedReflector(inner)
-        agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
+        agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=init_seed)
     else:
-        agent = PlainAgent(label_policy, shuffle_labels=shuffle_labels, seed=init_seed)
+        agent = PlainAgent(label_policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=init_seed)
     return RLPlayers(players, label_policy, agent, timed, reference, base, cache)
 
 

@@ -438,6 +438,14 @@ def _add_adapter(model, config: WarmupConfig):
     return get_peft_model(model, lora)
 
 
+def _label_after(rows: list[dict[str, Any]]) -> bool:
+    """Whether the rows' menus write labels after actions (data from before the column: label first)."""
+    layouts = {bool(row.get("label_after") or False) for row in rows}
+    if len(layouts) > 1:
+        raise WarmupError("the data mixes menus with labels first and labels after actions; a policy learns one layout")
+    return layouts.pop()
+
+
 def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list | None = None) -> WarmupResult:
     """Train one player by SFT as `config` says; returns the final metrics (also in OUT/metrics.json).
 
@@ -464,6 +472,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     atomic_write_json(out / CONFIG_FILE, asdict(config))
 
     rows = load_rows(config.data, config.role)
+    label_after = _label_after(rows) if config.role != "reflector" else False  # a mixed file fails before training
     train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
     if len(eval_rows) > config.max_eval_rows:
@@ -616,7 +625,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     if config.role != "reflector":
         # Rollouts must present menus the way the data did: fixed when every row has the labels in order.
         fixed = all(list(r["labels"]) == list(label_set.labels[: len(r["labels"])]) for r in rows)
-        save_label_order(out, shuffle_labels=not fixed)
+        save_label_order(out, shuffle_labels=not fixed, label_after=label_after)
     writer.close()
     atomic_write_json(out / METRICS_FILE, metrics)
     return WarmupResult(out=out, metrics=metrics)
