@@ -13,7 +13,7 @@ those), and per row this script counts
 * the agent's commands against the oracle's (the planner's next command, which knows where the object is; in
   the errand part the planner's command is the only sensible one, in the search part it is privileged),
 * for reflective agents, whether the reflection's first command ("Next: go to shelf 4. ..." is what the
-  concise teacher wrote) is the oracle's, and whether the agent took it.
+  concise teacher wrote) is the oracle's, whether it is on the step's menu at all, and whether the agent took it.
 
     python experiments/alfworld_rl/episodes.py RUN_FOLDER    (from the clone the run was made in, or with
                                                                ALFWORLD_DATA naming its game set)
@@ -47,31 +47,32 @@ def seen(text: str, obj_type: str) -> bool:
     return re.search(rf"\b{re.escape(obj_type)} \d+\b", text.lower()) is not None
 
 
-def replay(env, episode: dict) -> tuple[list[str], list[bool], bool]:
+def replay(env, episode: dict) -> tuple[list[str], list[bool], bool, list[list[str]]]:
     """The oracle's command before each step, whether the agent was in the errand part (goal object seen) when it
-    chose, and whether it had seen one by the end."""
-    env.reset(seed=episode["seed"], options=episode["options"])
+    chose, whether it had seen one by the end, and the menu of each step."""
+    _, info = env.reset(seed=episode["seed"], options=episode["options"])
     obj_type, _ = goal_types(env.game.game_id)
-    oracle, errand, in_view = [], [], False
+    oracle, errand, in_view, menus = [], [], False, []
     for step in episode["trajectory"]:
         oracle.append(env.oracle_action())
         errand.append(in_view)
-        obs, _, terminated, truncated, _ = env.step(step["action"])
+        menus.append(list(info["actions"]))
+        obs, _, terminated, truncated, info = env.step(step["action"])
         in_view = in_view or seen(obs.split("Admissible actions:")[0].split("Observation:")[-1], obj_type)
         if terminated or truncated:
             break
-    return oracle, errand, in_view
+    return oracle, errand, in_view, menus
 
 
 def count(env, episode: dict) -> dict[str, float]:
     c: dict[str, float] = defaultdict(float)
-    oracle, errand, found = replay(env, episode)
+    oracle, errand, found, menus = replay(env, episode)
     obj_type, _ = goal_types(env.game.game_id)
     c["episodes"] = 1
     c["success"] = float(episode["success"])
     visited: set[str] = set()
     took = False
-    for step, best, in_errand in zip(episode["trajectory"], oracle, errand):
+    for step, best, in_errand, menu in zip(episode["trajectory"], oracle, errand, menus):
         action = step["action"]
         c["steps"] += 1
         part = "errand" if in_errand else "search"
@@ -90,6 +91,8 @@ def count(env, episode: dict) -> dict[str, float]:
             c[f"{part}_reflected"] += 1
             c[f"{part}_reflection_right"] += advice == best
             c["followed"] += advice == action
+            c["advice_on_menu"] += advice in menu
+            c["followed_on_menu"] += advice in menu and advice == action
     c["found"] = float(found or took)
     c["took"] = float(took)
     c["places"] = len(visited)
@@ -120,8 +123,8 @@ def render(table: dict[str, dict[str, float]]) -> str:
     lines = [
         "| row | episodes | object seen | taken | won | places visited (mean) | revisits / go to | idle commands / steps "
         "| search: agent = oracle | errand: agent = oracle | search: reflection = oracle | errand: reflection = oracle "
-        "| agent followed reflection |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| agent followed reflection | reflection's command on the menu | followed, when on the menu |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def share(part: float, whole: float) -> str:
@@ -134,7 +137,8 @@ def render(table: dict[str, dict[str, float]]) -> str:
             f"{c['places'] / n:.1f} | {share(c.get('revisits', 0), c.get('go', 0))} | {share(c.get('idle', 0), c['steps'])} | "
             f"{share(c.get('search_right', 0), c.get('search_steps', 0))} | {share(c.get('errand_right', 0), c.get('errand_steps', 0))} | "
             f"{share(c.get('search_reflection_right', 0), c.get('search_reflected', 0))} | "
-            f"{share(c.get('errand_reflection_right', 0), c.get('errand_reflected', 0))} | {share(c.get('followed', 0), c.get('reflected', 0))} |"
+            f"{share(c.get('errand_reflection_right', 0), c.get('errand_reflected', 0))} | {share(c.get('followed', 0), c.get('reflected', 0))} | "
+            f"{share(c.get('advice_on_menu', 0), c.get('reflected', 0))} | {share(c.get('followed_on_menu', 0), c.get('advice_on_menu', 0))} |"
         )
     return "\n".join(lines)
 
