@@ -37,16 +37,12 @@ def menu_in_prompt(prompt: str, label_after: bool = False) -> dict[str, str]:
     start = body.rfind("\nActions:\n")
     if start == -1:
         return {}
+    line_pattern, label_group = (_MENU_LINE_LABEL_AFTER, 2) if label_after else (_MENU_LINE, 1)
     listed = {}
     for line in body[start + len("\nActions:\n") :].rstrip("\n").split("\n"):
-        if label_after:
-            match = _MENU_LINE_LABEL_AFTER.match(line)
-            if match:
-                listed[match.group(2)] = match.group(1)
-        else:
-            match = _MENU_LINE.match(line)
-            if match:
-                listed[match.group(1)] = match.group(2)
+        match = line_pattern.match(line)
+        if match:
+            listed[match.group(label_group)] = match.group(3 - label_group)
     return listed
 
 

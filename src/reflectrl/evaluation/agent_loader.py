@@ -117,8 +117,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         spec.policy,
         reflector,
         reflector_max_new_tokens=spec.reflection_tokens,
-        shuffle_labels=None,  # label order and layout as the policy checkpoint was trained
-        label_after=None,
+        shuffle_labels=None,  # as the policy checkpoint was trained (label_after too, by default)
         init_seed=spec.seed,
         device=spec.device,
         reflector_url=spec.base_url,

@@ -440,7 +440,7 @@ def _add_adapter(model, config: WarmupConfig):
 
 def _label_after(rows: list[dict[str, Any]]) -> bool:
     """Whether the rows' menus write labels after actions (data from before the column: label first)."""
-    layouts = {bool(row.get("label_after") or False) for row in rows}
+    layouts = {bool(row.get("label_after")) for row in rows}
     if len(layouts) > 1:
         raise WarmupError("the data mixes menus with labels first and labels after actions; a policy learns one layout")
     return layouts.pop()

@@ -253,9 +253,10 @@ class ALFWorldEnv(TextEnv):
         hidden = {world.where(o) for o in objects if instance_type(o) == obj_type} - {None}
         if world.recep_loc.get(command[6:]) not in hidden:
             return None  # not the search: the oracle carries on to the target receptacle or walks past
+        skipped = hidden | {world.agent}
         decoys = [
             a for a in self._game.admissible
-            if a.startswith("go to ") and a[6:] not in self._visited and world.recep_loc.get(a[6:]) not in hidden | {world.agent}
+            if a.startswith("go to ") and a[6:] not in self._visited and world.recep_loc.get(a[6:]) not in skipped
         ]
         return decoys[int(rng.integers(len(decoys)))] if decoys else None
 
