@@ -9,8 +9,10 @@ from gymnasium.utils.env_checker import check_env
 import reflectrl  # noqa: F401  registers the gymnasium ids
 from reflectrl.envs import make_env
 from reflectrl.envs.alfworld import ALFWorldEnv
+from reflectrl.envs.alfworld.search import count_prior, train_prior
 from reflectrl.envs.alfworld.selfcheck import play_episode, run_checks
-from reflectrl.envs.alfworld.tasks import TASK_TYPES, goal_types
+from reflectrl.envs.alfworld.tasks import TASK_TYPES, goal_types, instance_type
+from reflectrl.envs.alfworld.world import World
 from reflectrl.envs.base import PAGE_ACTION_PREFIX
 
 
@@ -230,3 +232,58 @@ def test_show_visited_lists_every_place_gone_to_beyond_the_history_window(root):
     assert "Visited" not in other and places[0] not in other.split("Admissible actions:")[0]
     shown.reset(seed=0, options={"index": 0})
     assert "Visited" not in shown.step("look")[0]  # a new episode starts with no place visited
+
+
+def test_search_prior_counts_train_hiding_places_and_orders_by_them(tmp_path):
+    games = []
+    for i, lines in enumerate((
+        ["(inReceptacle Apple_bar_1 Fridge_bar_2)", "(inReceptacle Mug_bar_3 Cabinet_bar_4)"],
+        ["(inReceptacle Apple_bar_5 CounterTop_bar_6)", "(inReceptacle Apple_bar_7 Fridge_bar_8)",
+         "(inReceptacle Bowl_bar_9 Cabinet_bar_1)"],
+    )):
+        folder = tmp_path / f"game{i}"
+        folder.mkdir()
+        (folder / "initial_state.pddl").write_text("(:init\n" + "\n".join(lines) + "\n)")
+        games.append(folder / "game.tw-pddl")
+    (tmp_path / "no_state").mkdir()
+    prior = count_prior([*games, tmp_path / "no_state" / "game.tw-pddl"])
+    assert prior.games == 2 and prior.likeliest("apple") == ["fridge", "countertop"]
+    room = ["cabinet 10", "sinkbasin 1", "countertop 1", "cabinet 2", "fridge 1"]
+    # the object's own hiding places first, then where anything is hidden, then the rest; instances by number
+    assert prior.order("apple", room) == ["fridge 1", "countertop 1", "cabinet 2", "cabinet 10", "sinkbasin 1"]
+    assert prior.order("pen", room) == ["cabinet 2", "cabinet 10", "fridge 1", "countertop 1", "sinkbasin 1"]
+    with pytest.raises(FileNotFoundError, match="initial_state.pddl"):
+        train_prior(str(tmp_path), ("pick_and_place_simple",))
+
+
+def test_prior_search_follows_the_prior_and_finds_the_object_without_knowing_where_it_is(root):
+    for split in ("train", "valid_unseen"):
+        env = ALFWorldEnv(data_dir=root, split=split, horizon=100, oracle_search="prior")
+        assert env.prior is train_prior(str(root), env.task_types)  # always the train games' prior
+        for index in range(len(env.games)):
+            _, info = env.reset(seed=0, options={"index": index})
+            obj_type, _ = goal_types(info["game_id"])
+            visited: list[str] = []
+            while True:
+                command = env.oracle_action()
+                search = env.search_action()
+                world = World.read(env)
+                if world.held is not None:
+                    assert search is None
+                elif command.startswith("go to ") and not any(instance_type(o) == obj_type for o in world.container if world.container[o] in visited):
+                    # every receptacle the prior ranks higher is searched already or cannot be gone to from here
+                    order = env.prior.order(obj_type, list(world.recep_loc))
+                    for earlier in order[: order.index(command[6:])]:
+                        assert earlier in visited or f"go to {earlier}" not in info["actions"], (earlier, command)
+                    assert command[6:] not in visited
+                elif command.startswith("take "):
+                    assert command.split(" from ")[1] in visited  # only an object the agent has seen
+                if command.startswith("go to "):
+                    visited.append(command[6:])
+                _, _, terminated, truncated, info = env.step(command)
+                if terminated or truncated:
+                    break
+            assert info["success"], info["game_id"]  # the search is complete: given the steps, it always finds one
+    with pytest.raises(ValueError, match="oracle_search must be one of planner, prior"):
+        ALFWorldEnv(data_dir=root, oracle_search="psychic")
+    assert ALFWorldEnv(data_dir=root).search_action() is None  # the planner's oracle never searches

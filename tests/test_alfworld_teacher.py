@@ -96,3 +96,24 @@ def test_negatives_are_off_the_planners_shortest_plan(root, tmp_path, smollm2_to
         before = _plan_length(env)
         replay(env, row["seed"], row["taken"])
         assert _plan_length(env) + 1 > before, row["taken"]  # the step did not shorten the way to the goal
+
+
+def test_a_prior_search_is_explained_from_what_the_player_knows(root):
+    env = ALFWorldEnv(data_dir=root, split="train", horizon=30, max_actions=62, oracle_search="prior")
+    requests = alfworld_requests(env)
+    searching = [r for r in requests if r.facts["searching"]]
+    assert searching and any(not r.facts["searching"] for r in requests)
+    concise = make_teacher("oracle:concise").reflect(searching)
+    for request, text in zip(searching, concise):
+        place = request.facts["command"].split(" ", 2)[-1]
+        assert text.startswith(f"Next: {request.best_action}. "), text
+        # never where the object is: its usual places and what is not searched yet
+        assert "not searched yet" in text or "may be inside" in text, text
+        assert not any(f"{o} is in" in text for o in request.facts["places"]), text
+        assert place in text
+    # following the search is never a mistake, a step off it always is
+    env.reset(seed=0, options={"index": 0})
+    command = env.search_action()
+    assert command is not None and not EXPLAINER.assess(env, command).mistake
+    verdict = EXPLAINER.assess(env, "look")
+    assert verdict.mistake and verdict.better == command

@@ -17,6 +17,7 @@ from reflectrl.envs.autoexplore.env import (
     AutoExploreEnv,
 )
 from reflectrl.envs.autoexplore.taskset import Task, TaskSetError
+from reflectrl.envs.autoexplore.views import best_line, question_window
 from reflectrl.envs.base import PAGE_ACTION_PREFIX, run_policy
 from reflectrl.protocol import LabelSet, Menu, State, policy_prompt
 
@@ -200,6 +201,51 @@ def test_rewards_and_the_cat_then_id_rule(tmp_path):
     _, r, terminated, _, info = env.step("id notes.md")
     assert r == WRONG_ID_REWARD and terminated and not info["success"]
     assert ERROR_REWARD < STEP_REWARD
+
+
+HANDBOOK_QUESTION = 'Which document says: "The boiler is serviced every March by Ada Lovelace."?'
+
+
+def handbook(tmp_path):
+    root = tmp_path / "r"
+    root.mkdir()
+    lines = ["# Operations handbook"] + [f"Line {i}: the opening hours of the shop are posted at the door." for i in range(40)]
+    lines.insert(30, "The boiler is serviced every March by Ada Lovelace.")
+    (root / "handbook.md").write_text("\n".join(lines) + "\n")
+    (root / "short.md").write_text("# Short\nThe boiler room key hangs by the door.\n")
+    return [Task(id="t", question=HANDBOOK_QUESTION, kind="text", repository="r", root=str(root), targets=("handbook.md",), depth=0)]
+
+
+def test_question_view_jumps_to_the_line_that_matches_the_question(tmp_path):
+    tasks = handbook(tmp_path)
+    head = AutoExploreEnv(tasks=tasks, view_chars=160)
+    head.reset(seed=0)
+    seen = head.step("cat handbook.md")[4]["observation"]
+    assert "first 160 characters shown" in seen and "boiler" not in seen
+    env = AutoExploreEnv(tasks=tasks, view_chars=160, view_start="question")
+    env.reset(seed=0)
+    seen = env.step("cat handbook.md")[4]["observation"]
+    assert "its first line, then from line 31: 160 characters shown" in seen
+    view = seen.split("shown):\n", 1)[1]
+    assert view.startswith("# Operations handbook\n...\nThe boiler is serviced every March by Ada Lovelace.\nLine 29")
+    assert len(view) == 160
+    # a short file is shown whole, from its head, whatever it matches
+    seen = env.step("cat short.md")[4]["observation"]
+    assert seen.endswith("(47 bytes):\n# Short\nThe boiler room key hangs by the door.\n")
+    with pytest.raises(ValueError, match="view_start must be one of head, question"):
+        AutoExploreEnv(tasks=tasks, view_start="middle")
+
+
+def test_question_window_weights_words_by_rarity_and_keeps_the_head_when_it_can():
+    lines = ["the shop\n", "the shop opens at nine\n", "the boiler\n", "the shop closes at six\n"]
+    # "shop" is on three lines, "boiler" on one: the rare word decides; ties go to the earliest line
+    assert best_line(lines, "Where is the boiler of the shop?") == 2
+    assert best_line(lines, "When does the shop open or close?") == 0
+    assert best_line(lines, "Nothing in common?") == 0
+    text = "".join(lines)
+    assert question_window(text, "Where is the boiler?", 200) == (text, 1)  # the best line is within the head
+    assert question_window(text, "Where is the boiler?", 12) == ("the\n...\nthe ", 3)
+    assert question_window("", "Where is the boiler?", 12) == ("", 1)
 
 
 def test_horizon_truncates(tmp_path):

@@ -256,7 +256,7 @@ def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm
     concise = make_teacher("oracle:concise").reflect(requests)
     full = make_teacher("oracle").reflect(requests)
     assert any(r.last is not None and r.last.mistake for r in requests)
-    seen = {"read another": 0, "quoted": 0}
+    seen = {"read another": 0, "quoted": 0, "mentioned": 0}
     for request, text in zip(requests, concise):
         assert text.startswith(f"Next: {request.best_action}. "), text
         mistake = request.last is not None and request.last.mistake
@@ -267,9 +267,15 @@ def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm
         shown = request.facts["evidence"] in " ".join(request.state.observation.split())
         quoted = request.facts["evidence"] in text
         assert quoted == (request.best_action.startswith("id ") and shown), text
+        # Otherwise the phrase the question quotes, when the file view shows it (a data file's key or row name).
+        phrase = request.facts["quoted"]
+        mentioned = f'It mentions "{phrase}".' in text
+        visible = bool(phrase) and phrase in " ".join(request.state.observation.split())
+        assert mentioned == (request.best_action.startswith("id ") and not shown and visible), text
         seen["read another"] += read_another
         seen["quoted"] += quoted
-    assert seen["read another"] and seen["quoted"], seen
+        seen["mentioned"] += mentioned
+    assert seen["read another"] and seen["quoted"] and seen["mentioned"], seen
     lengths = [len(smollm2_tokenizer.encode(t)) for t in concise]
     assert max(lengths) <= 45 and sum(lengths) < 0.9 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
     # One template: the same request always gets the same text, whatever the teacher seed.

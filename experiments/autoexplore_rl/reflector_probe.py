@@ -6,7 +6,10 @@ folder (`AutoExploreEnv.decoy_action`). The reflector writes a reflection for ea
 evaluation), and the probe counts how often it recommends ``id`` in each; a reflector that has learned
 to read the file view recommends ``id`` after the answer and not after the other file.
 
-    python experiments/autoexplore_rl/reflector_probe.py REFLECTOR_FOLDER [--tasks 24] [--level depth1]
+    python experiments/autoexplore_rl/reflector_probe.py REFLECTOR_FOLDER [--tasks 24] [--level depth1] \
+        [--view-chars 300] [--view-start head]
+
+(the view settings must be those of the reflector's training data).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decisions import recommendation  # noqa: E402
 
 
-def states(level: str, tasks: int, view_chars: int = 300, horizon: int = 8):
+def states(level: str, tasks: int, view_chars: int = 300, horizon: int = 8, view_start: str = "head"):
     """(after the answer, after another file) state pairs, with the file names."""
     rng = np.random.default_rng(0)
     pairs = []
-    env = make_env("autoexplore", split="test", level=level, horizon=horizon, view_chars=view_chars)
+    env = make_env("autoexplore", split="test", level=level, horizon=horizon, view_chars=view_chars, view_start=view_start)
     count = len(env.tasks_at(level))
     for k in range(tasks):
         index = k * count // tasks
@@ -59,10 +62,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=24)
     parser.add_argument("--level", default="depth1")
     parser.add_argument("--tokens", type=int, default=24)
+    parser.add_argument("--view-chars", type=int, default=300)
+    parser.add_argument("--view-start", default="head", choices=("head", "question"))
     args = parser.parse_args()
     from reflectrl.protocol import reflector_prompt
 
-    pairs = states(args.level, args.tasks)
+    pairs = states(args.level, args.tasks, view_chars=args.view_chars, view_start=args.view_start)
     players = load_rl_players("smollm2-135m", args.reflector, reflector_max_new_tokens=args.tokens, device="cpu")
     policy = players.agent.policy
     flat = [s for pair in pairs for s, _ in pair]

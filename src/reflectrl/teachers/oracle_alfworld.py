@@ -87,7 +87,8 @@ def _costs(env: TextEnv, actions: list[str]) -> tuple[int, dict[str, int]] | Non
 def alfworld_assess(env: TextEnv, action: str) -> Assessment:
     best = oracle_menu_choice(env)
     command = env.oracle_action()
-    if action.startswith(PAGE_ACTION_PREFIX) or best.startswith(PAGE_ACTION_PREFIX):
+    if action.startswith(PAGE_ACTION_PREFIX) or best.startswith(PAGE_ACTION_PREFIX) or _off_planner(env):
+        # the search is judged by its own order: the planner's costs read where the object is
         fine = action == best
         return Assessment(action=action, mistake=not fine, better=None if fine else best)
     costs = _costs(env, [action])
@@ -107,6 +108,17 @@ def _same_spot(env: TextEnv, a: str, b: str) -> bool:
         return False
     locs = World.read(env).recep_loc
     return locs.get(a[6:]) is not None and locs.get(a[6:]) == locs.get(b[6:])
+
+
+def _off_planner(env: TextEnv) -> bool:
+    """The oracle's command comes from the prior-ordered search (or fetches what it found), not the planner."""
+    search = getattr(env, "search_action", None)
+    return search is not None and search() is not None
+
+
+def _searching(env: TextEnv) -> bool:
+    """Looking for the goal object: the search leads and no goal object has been seen yet."""
+    return _off_planner(env) and not env.seen_goal_objects()
 
 
 def alfworld_facts(env: TextEnv) -> dict[str, Any]:
@@ -132,6 +144,8 @@ def alfworld_facts(env: TextEnv) -> dict[str, Any]:
         "command": command,
         "spot": spot,
         "steps_left": len(env._plan or []),
+        "searching": _searching(env),
+        "likely": env.prior.likeliest(obj_type)[:3] if getattr(env, "prior", None) is not None else [],
     }
 
 
@@ -141,6 +155,8 @@ def _reason(facts: dict[str, Any]) -> str:
     command, obj, recep = facts["command"], facts["object"], facts["receptacle"]
     held = facts["holding"]
     verb, _, rest = command.partition(" ")
+    if facts.get("searching") and command.startswith(("go to ", "open ")):
+        return _search_reason(facts)
     if command.startswith("go to "):
         place = command[6:]
         if held and instance_type(held) == obj:
@@ -163,6 +179,18 @@ def _reason(facts: dict[str, Any]) -> str:
         o, r = rest.split(" to ", 1)
         return f"{o} belongs in a {recep}." if instance_type(r) == recep else f"{o} must be put down first."
     return "That is the next step of the task."
+
+
+def _search_reason(facts: dict[str, Any]) -> str:
+    """Why the search goes there, from what a player knows: the object's usual places and what is searched."""
+    command, obj = facts["command"], facts["object"]
+    if command.startswith("open "):
+        return f"{command[5:]} is closed; a {obj} may be inside."
+    place = command[6:]
+    kind = instance_type(place)
+    if kind in facts["likely"]:
+        return f"A {obj} is often in a {kind}; {place} is not searched yet."
+    return f"No {obj} seen yet; {place} is not searched yet."
 
 
 def _page_reason(request: ReflectionRequest) -> str:

@@ -15,6 +15,7 @@ not answer).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ def autoexplore_facts(env: TextEnv) -> dict[str, Any]:
         "targets": list(task.targets),
         "kind": task.kind,
         "evidence": evidence if len(evidence) <= 90 else evidence[:87] + "...",
+        "quoted": next(iter(re.findall(r'"([^"]+)"', task.question)), ""),
     }
 
 
@@ -99,9 +101,13 @@ def _concise_reason(request: ReflectionRequest) -> str:
     if verb == "cat":
         return f"{name} fits the question best."
     # Quote what the file just read says when the agent can see it too, so that "id" is tied to visible text (a
-    # read that does not show it is followed by another read, not by "id"); never quote what is not shown.
+    # read that does not show it is followed by another read, not by "id"); never quote what is not shown. A data
+    # question's evidence is a normalised record ("closing_time = 18:30"), never verbatim in the file: the phrase the
+    # question quotes is ("closing_time").
     if _shown(facts["evidence"], request.state.observation):
         return f"It says \"{facts['evidence']}\"."
+    if _shown(facts.get("quoted", ""), request.state.observation):
+        return f"It mentions \"{facts['quoted']}\"."
     return f"{name} holds the answer."
 
 

@@ -25,6 +25,10 @@ Household tasks ("put a hot apple in countertop") on alfworld's text engine.
   at; after any other step the planner plans again from the current state.
   At reset the plan is the game's stored walkthrough (for generated games the
   planner's own plan; for the real data set the walkthrough it ships with).
+  With ``oracle_search="prior"`` the oracle does not know where the goal
+  object is: until it holds one or has seen one, it searches the receptacles
+  in the order the train games hide the object type in, opening closed ones
+  (`search_action`, `reflectrl.envs.alfworld.search`); then the planner.
 * **Levels** (curriculum, cumulative): `easy` = games whose walkthrough has at
   most 4 steps, `medium` at most 8, `full` every game.
 
@@ -50,6 +54,7 @@ from reflectrl.envs.alfworld.dataset import (
     resolve_data_root,
 )
 from reflectrl.envs.alfworld.engine import AlfredEngine, require_engine, split_intro
+from reflectrl.envs.alfworld.search import SearchPrior, train_prior
 from reflectrl.envs.alfworld.tasks import (
     DEFAULT_TASK_TYPES,
     LEVELS,
@@ -61,6 +66,8 @@ from reflectrl.envs.alfworld.tasks import (
 from reflectrl.envs.alfworld.text import compact_feedback, compact_overview
 from reflectrl.envs.alfworld.world import World
 from reflectrl.envs.base import Outcome, TextEnv
+
+ORACLE_SEARCHES = ("planner", "prior")
 
 
 class ALFWorldEnv(TextEnv):
@@ -88,10 +95,13 @@ class ALFWorldEnv(TextEnv):
         show_visited: bool = False,
         win_reward: float = 1.0,
         step_reward: float = 0.0,
+        oracle_search: str = "planner",
     ):
         super().__init__(level=level, horizon=horizon, max_actions=max_actions, render_mode=render_mode)
         if history_length < 0:
             raise ValueError(f"history_length must be >= 0, got {history_length}")
+        if oracle_search not in ORACLE_SEARCHES:
+            raise ValueError(f"oracle_search must be one of {', '.join(ORACLE_SEARCHES)}, got {oracle_search!r}")
         require_engine()
         self.split = split
         self.task_types = parse_task_types(task_types)
@@ -100,8 +110,11 @@ class ALFWorldEnv(TextEnv):
         self.show_visited = bool(show_visited)
         self.win_reward = float(win_reward)
         self.step_reward = float(step_reward)
+        self.oracle_search = oracle_search
         root = resolve_data_root(data_dir)
         self.data_root = root if root is not None else ensure_default_games(self.task_types)
+        # counted now, so that a data folder without train games fails at construction, not mid-episode
+        self.prior: SearchPrior | None = train_prior(str(self.data_root), self.task_types) if oracle_search == "prior" else None
         self._all_games = find_games(self.data_root, split, self.task_types)
         if not self._all_games:
             raise FileNotFoundError(
@@ -224,15 +237,53 @@ class ALFWorldEnv(TextEnv):
         return super()._observation_text()
 
     def oracle_action(self) -> str:
-        """The planner expert's next command from the current state."""
+        """The expert's next command from the current state: the search's (see `search_action`), else the planner's."""
         if self._game is None or self._done:
             raise RuntimeError("no episode is running: call reset() before asking the oracle")
+        searching = self.search_action()
+        if searching is not None:
+            return searching
         admissible = self._game.admissible
         if not self._plan or self._plan[0] not in admissible:
             self._plan = self._game.plan()
         if not self._plan or self._plan[0] not in admissible:
             raise RuntimeError(f"the planner found no plan from the current state of {self._record.game_id}")
         return self._plan[0]
+
+    def search_action(self) -> str | None:
+        """The prior-ordered search's command while the agent holds nothing and has seen no goal object.
+
+        None with ``oracle_search="planner"``, once a goal object is held (the planner finishes the task), and
+        when no receptacle is left to search. A goal object seen in a receptacle gone to (and open) is fetched:
+        ``go to`` it, then ``take``, even where the planner would prefer another one that was never seen.
+        """
+        if self.prior is None or self._game is None or self._done:
+            return None
+        world = World.read(self)
+        if world.held is not None:
+            return None
+        admissible = set(self._game.admissible)
+        obj_type, _ = goal_types(self._record.game_id)
+        for obj, recep in sorted(self.seen_goal_objects(world), key=lambda seen: (world.recep_loc.get(seen[1]) != world.agent, seen)):
+            command = f"take {obj} from {recep}" if world.recep_loc.get(recep) == world.agent else f"go to {recep}"
+            if command in admissible:
+                return command
+        for recep in world.here():
+            if recep in self._visited and recep in world.closed and f"open {recep}" in admissible:
+                return f"open {recep}"  # what a closed receptacle holds is seen only once it is open
+        for recep in self.prior.order(obj_type, list(world.recep_loc)):
+            if recep not in self._visited and f"go to {recep}" in admissible:
+                return f"go to {recep}"
+        return None
+
+    def seen_goal_objects(self, world: World | None = None) -> list[tuple[str, str]]:
+        """(object, receptacle) for each goal object in an open receptacle gone to in this episode."""
+        world = World.read(self) if world is None else world
+        obj_type, _ = goal_types(self._record.game_id)
+        return sorted(
+            (o, r) for o, r in world.container.items()
+            if instance_type(o) == obj_type and r in self._visited and r not in world.closed
+        )
 
     def decoy_action(self, rng: np.random.Generator) -> str | None:
         """A ``go to`` another receptacle not visited yet and holding no goal object, when the oracle is about

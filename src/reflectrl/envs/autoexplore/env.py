@@ -5,7 +5,9 @@ current folder, the folder's listing, its command history and the result of
 its last command, and picks one action:
 
 * ``cd <folder>``: enter a sub-folder; ``cd ..``: go up (not offered at the root);
-* ``cat <file>``: read the head of a file (``view_chars`` characters);
+* ``cat <file>``: read a file: its head, or with ``view_start="question"`` a
+  window at the line that best matches the question (``view_chars``
+  characters either way; see `views`);
 * ``id <file>``: answer with this file; ends the episode. ``id`` is offered
   only for files already read in this episode, and a file read once is not
   offered for ``cat`` again, so every file carries exactly one action.
@@ -50,10 +52,11 @@ file or list of `Task`), ``split`` (``train``, ``test`` or ``all``),
 task by id, any split), ``level``, ``horizon``, ``max_actions``,
 ``leaveout_prob`` (per episode, hide each entry unrelated to the targets with
 this probability; never a folder on a target's path or a target),
-``view_chars``, and ``hide`` (entry names never shown unless on a target's
-path; default `DEFAULT_HIDE`: the folders the generator skips, such as
-``__pycache__`` and ``site-packages``, and tool folders such as ``.git``: no
-task is about them and they would only fill the prompt).
+``view_chars``, ``view_start`` (``head`` or ``question``, see `views`), and
+``hide`` (entry names never shown unless on a target's path; default
+`DEFAULT_HIDE`: the folders the generator skips, such as ``__pycache__`` and
+``site-packages``, and tool folders such as ``.git``: no task is about them and
+they would only fill the prompt).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ import numpy as np
 from reflectrl.envs.autoexplore.generator import DEFAULT_EXCLUDE
 from reflectrl.envs.autoexplore.sandbox import DIR, FILE, Entry, FileView, Listing, Sandbox, display_name, show_path
 from reflectrl.envs.autoexplore.taskset import Task, TaskSetError, load_tasks
+from reflectrl.envs.autoexplore.views import SCAN_CHARS, VIEW_STARTS, question_window
 from reflectrl.envs.base import Outcome, TextEnv
 
 STEP_REWARD = -1.0
@@ -118,6 +122,7 @@ class AutoExploreEnv(TextEnv):
         max_actions: int | None = DEFAULT_MAX_ACTIONS,
         leaveout_prob: float = 0.0,
         view_chars: int = DEFAULT_VIEW_CHARS,
+        view_start: str = "head",
         hide: tuple[str, ...] | None = None,
         render_mode: str | None = None,
     ):
@@ -128,6 +133,8 @@ class AutoExploreEnv(TextEnv):
             raise ValueError(f"leaveout_prob must be in [0, 1), got {leaveout_prob}")
         if int(view_chars) < 1:
             raise ValueError(f"view_chars must be at least 1, got {view_chars}")
+        if view_start not in VIEW_STARTS:
+            raise ValueError(f"view_start must be one of {', '.join(VIEW_STARTS)}, got {view_start!r}")
         if tasks is None:
             from reflectrl.envs.autoexplore.benchmark import builtin_tasks_path
 
@@ -138,6 +145,7 @@ class AutoExploreEnv(TextEnv):
         self.split = split
         self.leaveout_prob = float(leaveout_prob)
         self.view_chars = int(view_chars)
+        self.view_start = view_start
         self.hide = frozenset(DEFAULT_HIDE if hide is None else hide)
         self.fixed_index = index
         self.fixed_task_id = task_id
@@ -233,7 +241,10 @@ class AutoExploreEnv(TextEnv):
             if view.binary:
                 lines.append(f"Output of cat {display_name(path[-1])}: {view.text}")
             else:
-                shown = f", first {len(view.text):,} characters shown" if view.truncated else ""
+                if view.start_line > 1:
+                    shown = f"; its first line, then from line {view.start_line}: {len(view.text):,} characters shown"
+                else:
+                    shown = f", first {len(view.text):,} characters shown" if view.truncated else ""
                 lines.append(f"Output of cat {display_name(path[-1])} ({view.size:,} bytes{shown}):")
                 lines.append(view.text)
         return "\n".join(lines)
@@ -255,7 +266,7 @@ class AutoExploreEnv(TextEnv):
             self._cwd = path
             return Outcome(STEP_REWARD, feedback=f"entered {show_path(path)}")
         if verb == "cat":
-            view = self._sandbox.read_file(path, self.view_chars)
+            view = self._read_view(path)
             if view.error:
                 return Outcome(ERROR_REWARD, feedback=f"error: {view.error}")
             self._read.add(path)
@@ -313,6 +324,16 @@ class AutoExploreEnv(TextEnv):
         }
 
     # ------------------------------------------------------------ state helpers
+    def _read_view(self, path: tuple[str, ...]) -> FileView:
+        if self.view_start == "head":
+            return self._sandbox.read_file(path, self.view_chars)
+        view = self._sandbox.read_file(path, SCAN_CHARS)
+        if view.error or view.binary:
+            return view
+        text, start_line = question_window(view.text, self.task.question, self.view_chars)
+        truncated = view.truncated or len(text) < len(view.text)
+        return FileView(text=text, size=view.size, truncated=truncated, start_line=start_line)
+
     def _listing(self, parts: tuple[str, ...]) -> Listing:
         """The listing of a folder, read once per episode (the episode sees one consistent tree)."""
         if parts not in self._listings:

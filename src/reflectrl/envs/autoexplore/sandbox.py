@@ -84,12 +84,14 @@ class Listing:
 
 @dataclass(frozen=True)
 class FileView:
-    """The head of one file as text, a binary placeholder, or an error."""
+    """Part of one file as text, a binary placeholder, or an error."""
 
     text: str = ""
     size: int = 0
     """Size in bytes reported by the file system (a sparse file may claim terabytes)."""
     truncated: bool = False
+    start_line: int = 1
+    """The line the text jumps to after the file's first line (1: the text is the file's head)."""
     binary: bool = False
     error: str | None = None
 
