@@ -111,6 +111,11 @@ def test_a_prior_search_is_explained_from_what_the_player_knows(root):
         assert "not searched yet" in text or "may be inside" in text, text
         assert not any(f"{o} is in" in text for o in request.facts["places"]), text
         assert place in text
+    # the errand gives the task's own words, so the target type is read from the task line
+    errand = [r for r in requests if not r.facts["searching"] and r.facts["holding"] and r.facts["command"].startswith(("go to ", "move "))]
+    assert errand
+    for request, text in zip(errand, make_teacher("oracle:concise").reflect(errand)):
+        assert f"The task is to {request.state.task.rstrip('.')}." in text, text
     # following the search is never a mistake, a step off it always is
     env.reset(seed=0, options={"index": 0})
     command = env.search_action()

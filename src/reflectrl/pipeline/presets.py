@@ -294,6 +294,10 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # opened, the first goal object seen taken; the planner after that. It wins 23 of the 26 valid_unseen games
         # within 15 steps, and its every search step follows from the task, the room's receptacles and the places
         # visited so far, which the status line lists (`show_visited`; the history shows only the last 4 steps).
+        # Holding the object it goes to the target receptacle of the lowest number (the planner's nearest one is
+        # not shown), and the errand's reflections give the task's own words ("The task is to put a cd in shelf."):
+        # with "cd 1 belongs in a drawer" and the search's "A cd is often in a drawer", the 200-step reflector of
+        # the first prior-search run named the wrong target type, from where such objects are found.
         # Labels after the actions ("go to drawer 1 (G)", `Menu.label_after`): with the label first, 160 SFT steps
         # left the reflective policy taking its reflection's command in 34% of held-out rows (a shuffled menu of
         # about 22 entries; run 1: 0 of 26 unseen games, 13% of steps followed); with the label after, 92% on the
@@ -307,7 +311,9 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             # The reflector 200 steps instead of 60 (held-out token loss 0.157 -> 0.096): with the label-after policy
             # the SFT reflective agent won 1 of 26 unseen games with the 60-step reflector, 3 of 26 with this one; the
             # 60-step one wrote the errand's target wrong ("belongs in a countertop" for a drawer task).
-            "sft_by_role": {"reflector": {"max_steps": 200, "lr_scheduler": "cosine"}},
+            # 300 steps: on the expert's unseen-room states the 200-step reflector named the expert's command in 49%
+            # of search steps and 17-33% of errand steps (experiments/alfworld_rl/reflector_probe.py).
+            "sft_by_role": {"reflector": {"max_steps": 300, "lr_scheduler": "cosine"}},
             # RL starts on games whose walkthrough has at most 4 steps (in run 1 all 12 episodes of the first
             # full-level iteration failed, and GRPO learns nothing from a group with one return), and leaves out
             # the forward and backward passes of such groups (541 s of run 1's 863 s iteration).

@@ -118,7 +118,8 @@ def _off_planner(env: TextEnv) -> bool:
 
 def _searching(env: TextEnv) -> bool:
     """Looking for the goal object: the search leads and no goal object has been seen yet."""
-    return _off_planner(env) and not env.seen_goal_objects()
+    searching = getattr(env, "searching", None)
+    return searching is not None and searching()
 
 
 def alfworld_facts(env: TextEnv) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def alfworld_facts(env: TextEnv) -> dict[str, Any]:
         "spot": spot,
         "steps_left": len(env._plan or []),
         "searching": _searching(env),
-        "likely": env.prior.likeliest(obj_type)[:3] if getattr(env, "prior", None) is not None else [],
+        "task": env._task(),  # the task sentence the agent reads (the hook is how every env gives it)
     }
 
 
@@ -160,7 +161,7 @@ def _reason(facts: dict[str, Any]) -> str:
     if command.startswith("go to "):
         place = command[6:]
         if held and instance_type(held) == obj:
-            return f"{held} belongs in a {recep}."
+            return _task_reason(facts)
         for o, r in facts["places"].items():
             if r == place:
                 return f"{o} is in {place}."
@@ -177,20 +178,22 @@ def _reason(facts: dict[str, Any]) -> str:
         return f"{o} is here, in {r}." if instance_type(o) == obj else f"{o} is in the way."
     if verb == "move" and " to " in rest:
         o, r = rest.split(" to ", 1)
-        return f"{o} belongs in a {recep}." if instance_type(r) == recep else f"{o} must be put down first."
+        return _task_reason(facts) if instance_type(r) == recep else f"{o} must be put down first."
     return "That is the next step of the task."
 
 
+def _task_reason(facts: dict[str, Any]) -> str:
+    """The errand's reason, in the task's own words: the target type is then copied from the task line, not
+    guessed from where such objects are usually found (the search's reasons talk about that)."""
+    return f"The task is to {facts['task'].rstrip('.')}."
+
+
 def _search_reason(facts: dict[str, Any]) -> str:
-    """Why the search goes there, from what a player knows: the object's usual places and what is searched."""
+    """Why the search goes there, from what a player knows: no goal object seen yet, the place not searched."""
     command, obj = facts["command"], facts["object"]
     if command.startswith("open "):
         return f"{command[5:]} is closed; a {obj} may be inside."
-    place = command[6:]
-    kind = instance_type(place)
-    if kind in facts["likely"]:
-        return f"A {obj} is often in a {kind}; {place} is not searched yet."
-    return f"No {obj} seen yet; {place} is not searched yet."
+    return f"No {obj} seen yet; {command[6:]} is not searched yet."
 
 
 def _page_reason(request: ReflectionRequest) -> str:

@@ -27,7 +27,8 @@ Household tasks ("put a hot apple in countertop") on alfworld's text engine.
   planner's own plan; for the real data set the walkthrough it ships with).
   With ``oracle_search="prior"`` the oracle does not know where the goal
   object is: until it holds one or has seen one, it searches the receptacles
-  in the order the train games hide the object type in, opening closed ones
+  in the order the train games hide the object type in, opening closed ones,
+  and carries it to the target receptacle of the lowest number
   (`search_action`, `reflectrl.envs.alfworld.search`); then the planner.
 * **Levels** (curriculum, cumulative): `easy` = games whose walkthrough has at
   most 4 steps, `medium` at most 8, `full` every game.
@@ -54,7 +55,7 @@ from reflectrl.envs.alfworld.dataset import (
     resolve_data_root,
 )
 from reflectrl.envs.alfworld.engine import AlfredEngine, require_engine, split_intro
-from reflectrl.envs.alfworld.search import SearchPrior, train_prior
+from reflectrl.envs.alfworld.search import SearchPrior, instance_key, train_prior
 from reflectrl.envs.alfworld.tasks import (
     DEFAULT_TASK_TYPES,
     LEVELS,
@@ -251,19 +252,25 @@ class ALFWorldEnv(TextEnv):
         return self._plan[0]
 
     def search_action(self) -> str | None:
-        """The prior-ordered search's command while the agent holds nothing and has seen no goal object.
+        """The command of an expert that does not know where the goal object is (``oracle_search="prior"``).
 
-        None with ``oracle_search="planner"``, once a goal object is held (the planner finishes the task), and
-        when no receptacle is left to search. A goal object seen in a receptacle gone to (and open) is fetched:
-        ``go to`` it, then ``take``, even where the planner would prefer another one that was never seen.
+        While the agent holds nothing and has seen no goal object: the prior-ordered search (open a closed
+        receptacle just gone to, else go to the next receptacle not visited yet). A goal object seen in a
+        receptacle gone to (and open) is fetched: ``go to`` it, then ``take`` (even where the planner would
+        prefer one never seen). Holding it: ``go to`` the target receptacle of the lowest number, since which
+        one is nearest is not shown. None otherwise (the planner's turn: open the target, put the object in;
+        anything off the task), with ``oracle_search="planner"``, and when no receptacle is left to search.
         """
         if self.prior is None or self._game is None or self._done:
             return None
         world = World.read(self)
-        if world.held is not None:
-            return None
         admissible = set(self._game.admissible)
-        obj_type, _ = goal_types(self._record.game_id)
+        obj_type, recep_type = goal_types(self._record.game_id)
+        if world.held is not None:
+            if instance_type(world.held) != obj_type or any(instance_type(r) == recep_type for r in world.here()):
+                return None
+            targets = sorted((r for r in world.recep_loc if instance_type(r) == recep_type), key=instance_key)
+            return next((f"go to {r}" for r in targets if f"go to {r}" in admissible), None)
         for obj, recep in sorted(self.seen_goal_objects(world), key=lambda seen: (world.recep_loc.get(seen[1]) != world.agent, seen)):
             command = f"take {obj} from {recep}" if world.recep_loc.get(recep) == world.agent else f"go to {recep}"
             if command in admissible:
@@ -275,6 +282,13 @@ class ALFWorldEnv(TextEnv):
             if recep not in self._visited and f"go to {recep}" in admissible:
                 return f"go to {recep}"
         return None
+
+    def searching(self) -> bool:
+        """True while the prior-ordered search leads: ``oracle_search="prior"``, nothing held, no goal object seen."""
+        if self.prior is None or self._game is None or self._done:
+            return False
+        world = World.read(self)
+        return world.held is None and not self.seen_goal_objects(world) and self.search_action() is not None
 
     def seen_goal_objects(self, world: World | None = None) -> list[tuple[str, str]]:
         """(object, receptacle) for each goal object in an open receptacle gone to in this episode."""

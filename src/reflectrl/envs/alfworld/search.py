@@ -45,14 +45,16 @@ class SearchPrior:
         counts = self.by_object.get(obj_type, Counter())
 
         def key(name: str) -> tuple:
-            kind, _, number = name.rpartition(" ")
-            return (-counts[kind], -self.overall[kind], kind or name, int(number) if number.isdigit() else 0, name)
+            kind = instance_key(name)[0]
+            return (-counts[kind], -self.overall[kind], *instance_key(name))
 
         return sorted(receptacles, key=key)
 
-    def likeliest(self, obj_type: str) -> list[str]:
-        """Receptacle types that held `obj_type` in the train games, most often first."""
-        return [kind for kind, _ in self.by_object.get(obj_type, Counter()).most_common()]
+
+def instance_key(name: str) -> tuple[str, int, str]:
+    """'cabinet 10' -> ('cabinet', 10, 'cabinet 10'): instances of a type in number order, not text order."""
+    kind, _, number = name.rpartition(" ")
+    return (kind or name, int(number) if number.isdigit() else 0, name)
 
 
 def count_prior(game_files: list[Path]) -> SearchPrior:
