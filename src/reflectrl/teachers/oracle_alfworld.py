@@ -156,7 +156,7 @@ def _reason(facts: dict[str, Any]) -> str:
     command, obj, recep = facts["command"], facts["object"], facts["receptacle"]
     held = facts["holding"]
     verb, _, rest = command.partition(" ")
-    if facts.get("searching") and command.startswith(("go to ", "open ")):
+    if facts["searching"]:
         return _search_reason(facts)
     if command.startswith("go to "):
         place = command[6:]

@@ -261,34 +261,36 @@ class ALFWorldEnv(TextEnv):
         one is nearest is not shown. None otherwise (the planner's turn: open the target, put the object in;
         anything off the task), with ``oracle_search="planner"``, and when no receptacle is left to search.
         """
+        return self._search()[0]
+
+    def searching(self) -> bool:
+        """True while the prior-ordered search leads: ``oracle_search="prior"``, nothing held, no goal object seen."""
+        return self._search()[1]
+
+    def _search(self) -> tuple[str | None, bool]:
+        """(`search_action`, `searching`) from one read of the engine's facts (the teacher asks both every step)."""
         if self.prior is None or self._game is None or self._done:
-            return None
+            return None, False
         world = World.read(self)
         admissible = set(self._game.admissible)
         obj_type, recep_type = goal_types(self._record.game_id)
         if world.held is not None:
             if instance_type(world.held) != obj_type or any(instance_type(r) == recep_type for r in world.here()):
-                return None
+                return None, False
             targets = sorted((r for r in world.recep_loc if instance_type(r) == recep_type), key=instance_key)
-            return next((f"go to {r}" for r in targets if f"go to {r}" in admissible), None)
-        for obj, recep in sorted(self.seen_goal_objects(world), key=lambda seen: (world.recep_loc.get(seen[1]) != world.agent, seen)):
+            return next((f"go to {r}" for r in targets if f"go to {r}" in admissible), None), False
+        seen = self.seen_goal_objects(world)
+        for obj, recep in sorted(seen, key=lambda found: (world.recep_loc.get(found[1]) != world.agent, found)):
             command = f"take {obj} from {recep}" if world.recep_loc.get(recep) == world.agent else f"go to {recep}"
             if command in admissible:
-                return command
+                return command, False
         for recep in world.here():
             if recep in self._visited and recep in world.closed and f"open {recep}" in admissible:
-                return f"open {recep}"  # what a closed receptacle holds is seen only once it is open
+                return f"open {recep}", not seen  # what a closed receptacle holds is seen only once it is open
         for recep in self.prior.order(obj_type, list(world.recep_loc)):
             if recep not in self._visited and f"go to {recep}" in admissible:
-                return f"go to {recep}"
-        return None
-
-    def searching(self) -> bool:
-        """True while the prior-ordered search leads: ``oracle_search="prior"``, nothing held, no goal object seen."""
-        if self.prior is None or self._game is None or self._done:
-            return False
-        world = World.read(self)
-        return world.held is None and not self.seen_goal_objects(world) and self.search_action() is not None
+                return f"go to {recep}", not seen
+        return None, False
 
     def seen_goal_objects(self, world: World | None = None) -> list[tuple[str, str]]:
         """(object, receptacle) for each goal object in an open receptacle gone to in this episode."""
