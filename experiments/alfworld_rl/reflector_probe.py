@@ -28,7 +28,7 @@ from episodes import recommended  # noqa: E402
 
 
 def kind(env, command: str) -> str:
-    searching = env.search_action() is not None and not env.seen_goal_objects()
+    searching = env.searching()  # nothing held, no goal object seen: carrying it to the target is the errand
     verb = command.split(" ", 1)[0]
     if command.startswith("go to "):
         return "search: go to" if searching else "errand: go to"
