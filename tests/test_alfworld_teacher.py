@@ -43,6 +43,30 @@ def test_concise_reflection_names_the_oracle_command_on_every_step(root, smollm2
     assert len(set(full)) > len(set(concise)) * 0.9  # the full style varies its wording
 
 
+def test_grounded_reflection_states_the_fact_first_then_the_concise_command(root, smollm2_tokenizer):
+    env = ALFWorldEnv(data_dir=root, split="train", horizon=30, max_actions=62, oracle_search="prior")
+    requests = alfworld_requests(env)
+    grounded = make_teacher("oracle:grounded").reflect(requests)
+    concise = make_teacher("oracle:concise").reflect(requests)
+    assert make_teacher("oracle:grounded").name not in (make_teacher("oracle:concise").name, make_teacher("oracle").name)
+    kinds = set()
+    for request, text, short in zip(requests, grounded, concise):
+        fact, command, verdict = short.removeprefix(f"Next: {request.best_action}. "), f"Next: {request.best_action}.", ""
+        if "Last step:" in fact:
+            fact, verdict = fact.split(" Last step:")
+            verdict = " Last step:" + verdict
+        verb, _, rest = request.best_action.partition(" ")
+        if verb == "move" and rest.split(" to ")[-1].split(" ")[0] == request.facts["receptacle"]:
+            # the target is named as here before the task's words: standing at it is what makes "move" right
+            assert text == f"{rest.split(' to ')[-1]} is here. {fact} {command}{verdict}", text
+            kinds.add("move")
+        else:
+            assert text == f"{fact} {command}{verdict}", (text, short)
+            kinds.add("take" if verb == "take" else "other")
+    assert kinds == {"move", "take", "other"}
+    assert max(len(smollm2_tokenizer.encode(t)) for t in grounded) <= 48
+
+
 def test_facts_know_what_the_agent_cannot_see(root):
     env = ALFWorldEnv(data_dir=root, split="train", max_actions=62)
     for i in range(len(env.games)):

@@ -142,8 +142,12 @@ def test_unknown_teacher_spec():
         make_teacher("gpt4")
     with pytest.raises(TeacherSpecError):
         make_teacher("openai:")
-    with pytest.raises(TeacherSpecError):
+    with pytest.raises(TeacherSpecError, match="'oracle:concise', 'oracle:grounded'"):
         make_teacher("oracle:terse")
+    # a style the environment's explainer does not write is refused by name, not answered in another style
+    requests = taxi_requests(seeds=range(1))
+    with pytest.raises(ValueError, match="no grounded explainer"):
+        make_teacher("oracle:grounded").reflect(requests)
 
 
 class _ChatServer(ThreadingHTTPServer):

@@ -32,13 +32,14 @@ from reflectrl.envs import make_env
 from reflectrl.envs.alfworld.tasks import goal_types
 from reflectrl.evaluation.harness import TASK_SPLITS
 
-NEXT = re.compile(r"^\s*Next:\s*(.+?)\.(?:\s|$)")
-"""The concise teacher's first sentence; ALFWorld commands contain no '. ' of their own."""
+NEXT = re.compile(r"(?:^|\s)Next:\s*(.+?)\.(?:\s|$)")
+"""The teacher's "Next: <command>." sentence: first in the concise style, after the facts in the grounded style;
+ALFWorld commands contain no '. ' of their own."""
 IDLE = ("look", "inventory", "help", "examine ")
 
 
 def recommended(reflection: str | None) -> str | None:
-    found = NEXT.match(reflection or "")
+    found = NEXT.search(reflection or "")
     return found.group(1).strip() if found else None
 
 

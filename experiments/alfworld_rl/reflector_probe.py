@@ -7,7 +7,7 @@ the menu at all, and, for a ``go to`` while searching, whether it names a place 
 plays no part, so this measures the reflector alone, on the states the teacher data is made of.
 
     ALFWORLD_DATA=GAMES python experiments/alfworld_rl/reflector_probe.py RUN_FOLDER [REFLECTOR] [--split valid_unseen] \
-        [--show errand]
+        [--show errand] [--tokens 32]
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ def main() -> None:
     parser.add_argument("reflector", nargs="?", help="default: RUN/sft-reflector")
     parser.add_argument("--split", default="valid_unseen")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tokens", type=int, help="reflection token budget (default: the run's)")
     parser.add_argument("--show", default="", help="print the reflections of the steps whose kind starts with this")
     args = parser.parse_args()
     settings = json.loads((args.run / "pipeline.json").read_text())["preset"]
     reflector = args.reflector or str(args.run / "sft-reflector")
     states = expert_states(settings, args.split)
-    players = load_rl_players(settings["model"], reflector, reflector_max_new_tokens=settings["reflection_tokens"], device="cpu")
+    players = load_rl_players(settings["model"], reflector, reflector_max_new_tokens=args.tokens or settings["reflection_tokens"], device="cpu")
     policy = players.agent.policy
     prompts = [reflector_prompt(s, policy.count_tokens, policy.max_prompt_tokens) for s, *_ in states]
     texts = []

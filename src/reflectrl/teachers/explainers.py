@@ -39,6 +39,8 @@ class Explainer:
     """Write the reflection."""
     concise: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
     """Write the reflection in the concise style (next move first, one template); None: no such style."""
+    grounded: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
+    """Write it in the grounded style (what the observation shows first, then the next move); None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {

@@ -5,12 +5,17 @@ RNG seeded by the teacher seed and the request itself, so the same state
 gets the same reflection in every run, while different states get varied
 phrasings.
 
-Two styles: ``full`` (spec ``oracle``), varied sentences that end with the
-next move, and ``concise`` (spec ``oracle:concise``, where the environment's
+Three styles: ``full`` (spec ``oracle``), varied sentences that end with the
+next move; ``concise`` (spec ``oracle:concise``, where the environment's
 explainer has one), one fixed template that names the next move first and
 then the facts behind it. A concise reflection is a third as long, so the
 reflector decodes a third as many tokens at every step, and a reflector cut
-short by its token budget still states the move.
+short by its token budget still states the move. ``grounded`` (spec
+``oracle:grounded``, where the explainer has one): the concise facts first,
+beginning with what the current observation shows ("soapbottle 1 is here, in
+cabinet 3."), then the move ("Next: take soapbottle 1 from cabinet 3."), so a
+reflector writes down what it reads before it decides; its budget must reach
+past the facts.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from reflectrl.teachers.explainers import explainer_for
 from reflectrl.teachers.prompt import teacher_prompt
 
 
-ORACLE_STYLES = ("full", "concise")
+ORACLE_STYLES = ("full", "concise", "grounded")
 """Reflection styles of the oracle (see the module docstring)."""
 
 
@@ -50,7 +55,7 @@ class OracleTeacher(Teacher):
             digest = hashlib.sha256(self.key_text(request).encode("utf-8")).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
             explainer = explainer_for(request.env)
-            explain = explainer.explain if self.style == "full" else explainer.concise
+            explain = {"full": explainer.explain, "concise": explainer.concise, "grounded": explainer.grounded}[self.style]
             if explain is None:
                 raise ValueError(f"the oracle has no {self.style} explainer for {request.env!r}; use the teacher 'oracle'")
             answers.append(explain(request, rng))

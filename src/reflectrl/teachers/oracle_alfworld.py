@@ -18,7 +18,8 @@ the same spot, since two receptacles at one location are reached alike.
 
 Reflections: ``full`` judges the last action and argues for the next command
 with several wordings; ``concise`` names the next menu entry first, then the
-one fact behind it, then the verdict on the last action, in one template.
+one fact behind it, then the verdict on the last action, in one template;
+``grounded`` puts the fact first and the entry after it.
 """
 
 from __future__ import annotations
@@ -218,6 +219,26 @@ def alfworld_explain_concise(request: ReflectionRequest, rng: np.random.Generato
     return " ".join(p for p in (f"Next: {best}.", reason, _verdict(request)) if p)
 
 
+def alfworld_explain_grounded(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """The fact behind the next entry first, then the entry, then the verdict on the last step; one template.
+
+    e.g. "soapbottle 1 is here, in cabinet 3. Next: take soapbottle 1 from cabinet 3. Last step: good."
+    Each step's first words state what the observation shows about the goal: the goal object here ("... is here"),
+    none seen yet ("No soapbottle seen yet; ..."), the target here ("garbagecan 1 is here. The task is to ...").
+    With the move first (concise), the 300-step SFT reflector kept searching where the object lay in view and walked
+    away from the target with the object in hand (experiments/alfworld_rl).
+    """
+    best, facts = request.best_action, request.facts
+    if best.startswith(PAGE_ACTION_PREFIX):
+        reason = _page_reason(request)
+    else:
+        reason = _reason(facts)
+        verb, _, rest = best.partition(" ")
+        if verb == "move" and " to " in rest and instance_type(rest.split(" to ", 1)[1]) == facts["receptacle"]:
+            reason = f"{rest.split(' to ', 1)[1]} is here. {reason}"
+    return " ".join(p for p in (reason, f"Next: {best}.", _verdict(request)) if p)
+
+
 def _last_full(request: ReflectionRequest, rng: np.random.Generator) -> str | None:
     last, facts = request.last, request.facts
     if last is None:
@@ -269,4 +290,7 @@ def alfworld_explain(request: ReflectionRequest, rng: np.random.Generator) -> st
     return " ".join(p for p in (_last_full(request, rng), _state_full(facts, rng), nxt) if p)
 
 
-EXPLAINER = Explainer(facts=alfworld_facts, assess=alfworld_assess, explain=alfworld_explain, concise=alfworld_explain_concise)
+EXPLAINER = Explainer(
+    facts=alfworld_facts, assess=alfworld_assess, explain=alfworld_explain, concise=alfworld_explain_concise,
+    grounded=alfworld_explain_grounded,
+)

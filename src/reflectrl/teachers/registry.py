@@ -1,4 +1,4 @@
-"""Build a teacher from its command-line spec: ``oracle``, ``oracle:concise``, ``openai:MODEL`` or ``hf:PATH``."""
+"""Build a teacher from its command-line spec: ``oracle``, ``oracle:STYLE``, ``openai:MODEL`` or ``hf:PATH``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def parse_teacher_spec(spec: str) -> tuple[str, str]:
         return kind, rest.strip()
     if kind in ("openai", "hf") and rest.strip():
         return kind, rest.strip()
-    raise TeacherSpecError(f"unknown teacher {spec!r}: use 'oracle', 'oracle:concise', 'openai:MODEL' or 'hf:PATH'")
+    styles = ", ".join(f"'oracle:{style}'" for style in ORACLE_STYLES if style != "full")
+    raise TeacherSpecError(f"unknown teacher {spec!r}: use 'oracle', {styles}, 'openai:MODEL' or 'hf:PATH'")
 
 
 def make_teacher(
