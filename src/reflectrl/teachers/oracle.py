@@ -55,7 +55,8 @@ class OracleTeacher(Teacher):
             digest = hashlib.sha256(self.key_text(request).encode("utf-8")).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
             explainer = explainer_for(request.env)
-            explain = {"full": explainer.explain, "concise": explainer.concise, "grounded": explainer.grounded}[self.style]
+            # Each style other than "full" is the Explainer field of its name.
+            explain = explainer.explain if self.style == "full" else getattr(explainer, self.style)
             if explain is None:
                 raise ValueError(f"the oracle has no {self.style} explainer for {request.env!r}; use the teacher 'oracle'")
             answers.append(explain(request, rng))

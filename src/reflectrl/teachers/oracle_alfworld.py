@@ -214,9 +214,13 @@ def alfworld_explain_concise(request: ReflectionRequest, rng: np.random.Generato
     e.g. "Next: go to drawer 2. butterknife 2 is in sinkbasin 1, next to drawer 2. Last step: a mistake."
     (The last action itself is in the prompt's history.)
     """
+    return " ".join(p for p in (f"Next: {request.best_action}.", _fact(request), _verdict(request)) if p)
+
+
+def _fact(request: ReflectionRequest) -> str:
+    """The one fact behind the next menu entry (the concise and grounded styles share it)."""
     best = request.best_action
-    reason = _page_reason(request) if best.startswith(PAGE_ACTION_PREFIX) else _reason(request.facts)
-    return " ".join(p for p in (f"Next: {best}.", reason, _verdict(request)) if p)
+    return _page_reason(request) if best.startswith(PAGE_ACTION_PREFIX) else _reason(request.facts)
 
 
 def alfworld_explain_grounded(request: ReflectionRequest, rng: np.random.Generator) -> str:
@@ -228,15 +232,11 @@ def alfworld_explain_grounded(request: ReflectionRequest, rng: np.random.Generat
     With the move first (concise), the 300-step SFT reflector kept searching where the object lay in view and walked
     away from the target with the object in hand (experiments/alfworld_rl).
     """
-    best, facts = request.best_action, request.facts
-    if best.startswith(PAGE_ACTION_PREFIX):
-        reason = _page_reason(request)
-    else:
-        reason = _reason(facts)
-        verb, _, rest = best.partition(" ")
-        if verb == "move" and " to " in rest and instance_type(rest.split(" to ", 1)[1]) == facts["receptacle"]:
-            reason = f"{rest.split(' to ', 1)[1]} is here. {reason}"
-    return " ".join(p for p in (reason, f"Next: {best}.", _verdict(request)) if p)
+    best, fact = request.best_action, _fact(request)
+    target = best.partition(" to ")[2] if best.startswith("move ") else ""
+    if target and instance_type(target) == request.facts["receptacle"]:
+        fact = f"{target} is here. {fact}"
+    return " ".join(p for p in (fact, f"Next: {best}.", _verdict(request)) if p)
 
 
 def _last_full(request: ReflectionRequest, rng: np.random.Generator) -> str | None:
