@@ -294,3 +294,35 @@ def test_prior_search_follows_the_prior_and_finds_the_object_without_knowing_whe
     with pytest.raises(ValueError, match="oracle_search must be one of planner, prior"):
         ALFWorldEnv(data_dir=root, oracle_search="psychic")
     assert ALFWorldEnv(data_dir=root).search_action() is None  # the planner's oracle never searches
+
+
+def test_cached_template_parses_leave_the_game_text_unchanged(root):
+    from textworld.envs.pddl import textgen
+
+    from reflectrl.envs.alfworld.engine import AlfredEngine, cache_template_parses
+
+    engine = AlfredEngine()  # installs the cache
+    cached = textgen._parse_and_convert
+    assert cached.cached_by_reflectrl
+    game_file = ALFWorldEnv(data_dir=root, split="train").games[0].game_file
+
+    def play(commands=None):
+        engine.load(game_file)
+        texts, menus, taken = [engine.reset()], [engine.admissible], []
+        rng = np.random.default_rng(0)
+        for i in range(10):
+            command = commands[i] if commands else menus[-1][rng.integers(len(menus[-1]))]
+            taken.append(command)
+            texts.append(engine.step(command))
+            menus.append(engine.admissible)
+        return taken, texts, menus
+
+    with_cache = play()
+    textgen._parse_and_convert = cached.uncached
+    try:
+        without_cache = play(with_cache[0])
+    finally:
+        textgen._parse_and_convert = cached
+    assert with_cache == without_cache
+    cache_template_parses()
+    assert textgen._parse_and_convert is cached  # installed once

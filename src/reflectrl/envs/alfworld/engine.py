@@ -16,6 +16,7 @@ Everything that touches textworld internals is in this module.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import sys
 from collections.abc import Iterator
@@ -55,6 +56,35 @@ def _argv_kept() -> Iterator[None]:
         sys.argv[:] = saved
 
 
+def cache_template_parses() -> None:
+    """Make textworld parse each command template once instead of at every step.
+
+    At every step textworld writes the command of each applicable action by parsing the action's template with
+    its tatsu grammar (`ContextSensitiveGrammar.derive`), although the parse depends on the template alone: in a
+    cProfile of `reflectrl gen-data alfworld` the parsing was 41 of 92 seconds. The parse of each (template, rule)
+    is kept and every caller gets a deep copy, because `derive` writes a context into the symbols it is given;
+    what the game prints is unchanged (`tests/test_alfworld_env.py`). Idempotent.
+    """
+    from textworld.envs.pddl import textgen
+
+    parse = textgen._parse_and_convert
+    if getattr(parse, "cached_by_reflectrl", False):
+        return
+    parsed: dict[tuple, list] = {}
+
+    def cached_parse(text: str, **kwargs):
+        if kwargs.get("trace"):  # a trace prints while it parses: parse for real
+            return parse(text, **kwargs)
+        key = (text, tuple(sorted(kwargs.items())))
+        if key not in parsed:
+            parsed[key] = parse(text, **kwargs)
+        return copy.deepcopy(parsed[key])
+
+    cached_parse.cached_by_reflectrl = True
+    cached_parse.uncached = parse
+    textgen._parse_and_convert = cached_parse
+
+
 class AlfredEngine:
     """alfworld's text engine: load a game file (`game.tw-pddl`), reset, step, ask the planner.
 
@@ -69,6 +99,7 @@ class AlfredEngine:
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
         from textworld.envs import PddlEnv
 
+        cache_template_parses()
         infos = textworld.EnvInfos(admissible_commands=True, won=True, facts=facts, extras=["gamefile"])
         self._env = AlfredInfos(AlfredDemangler(PddlEnv(infos), shuffle=False))
         self.game_file: Path | None = None
