@@ -297,13 +297,15 @@ def test_prior_search_follows_the_prior_and_finds_the_object_without_knowing_whe
 
 
 def test_cached_template_parses_leave_the_game_text_unchanged(root):
+    from textworld import logic
     from textworld.envs.pddl import textgen
 
     from reflectrl.envs.alfworld.engine import AlfredEngine, cache_template_parses
 
-    engine = AlfredEngine()  # installs the cache
-    cached = textgen._parse_and_convert
-    assert cached.cached_by_reflectrl
+    engine = AlfredEngine()  # installs the caches
+    modules = (textgen, logic)
+    cached = [module._parse_and_convert for module in modules]
+    assert all(parse.uncached is not None for parse in cached)
     game_file = ALFWorldEnv(data_dir=root, split="train").games[0].game_file
 
     def play(commands=None):
@@ -318,11 +320,13 @@ def test_cached_template_parses_leave_the_game_text_unchanged(root):
         return taken, texts, menus
 
     with_cache = play()
-    textgen._parse_and_convert = cached.uncached
+    for module, parse in zip(modules, cached):
+        module._parse_and_convert = parse.uncached
     try:
         without_cache = play(with_cache[0])
     finally:
-        textgen._parse_and_convert = cached
+        for module, parse in zip(modules, cached):
+            module._parse_and_convert = parse
     assert with_cache == without_cache
     cache_template_parses()
-    assert textgen._parse_and_convert is cached  # installed once
+    assert [module._parse_and_convert for module in modules] == cached  # installed once

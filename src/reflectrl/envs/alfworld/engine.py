@@ -57,20 +57,26 @@ def _argv_kept() -> Iterator[None]:
 
 
 def cache_template_parses() -> None:
-    """Make textworld parse each command template once instead of at every step.
+    """Make textworld parse each command template and each rule condition once instead of at every step.
 
     At every step textworld writes the command of each applicable action by parsing the action's template with
-    its tatsu grammar (`ContextSensitiveGrammar.derive`), although the parse depends on the template alone: in a
-    cProfile of `reflectrl gen-data alfworld` the parsing was 41 of 92 seconds. The parse of each (template, rule)
-    is kept and every caller gets a deep copy, because `derive` writes a context into the symbols it is given;
-    what the game prints is unchanged (`tests/test_alfworld_env.py`). Idempotent.
+    its tatsu grammar (`ContextSensitiveGrammar.derive`), and parses the conditions of its text rules
+    (`Rule.parse_conjunctive_query`), although each parse depends on its text alone: in a cProfile of
+    `reflectrl gen-data alfworld` the two were 41 and 13 of 92 seconds. Each parse of a (text, rule) is kept and
+    every caller gets a deep copy, because `derive` writes a context into the symbols it is given; what the game
+    prints is unchanged (`tests/test_alfworld_env.py`). Idempotent.
     """
+    from textworld import logic
     from textworld.envs.pddl import textgen
 
-    parse = textgen._parse_and_convert
-    if getattr(parse, "cached_by_reflectrl", False):
-        return
-    parsed: dict[tuple, list] = {}
+    for module in (textgen, logic):
+        parse = module._parse_and_convert
+        if getattr(parse, "uncached", None) is None:
+            module._parse_and_convert = _cached(parse)
+
+
+def _cached(parse):
+    parsed: dict[tuple, object] = {}
 
     def cached_parse(text: str, **kwargs):
         if kwargs.get("trace"):  # a trace prints while it parses: parse for real
@@ -80,9 +86,8 @@ def cache_template_parses() -> None:
             parsed[key] = parse(text, **kwargs)
         return copy.deepcopy(parsed[key])
 
-    cached_parse.cached_by_reflectrl = True
     cached_parse.uncached = parse
-    textgen._parse_and_convert = cached_parse
+    return cached_parse
 
 
 class AlfredEngine:
