@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -76,15 +77,15 @@ def cache_template_parses() -> None:
 
 
 def _cached(parse):
-    parsed: dict[tuple, object] = {}
+    # bounded: textworld's logic parser also reads each game's whole PDDL problem, which is never asked for again
+    @functools.lru_cache(maxsize=1024)
+    def parse_once(text: str, options: tuple):
+        return parse(text, **dict(options))
 
     def cached_parse(text: str, **kwargs):
         if kwargs.get("trace"):  # a trace prints while it parses: parse for real
             return parse(text, **kwargs)
-        key = (text, tuple(sorted(kwargs.items())))
-        if key not in parsed:
-            parsed[key] = parse(text, **kwargs)
-        return copy.deepcopy(parsed[key])
+        return copy.deepcopy(parse_once(text, tuple(sorted(kwargs.items()))))
 
     cached_parse.uncached = parse
     return cached_parse
