@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
         data = (out / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
     assert "reflectrl pipeline taxi --preset tiny" in report and "## Stages" in report
+    assert re.search(r"^\| data \| \d+ teacher episodes \(the teacher won \d+%\); \d+ reflector rows", report, re.M)
     assert report.splitlines()[2] == f"**{result.verdict}**" and result.verdict.startswith("Reflect-RL ")
     assert "## Each RL row against its SFT start" in report and "McNemar" in report
     timing = (out / "timing.md").read_text()

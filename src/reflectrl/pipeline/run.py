@@ -481,6 +481,13 @@ def _algo_text(rl: RLConfig) -> str:
 def _note(record: dict[str, Any]) -> str:
     summary = record.get("summary", {})
     notes = []
+    if "expert_success_rate" in summary:
+        rows = summary.get("rows", {})
+        notes.append(
+            f"{summary['episodes']} teacher episodes (the teacher won {summary['expert_success_rate']:.0%}); "
+            f"{rows.get('reflector', 0)} reflector rows, {rows.get('policy', 0)} policy rows "
+            f"({summary.get('negative_share', 0):.0%} negatives), {rows.get('plain', 0)} plain rows"
+        )
     if "global_step" in summary:
         notes.append(f"{summary['global_step']} of {summary['max_steps']} steps")
     if "planned_iterations" in summary:
