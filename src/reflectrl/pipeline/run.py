@@ -482,11 +482,11 @@ def _note(record: dict[str, Any]) -> str:
     summary = record.get("summary", {})
     notes = []
     if "expert_success_rate" in summary:
-        rows = summary.get("rows", {})
+        rows = summary["rows"]
         notes.append(
             f"{summary['episodes']} teacher episodes (the teacher won {summary['expert_success_rate']:.0%}); "
-            f"{rows.get('reflector', 0)} reflector rows, {rows.get('policy', 0)} policy rows "
-            f"({summary.get('negative_share', 0):.0%} negatives), {rows.get('plain', 0)} plain rows"
+            f"{rows['reflector']} reflector rows, {rows['policy']} policy rows "
+            f"({summary['negative_share']:.0%} negatives), {rows['plain']} plain rows"
         )
     if "global_step" in summary:
         notes.append(f"{summary['global_step']} of {summary['max_steps']} steps")
