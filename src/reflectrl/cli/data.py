@@ -124,7 +124,7 @@ def sft(
     save_steps: int = typer.Option(50, min=1, help="Checkpoint every N steps."),
     lr_scheduler: str = typer.Option("cosine", help="Learning-rate schedule."),
     warmup_ratio: float = typer.Option(0.05, min=0.0, max=1.0, help="Warm-up share of the steps."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on GPUs with bfloat16; off on CPUs, so every CPU computes the same numbers)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on GPUs with bfloat16; off on CPUs, where float32 keeps the numbers independent of native bfloat16 support)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     seed: int = typer.Option(0, help="Seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),

@@ -20,7 +20,7 @@ def threads_option() -> Any:
 def bf16_option() -> Any:
     return typer.Option(
         None, "--bf16/--no-bf16",
-        help="bfloat16 autocast for the models (default: on GPUs with bfloat16; off on CPUs, so every CPU computes the same numbers).",
+        help="bfloat16 autocast for the models (default: on GPUs with bfloat16; off on CPUs, where float32 keeps the numbers independent of native bfloat16 support).",
     )
 
 

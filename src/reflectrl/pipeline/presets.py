@@ -21,7 +21,8 @@ Time of ``reflectrl pipeline taxi --preset cpu`` (level dropoff, horizon 10, con
 measured from two fresh clones on the project's 2-core CPU with 2 torch threads, float32, idle
 machine (experiments/taxi_pipeline): 43 min 03 s, and 45 min 10 s in an earlier run whose prompted
 row played 20 episodes (33 s more; its other stages 11% faster to 37% slower); the same table
-and byte-identical adapters; peak memory 5.4-5.5 GiB.
+and byte-identical adapters; peak memory 5.4-5.5 GiB. Another machine's CPU trained other adapters
+from the same data (its table and why: experiments/taxi_pipeline, "Another machine").
 
 =============================  =======  =================================================
 stage                          seconds  notes

@@ -114,7 +114,7 @@ class WarmupConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     bf16: bool | None = None
-    """bfloat16 autocast; None: on CUDA with bf16, off on CPUs (float32 everywhere, so every CPU gives the same numbers)."""
+    """bfloat16 autocast; None: on CUDA with bf16, off on CPUs (float32 keeps the numbers independent of native bfloat16 support)."""
     seed: int = 0
     """Seed of the held-out split, data order and initialisation."""
     threads: int | None = None
