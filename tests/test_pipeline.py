@@ -107,6 +107,7 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     assert "## Each RL row against its SFT start" in report and "McNemar" in report
     timing = (out / "timing.md").read_text()
     assert "| sft-policy |" in timing and "torch threads" in timing
+    assert "- **CPU**: " in timing and "- **packages**: transformers " in timing
     assert set(_done_records(out)) == set(stage_names())
     for name in ("rl-reflect", "rl-reflect-positive", "rl-plain"):
         assert (out / name / "final" / "adapter_config.json").is_file()
@@ -264,3 +265,12 @@ def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
     assert comparisons["Reflect-RL, level depth2"]["return_difference"] == pytest.approx(-12.5)
     # One evaluated level: the pooled comparison only.
     assert len(_paired(lookup("autoexplore"), replace(chosen, eval=replace(chosen.eval, levels=("depth1",))), tmp_path)) == 2
+
+
+def test_cpu_description_names_the_model_and_the_kernel_instruction_sets():
+    from reflectrl.pipeline.run import cpu_description
+
+    cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nmodel name\t: Some CPU @ 2.0GHz\n"
+    assert cpu_description(cpuinfo) == "Some CPU @ 2.0GHz; avx2 avx512f avx512_bf16"
+    assert cpu_description("model name : Old CPU\nflags : fpu sse2\n") == "Old CPU; no AVX2"
+    assert cpu_description().strip()  # this machine's, whatever it is

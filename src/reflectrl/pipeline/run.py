@@ -416,7 +416,9 @@ def _verdict(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
 def _write_report(
     entry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], verdict: str, command: str | None, seconds: float
 ) -> Path:
+    import peft
     import torch
+    import transformers
 
     rows = _rows(preset, records)
     curves: dict[str, list[tuple[float, float]]] = {}
@@ -452,6 +454,8 @@ def _write_report(
         f"this invocation {seconds:.0f} s",
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"device {device}, {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+        "CPU": cpu_description(),
+        "packages": f"transformers {transformers.__version__}, peft {peft.__version__}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
@@ -470,6 +474,27 @@ def _write_report(
         out, title, verdict, intro, rows, _paired(entry, preset, out), curves, stages, meta,
         saved_settings(entry.name, preset),
     )
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU model and the instruction sets that decide which kernels torch runs.
+
+    Two CPU models train different adapters from the same data and seed (the kernels sum float32
+    in their own order; experiments/taxi_pipeline, "Another machine"), so a timing file names the
+    CPU it was made on. `cpuinfo`: the text of Linux's /proc/cpuinfo (read when None).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # not Linux
+            return platform.processor() or "unknown"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    sets = [name for name in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile") if name in flags]
+    return f"{fields.get('model name') or platform.processor() or 'unknown'}; {' '.join(sets) or 'no AVX2'}"
 
 
 def _algo_text(rl: RLConfig) -> str:
