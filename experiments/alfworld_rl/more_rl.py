@@ -17,7 +17,6 @@ Writes OUT/summary.md: each continued row next to its SFT start and its 4-iterat
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from dataclasses import replace
 from functools import partial
@@ -38,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="finished `reflectrl pipeline alfworld` run folder")
     parser.add_argument("out", type=Path, help="folder of the continued runs and their evaluations")
-    parser.add_argument("--iterations", type=int, default=8, help="RL iterations in all (the preset runs 4)")
+    parser.add_argument("--iterations", type=int, default=8, help="RL iterations in all (more than the run's own)")
     parser.add_argument("--rows", default="rl-reflect,rl-plain", help="RL stages to continue, comma-separated")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args()
@@ -49,6 +48,8 @@ def main() -> None:
     if changed_settings(saved, as_saved({"env": ENV, "preset": pipeline.saved_settings(ENV, preset)})):
         raise SystemExit(f"{args.source} was not made with this checkout's {preset.name!r} preset; nothing to continue")
     longer = replace(preset, rl=replace(preset.rl, iterations=args.iterations))
+    planned = saved["preset"]["rl"]["iterations"]
+    wanted = args.rows.split(",")
 
     args.out.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(args.out, {"source": str(args.source.resolve()), "iterations": args.iterations})
@@ -64,11 +65,11 @@ def main() -> None:
         f"# {args.source.name}: RL continued to {args.iterations} iterations ({LEVEL}, every valid_unseen game, greedy)",
         "",
         "| row | success | 95% interval | mean return | vs SFT start: won / lost, McNemar p, return diff [95%] "
-        "| vs 4 iterations: won / lost, return diff [95%] | training successes per iteration |",
+        f"| vs {planned} iterations: won / lost, return diff [95%] | training successes per iteration |",
         "|---|---|---|---|---|---|---|",
     ]
     for stage, policy, reflector, label in pipeline.RL_JOBS:
-        if stage not in args.rows.split(","):
+        if stage not in wanted:
             continue
         if not (args.out / stage / pipeline.RL_RUN).exists():
             shutil.copytree(args.source / stage / pipeline.RL_RUN, args.out / stage / pipeline.RL_RUN)
@@ -79,23 +80,19 @@ def main() -> None:
         record = runner.run(Stage(f"eval-{stage}", partial(
             pipeline._eval_stage, ENV, preset, settings[stage], args.out, not args.quiet, pipeline._local_reflector,
         )))
-        start = "sft-reflect" if reflector else "sft-plain"
+        start = dict(pipeline.PAIRED)[stage]
         after = pipeline._episodes(args.out, stage, LEVEL)
         vs_sft = compare_paired(pipeline._episodes(args.source, start, LEVEL), after, seed=preset.seed)
-        vs_four = compare_paired(pipeline._episodes(args.source, stage, LEVEL), after, seed=preset.seed)
+        vs_before = compare_paired(pipeline._episodes(args.source, stage, LEVEL), after, seed=preset.seed)
         summary = record["summary"]["summary"]
-        trained = [
-            json.loads(line) for line in (args.out / stage / pipeline.RL_RUN / "metrics.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
-        wins = [round(r["train/success"] * longer.rl.episodes_per_iter) for r in trained if "train/success" in r]
+        wins = [round(rate * longer.rl.episodes_per_iter) for _, rate in pipeline._curve(args.out / stage, "train/success")]
         lines.append(
             f"| {label} | {pct(summary['success'])} | [{pct(summary['ci_low'])}, {pct(summary['ci_high'])}] "
             f"| {summary['mean_return']:+.2f} "
             f"| {vs_sft.won} / {vs_sft.lost}, p = {vs_sft.mcnemar_p:.2g}, {vs_sft.return_difference:+.2f} "
             f"[{vs_sft.return_ci_low:+.2f}, {vs_sft.return_ci_high:+.2f}] "
-            f"| {vs_four.won} / {vs_four.lost}, {vs_four.return_difference:+.2f} "
-            f"[{vs_four.return_ci_low:+.2f}, {vs_four.return_ci_high:+.2f}] | {', '.join(map(str, wins))} |"
+            f"| {vs_before.won} / {vs_before.lost}, {vs_before.return_difference:+.2f} "
+            f"[{vs_before.return_ci_low:+.2f}, {vs_before.return_ci_high:+.2f}] | {', '.join(map(str, wins))} |"
         )
     text = "\n".join(lines) + "\n"
     (args.out / "summary.md").write_text(text, encoding="utf-8")
