@@ -105,3 +105,21 @@ def test_cli_with_a_tiny_reflector_adapter(teacher_data, tmp_path):
     assert rows and all(row["reflection_source"] == str(tmp_path / "reflector") for row in rows)
     refused = runner.invoke(app, [*args, "--reflector", str(teacher_data)])
     assert refused.exit_code != 0 and "not an adapter folder" in refused.output and "Traceback" not in refused.output
+
+
+def test_the_reflector_adapter_is_known_by_its_files_not_its_path(teacher_data, tmp_path):
+    def adapter(folder: Path, weights: bytes, config: str = '{"r": 2}') -> str:
+        folder.mkdir(exist_ok=True)
+        (folder / "adapter_model.safetensors").write_bytes(weights)
+        (folder / "adapter_config.json").write_text(config)
+        return str(folder)
+
+    def rows_by(reflector: str) -> None:
+        config = StudentReflectionConfig(data=str(teacher_data), reflector=reflector, reflection_tokens=8, max_episodes=1)
+        rewrite_policy_rows(config, ScriptedReflector(), tmp_path / "out")
+
+    rows_by(adapter(tmp_path / "trained", b"weights-1"))
+    rows_by(adapter(tmp_path / "moved", b"weights-1"))  # the same adapter in another folder continues
+    for weights, config in ((b"weights-2", '{"r": 2}'), (b"weights-1", '{"r": 4}')):
+        with pytest.raises(ConfigMismatch, match=r"other settings \(changed: reflector;"):
+            rows_by(adapter(tmp_path / "moved", weights, config))  # retrained in place: other rows

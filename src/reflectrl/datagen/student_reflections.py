@@ -18,7 +18,11 @@ Layout of the output folder:
   ``teacher_reflection`` and ``reflection_source``), in the input's order;
 * ``journal.jsonl``: one line per finished episode (`EpisodeJournal`), so a
   killed run continues where it stopped and nothing is generated twice;
-* ``config.json``: what made the rows (a re-run with other settings is refused);
+* ``config.json``: what made the rows (a re-run with other settings is refused,
+  naming them). The reflector is recorded by what it is, not where it is: an
+  adapter by the SHA-256 of its settings and weights files (a moved folder
+  continues, an adapter retrained in place does not), a served one by its
+  server, its model as the server lists it and the decoding settings;
 * ``stats.json``: row count, share of reflections identical to the teacher's,
   seconds.
 """
@@ -34,8 +38,11 @@ from typing import Any
 
 from reflectrl.datagen.generate import ConfigMismatch
 from reflectrl.datagen.journal import EpisodeJournal
+from reflectrl.models.reflection_cache import adapter_content_identity
 from reflectrl.models.reflector import Reflector
+from reflectrl.models.served_spec import ServedSpec, is_served_spec
 from reflectrl.protocol import reflection_in, replace_reflection
+from reflectrl.run_settings import as_saved, changed_settings, read_saved
 from reflectrl.storage import atomic_write_bytes
 
 ROW_KEYS = ("episode", "step", "source", "seed")
@@ -49,7 +56,7 @@ class StudentReflectionConfig:
     data: str
     """Folder of gen-data output (reflector.jsonl and policy.jsonl, or their _positive variants)."""
     reflector: str
-    """The reflector that writes the new reflections (an adapter folder)."""
+    """The reflector that writes the new reflections (an adapter folder, or served:URL#MODEL)."""
     reflection_tokens: int
     """Longest reflection in tokens (use the value RL and evaluation will use)."""
     positive_only: bool = False
@@ -57,6 +64,17 @@ class StudentReflectionConfig:
     max_episodes: int | None = None
     """Rewrite only the rows of the first this many episodes (generation is the cost: about 1 s per row
     for SmolLM2-135M and 96 tokens on one CPU thread); None: all."""
+
+
+def _settings(config: StudentReflectionConfig, reflector: Any) -> dict[str, Any]:
+    """config.json's content: `config` with the reflector named by what it is (see the module docstring)."""
+    settings = asdict(config)
+    if is_served_spec(config.reflector):
+        served = getattr(reflector, "served_identity", None)
+        settings["reflector"] = {"spec": ServedSpec.parse(config.reflector).identity(), "served": served() if callable(served) else None}
+    elif (Path(config.reflector) / "adapter_config.json").is_file():
+        settings["reflector"] = {"adapter": adapter_content_identity(config.reflector)}
+    return as_saved(settings)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -113,11 +131,18 @@ def rewrite_policy_rows(
         episodes = dict(list(episodes.items())[: config.max_episodes])
 
     out.mkdir(parents=True, exist_ok=True)
-    settings = json.dumps(asdict(config), indent=2, sort_keys=True) + "\n"
+    settings = _settings(config, reflector)
     config_path = out / "config.json"
-    if config_path.exists() and config_path.read_text(encoding="utf-8") != settings:
-        raise ConfigMismatch(f"{out} holds rows made with other settings ({config_path}); choose another --out")
-    atomic_write_bytes(config_path, settings.encode())
+    if config_path.exists():
+        saved = read_saved(config_path)
+        if not isinstance(saved, dict):
+            raise ConfigMismatch(f"{config_path} is not a readable settings file, so {out} cannot be continued; choose another --out")
+        changed = changed_settings(saved, settings)
+        if changed:
+            raise ConfigMismatch(
+                f"{out} holds rows made with other settings (changed: {', '.join(changed)}; {config_path}); choose another --out"
+            )
+    atomic_write_bytes(config_path, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
 
     journal = EpisodeJournal(out / "journal.jsonl")
     done = journal.load()

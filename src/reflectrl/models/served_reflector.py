@@ -10,11 +10,17 @@ batches them).
 When the server fails (it does not answer, died, or answers something that is
 not a completion) the error is one line naming the server, and, for a server
 this process started (`reflectrl.serving`), its exit status and log file.
+
+``$OPENAI_API_KEY`` (or the variable named by `api_key_env`) goes only to an
+``https://`` URL or a server on this machine; for another host over plain
+http it is withheld with one warning naming ``$REFLECTRL_SEND_KEY_TO``, the
+opt-in (see `reflectrl.models.openai_backend`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from reflectrl.models.openai_backend import BackendError, OpenAIChatClient
 from reflectrl.models.reflector import STOP_STRINGS
@@ -78,6 +84,16 @@ class ServedReflector:
         )
         self.last_stats = {"new_tokens": self.client.usage["completion_tokens"] - before}
         return [clean_reflection(text) for text in answers]
+
+    def served_identity(self) -> dict[str, Any]:
+        """Who answers and how, for a reflection cache's header: the server, the model as asked and as the server
+        lists it, and the decoding settings; another server with the same model name differs here."""
+        return self._guarded(
+            lambda: self.client.served_identity(
+                endpoint="completions", max_tokens=self.max_tokens, temperature=0.0, stop=list(STOP_STRINGS),
+                extra=GREEDY_FIELDS,
+            )
+        )
 
     def close(self) -> None:
         self.client.close()
