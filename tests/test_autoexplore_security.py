@@ -5,6 +5,7 @@ environment shows may ever contain it, and the tree must be unchanged after
 every test (the environment never writes).
 """
 
+import json
 import os
 import stat
 import threading
@@ -380,3 +381,52 @@ def test_task_generator_over_the_hostile_tree(hostile, tmp_path):
                 break
         assert info["success"]
     assert snapshot(hostile) == before
+
+
+@pytest.mark.parametrize("root", ["../outside", "{outside}", "/etc", "repo/../../outside", "outside-link"])
+def test_task_file_roots_must_stay_inside_the_task_file_folder(hostile, tmp_path, root):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    os.symlink(tmp_path / "outside", folder / "outside-link")
+    line = {"id": "x", "question": "q", "kind": "text", "repository": "r", "root": root.format(outside=tmp_path / "outside"),
+            "targets": ["secret.txt"]}
+    bad = folder / "tasks.jsonl"
+    bad.write_text('{"id": "ok", "question": "q", "kind": "text", "repository": "r", "root": ".", "targets": ["a.txt"]}\n'
+                   + json.dumps(line) + "\n")
+    with pytest.raises(TaskSetError, match="tasks.jsonl line 2: root .* outside the task file's folder"):
+        load_tasks(bad)
+
+
+def test_save_tasks_refuses_roots_that_a_load_would_refuse(hostile, tmp_path):
+    from reflectrl.envs.autoexplore.taskset import save_tasks
+
+    task = Task(id="t", question="q", kind="text", repository="repo", root=str(hostile), targets=("README.md",), depth=0)
+    save_tasks([task], tmp_path / "tasks.jsonl")
+    assert load_tasks(tmp_path / "tasks.jsonl")[0].root == str(hostile)
+    with pytest.raises(TaskSetError, match="outside the task file's folder"):
+        save_tasks([task], tmp_path / "elsewhere" / "tasks.jsonl")
+    assert not (tmp_path / "elsewhere" / "tasks.jsonl").exists()
+
+
+def test_folders_the_user_trusts_may_hold_roots(hostile, tmp_path, monkeypatch):
+    from reflectrl.envs.autoexplore.taskset import ROOTS_ENV, save_tasks
+
+    task = Task(id="t", question="q", kind="text", repository="repo", root=str(hostile), targets=("README.md",), depth=0)
+    monkeypatch.setenv(ROOTS_ENV, os.pathsep.join(["", str(tmp_path / "nothing"), str(hostile)]))
+    save_tasks([task], tmp_path / "elsewhere" / "tasks.jsonl")
+    assert load_tasks(tmp_path / "elsewhere" / "tasks.jsonl")[0].root == str(hostile)
+    monkeypatch.delenv(ROOTS_ENV)
+    with pytest.raises(TaskSetError, match="REFLECTRL_TASK_ROOTS"):
+        load_tasks(tmp_path / "elsewhere" / "tasks.jsonl")
+
+
+def test_a_hard_link_to_a_file_outside_is_never_read(hostile):
+    os.link(hostile.parent / "outside" / "secret.txt", hostile / "hard.txt")
+    box = Sandbox(hostile)
+    view = box.read_file(("hard.txt",), 1000)
+    assert SECRET not in view.text and "hard links" in view.error and "\n" not in view.error
+    with pytest.raises(OSError, match="hard links"):
+        box.read_head(("hard.txt",), 1000)
+    env = make(hostile)
+    _, _, _, _, info = env.step("cat hard.txt")
+    assert SECRET not in all_text(env, info)

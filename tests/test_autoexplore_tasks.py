@@ -19,6 +19,7 @@ from reflectrl.envs.autoexplore.benchmark import build_benchmark
 from reflectrl.envs.autoexplore.generator import GeneratorConfig, make_tasks
 from reflectrl.envs.autoexplore.questions import first_sentence, verb_phrase
 from reflectrl.envs.autoexplore.taskset import (
+    ROOTS_ENV,
     TaskSetError,
     command_path,
     load_tasks,
@@ -118,7 +119,7 @@ def test_split_by_repository_never_leaks_a_test_repository(tmp_path):
 
 def test_task_file_round_trip_and_malformed_lines(shop, tmp_path):
     tasks, _ = make_tasks([shop], GeneratorConfig())
-    out = tmp_path / "sets" / "tasks.jsonl"
+    out = tmp_path / "tasks.jsonl"
     save_tasks(tasks, out)
     assert load_tasks(out) == tasks
     moved = tmp_path / "inside"
@@ -213,8 +214,9 @@ def test_make_benchmark_command(tmp_path):
 
 
 @pytest.mark.slow
-def test_make_tasks_over_the_standard_library_is_fast_and_big(tmp_path):
+def test_make_tasks_over_the_standard_library_is_fast_and_big(tmp_path, monkeypatch):
     stdlib = sysconfig.get_paths()["stdlib"]
+    monkeypatch.setenv(ROOTS_ENV, stdlib)  # the task file lies elsewhere
     out = tmp_path / "stdlib.jsonl"
     start = time.monotonic()
     result = subprocess.run(

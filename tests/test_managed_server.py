@@ -90,3 +90,98 @@ def test_serve_reflector_without_the_engine_says_how_to_install_it(tmp_path, mon
     assert missing.exit_code == 2 and "the vllm engine is not installed" in missing.output and "Traceback" not in missing.output
     unknown = runner.invoke(app, ["serve-reflector", "tiny-random", "--engine", "tgi", "--out", str(tmp_path)])
     assert unknown.exit_code == 2 and "unknown engine 'tgi'" in unknown.output
+
+
+# A server that starts a worker of its own (as vLLM does), then answers /v1/models on the port it is given.
+SERVER_WITH_A_WORKER = """
+import json, subprocess, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+class Models(BaseHTTPRequestHandler):
+    def log_message(self, *args): pass
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": "m"}]}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Models)
+with open(sys.argv[2], "w") as out:
+    out.write(json.dumps({"server": __import__("os").getpid(), "worker": worker.pid}))
+server.serve_forever()
+"""
+
+# The parent: starts the managed server, says so, and waits to be killed.
+PARENT = """
+import sys, time
+from reflectrl.serving.managed import ManagedServer, free_port
+port = free_port()
+server = ManagedServer("vllm", [sys.executable, "-c", sys.argv[1], str(port), sys.argv[2]], port=port, log_path=sys.argv[3],
+                       startup_timeout=15)
+server.start()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie nobody reaps is dead all the same
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_the_parent_takes_the_server_and_its_workers_down(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pids_file = tmp_path / "pids.json"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, SERVER_WITH_A_WORKER, str(pids_file), str(tmp_path / "server.log")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    pids = {}
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        pids = json.loads(pids_file.read_text())
+        assert not _gone(pids["worker"])
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in pids.values()):
+            time.sleep(0.1)
+        assert {name: _gone(pid) for name, pid in pids.items()} == {"server": True, "worker": True}
+    finally:
+        parent.kill()
+        for pid in pids.values():
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_port_taken_between_the_pick_and_the_bind_is_picked_again(tmp_path, monkeypatch):
+    import socket
+
+    import reflectrl.serving.managed as managed
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    picks = iter([taken.getsockname()[1], free_port()])
+    monkeypatch.setattr(managed, "free_port", lambda: next(picks))
+    checks = []
+
+    def free_at_first_look(port, check=managed.port_is_free):
+        # As it was at the pick: the race is lost between this check and the server's bind.
+        checks.append(port)
+        return len(checks) == 1 or check(port)
+
+    monkeypatch.setattr(managed, "port_is_free", free_at_first_look)
+    command = [sys.executable, "-c", SERVER_WITH_A_WORKER, "{port}", str(tmp_path / "pids.json")]
+    try:
+        with ManagedServer("vllm", command, port=None, log_path=tmp_path / "server.log", startup_timeout=15) as server:
+            assert server.port != taken.getsockname()[1] and server.url.endswith(f":{server.port}/v1")
+            assert started_here(server.url) is server
+        assert "Address already in use" in (tmp_path / "server.log").read_text()
+    finally:
+        taken.close()

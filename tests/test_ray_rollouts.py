@@ -148,3 +148,38 @@ def test_a_run_resumed_under_ray_equals_a_straight_local_run(tmp_path, ray_sessi
 
     assert metrics(straight) == metrics(split)
     assert [r["iteration"] for r in metrics(split)] == [0, 1, 2, 3]
+
+
+def test_an_unreachable_ray_address_fails_soon_with_one_line_naming_it():
+    import subprocess
+    import sys
+    import time
+
+    probe = (
+        "from reflectrl.rollout.ray_session import start_ray\n"
+        "try:\n    start_ray('127.0.0.1:1')\n"
+        "except ConnectionError as err:\n    print('ConnectionError:', err)\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert time.monotonic() - start < 20
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ConnectionError:") and "127.0.0.1:1" in lines[0], done.stdout + done.stderr
+
+
+def test_a_replacement_actor_that_dies_too_ends_the_run_with_worker_lost(players, ray_session, monkeypatch):
+    group = EnvWorkerGroup(1, cpus=0.5, call_timeout=60, max_restarts=3)
+    replace = group.replace
+
+    def replace_with_a_dying_actor(index, reason):
+        replace(index, reason)
+        ray.kill(group.actors[index])
+
+    monkeypatch.setattr(group, "replace", replace_with_a_dying_actor)
+    engine = RayRolloutEngine("corridor", _KillingAgent(players.agent, group), group, 2, {"max_actions": len(players.label_set)})
+    try:
+        with pytest.raises(WorkerLost, match="environment worker 0 .*replacement") as lost:
+            _collect(engine, [EpisodeRequest(seed, "long", seed) for seed in range(4)])
+        assert isinstance(lost.value.__cause__, ray.exceptions.RayActorError) and "\n" not in str(lost.value)
+    finally:
+        group.close()

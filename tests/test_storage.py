@@ -78,3 +78,100 @@ def test_one_cache_folder_for_every_part(tmp_path, monkeypatch):
     assert benchmark.cache_root is cache_root  # the benchmark uses the shared cache folder
     monkeypatch.setenv(CACHE_ENV, " ")
     assert cache_root() == Path.home() / ".cache" / "reflectrl"
+
+
+def _synced_paths(monkeypatch) -> list[str]:
+    """Record the path behind every descriptor given to os.fsync (Linux: /proc/self/fd)."""
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors through /proc")
+def test_an_atomic_folder_is_on_disk_before_and_after_its_renames(tmp_path, monkeypatch):
+    synced = _synced_paths(monkeypatch)
+    for content in (b"v1", b"v2"):  # a new folder, then one replaced
+        synced.clear()
+        with atomic_folder(tmp_path / "adapter") as folder:
+            (folder / "sub").mkdir()
+            (folder / "weights").write_bytes(content)
+            (folder / "sub" / "config.json").write_bytes(content)
+        names = [Path(p).name for p in synced]
+        assert {"weights", "config.json", "sub"} <= set(names)
+        # the content before any rename in the parent, and the parent again after the last rename
+        assert names.index("weights") < synced.index(str(tmp_path)) and synced[-1] == str(tmp_path)
+    synced.clear()
+    atomic_write_bytes(tmp_path / "run.json", b"{}")
+    assert synced[-1] == str(tmp_path)
+
+
+KILL_AT_RENAME = """
+import os, sys
+from pathlib import Path
+from reflectrl import storage
+real, calls, die_at = os.{call}, [], int(sys.argv[2])
+def cut(*args, **kwargs):
+    calls.append(args)
+    if len(calls) == die_at:
+        os._exit(9)  # as SIGKILL would: no cleanup runs
+    return real(*args, **kwargs)
+os.{call} = cut
+with storage.{writer}(Path(sys.argv[1])) as stage:
+    for name in ("a.txt", "b.txt"):
+        (stage / name).write_text("new")
+"""
+
+
+def _killed_writer(target: Path, writer: str, call: str, die_at: int) -> None:
+    import subprocess
+    import sys
+
+    script = KILL_AT_RENAME.format(writer=writer, call=call)
+    done = subprocess.run([sys.executable, "-c", script, str(target), str(die_at)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+
+
+def test_a_kill_between_the_two_renames_of_a_folder_leaves_it_recoverable(tmp_path):
+    target = tmp_path / "final"
+    with atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("old")
+    _killed_writer(target, "atomic_folder", "rename", die_at=2)
+    assert not target.exists()  # the old folder is moved aside, the new one not yet in place
+    with atomic_folder(target, replace=False) as folder:  # the next writer finds the old one back first
+        (folder / "a.txt").write_text("other")
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_recover_folder_puts_back_a_folder_whose_writer_was_killed(tmp_path):
+    from reflectrl.storage import recover_folder
+
+    target = tmp_path / "final"
+    with atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("old")
+    _killed_writer(target, "atomic_folder", "rename", die_at=2)
+    assert recover_folder(target) and (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert not recover_folder(target)
+
+
+@pytest.mark.parametrize("call, die_at, expected", [("rename", 1, "old"), ("replace", 1, "new"), ("replace", 2, "new")])
+def test_files_replaced_together_are_all_old_or_all_new_after_a_kill(tmp_path, call, die_at, expected):
+    from reflectrl.storage import atomic_files, recover_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("a.txt", "b.txt", "metrics.json"):
+        (out / name).write_text("old")
+    # One os.rename commits the set, then os.replace moves the files in one by one: kill at the commit, or after it.
+    _killed_writer(out, "atomic_files", call, die_at=die_at)
+    recover_folder(out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.txt": expected, "b.txt": expected, "metrics.json": "old"}
+    with atomic_files(out) as stage:
+        (stage / "b.txt").write_text("newer")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.txt": expected, "b.txt": "newer", "metrics.json": "old"}

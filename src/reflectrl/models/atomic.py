@@ -6,6 +6,6 @@ package (whose ``__init__`` loads torch and transformers). They are re-exported
 here for the model modules.
 """
 
-from reflectrl.storage import atomic_folder, atomic_write_bytes
+from reflectrl.storage import atomic_files, atomic_folder, atomic_write_bytes, recover_folder
 
-__all__ = ["atomic_folder", "atomic_write_bytes"]
+__all__ = ["atomic_files", "atomic_folder", "atomic_write_bytes", "recover_folder"]

@@ -14,7 +14,9 @@ each episode it hosted is re-run there from its seed with the actions
 already played (the agent is not asked again, so no random draw moves and
 the batch stays the one a fault-free run gives), the replayed state is
 checked against the one recorded, and the lost call is sent again. After
-the group's `max_restarts` replacements the collect fails with `WorkerLost`.
+the group's `max_restarts` replacements the collect fails with `WorkerLost`,
+as it does when the replacement itself dies or hangs: Ray's own errors never
+leave the engine, so the command line reports one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reflectrl.agents import Agent
-from reflectrl.rollout.env_worker import EnvWorkerGroup, import_ray
+from reflectrl.rollout.env_worker import EnvWorkerGroup, WorkerLost, import_ray
 from reflectrl.rollout.episode import EpisodeRequest
 from reflectrl.rollout.environments import EnvironmentHost, Transition
 from reflectrl.rollout.lockstep import LockstepEngine
@@ -115,8 +117,14 @@ class RayEnvironments(EnvironmentHost):
             try:
                 result, seconds = ray.get(future, timeout=self.workers.call_timeout)
             except lost as err:
-                self.workers.replace(worker, f"{type(err).__name__}")
-                self._replay_worker(worker)
+                try:
+                    self.workers.replace(worker, f"{type(err).__name__}")
+                    self._replay_worker(worker)
+                except lost as again:
+                    raise WorkerLost(
+                        f"environment worker {worker} was lost ({type(err).__name__}) and its replacement too "
+                        f"({type(again).__name__}); giving up (check the workers' logs)"
+                    ) from again
                 futures[worker] = call(self.workers.actors[worker], parts[worker])
                 continue
             self.worker_seconds += seconds

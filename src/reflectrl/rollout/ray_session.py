@@ -4,11 +4,26 @@
 `reflectrl train --ray` does); `start_ray(ADDRESS)` joins a running cluster
 (`ray start --head` on one node, `--ray-address` everywhere else). Only a
 Ray this run started is shut down by `RaySession.stop`.
+
+Joining: Ray itself retries an unreachable address for many minutes without a
+word, so the address is first tried with a plain TCP connection bounded by
+`CONNECT_TIMEOUT_S`; a refusal or silence is a one-line `ConnectionError`
+naming the address. (A port that accepts connections but is not Ray still
+leaves the wait to Ray.)
+
+Starting: the dashboard is off. Ray refuses a loopback node address (it
+replaces ``127.0.0.1`` with the machine's address) and its processes listen
+on every interface, so what keeps other machines out of a local Ray is its
+token: Ray 2.59 and later (the lower bound of the ``ray`` extra) turn token
+authentication on for a local Ray unless ``RAY_AUTH_MODE=disabled``. It is
+not set from here: the driver reads the mode when Ray is imported, and a
+mode changed later leaves driver and cluster disagreeing.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from reflectrl.rollout.env_worker import import_ray
@@ -42,11 +57,39 @@ def start_ray(address: str | None = None, num_cpus: float | None = None) -> RayS
     if address is None:
         _start_local(ray, num_cpus, options)
     else:
+        _check_reachable(ray, address)
         try:
             ray.init(address=address, **options)
         except ConnectionError as err:
-            raise ConnectionError(f"could not join the Ray cluster at {address} ({err}); is `ray start --head` running there?") from err
+            raise ConnectionError(f"could not join the Ray cluster at {address} ({_first_line(err)}); {JOIN_HINT}") from err
     return RaySession(address, started=True)
+
+
+CONNECT_TIMEOUT_S = 10.0
+JOIN_HINT = "is `ray start --head` running there?"
+
+
+def _check_reachable(ray, address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise a one-line `ConnectionError` unless something accepts TCP connections at `address` within `timeout`."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and the like: Ray looks the address up itself
+    host = host.strip("[]")
+    hosts = [host]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        hosts.append(ray.util.get_node_ip_address())  # where Ray itself will connect for a loopback address
+    reason = ""
+    for candidate in hosts:
+        try:
+            socket.create_connection((candidate, int(port)), timeout=timeout).close()
+            return
+        except OSError as err:
+            reason = err.strerror or str(err) or type(err).__name__
+    raise ConnectionError(f"cannot reach the Ray cluster at {address} within {timeout:g} s ({reason}); {JOIN_HINT}")
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 LOCAL_START_ATTEMPTS = 3

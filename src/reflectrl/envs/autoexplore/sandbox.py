@@ -15,6 +15,12 @@ Policy for special entries:
 * **FIFOs, sockets and devices** are listed but never opened: a file is
   checked with ``lstat`` before it is opened, opened with ``O_NONBLOCK`` and
   checked again with ``fstat`` (same inode, regular file) before any read.
+* **Hard links**: a regular file with more than one link is listed but never
+  read. Its other names may lie outside the root, and nothing in the file
+  says where they are, so the sandbox cannot tell a hard link into ``/etc``
+  from one inside the tree; refusing every such file keeps a single rule
+  (trees installed by link-farming tools, such as some package managers'
+  caches, show these files as unreadable).
 * **Big files** are read only up to the view limit, never whole; a file whose
   head holds a NUL byte or mostly undecodable bytes is shown as a one-line
   binary placeholder.
@@ -236,7 +242,8 @@ class Sandbox:
         """At most `max_bytes` from the start of regular file `parts`, and its size.
 
         Raises `OSError` (with a readable message) for anything that is not a
-        regular file or cannot be opened; never opens FIFOs or devices.
+        regular file with a single link or cannot be opened; never opens FIFOs
+        or devices.
         """
         parts = check_parts(parts)
         if not parts:
@@ -253,6 +260,9 @@ class Sandbox:
                 after = os.fstat(fd)
                 if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
                     raise OSError(errno.EAGAIN, "the file changed while it was being opened")
+                # Checked on the open descriptor: a link added after the lstat still counts.
+                if after.st_nlink > 1:
+                    raise OSError(errno.EINVAL, f"has {after.st_nlink} hard links (not read: another name may lie outside the root)")
                 chunks, left = [], max(0, int(max_bytes))
                 while left > 0:
                     chunk = os.read(fd, min(left, 1 << 16))

@@ -5,6 +5,14 @@ repository folder; a relative ``root`` is resolved against the folder of the
 task file, so a benchmark folder (task file plus repositories) can be moved as
 a whole. Target paths are relative POSIX paths inside the root; absolute paths
 and ``..`` are refused when the file is loaded.
+
+A task file can only point into its own folder: a root that resolves (links
+followed) outside the folder holding the task file is refused, on loading and
+on saving. A task file received from elsewhere then cannot make the agent, or
+a remote teacher it talks to, read ``/etc`` or a sibling folder. Folders the
+user trusts besides (the standard library, say) are named in
+``$REFLECTRL_TASK_ROOTS`` (separated like ``$PATH``): an environment variable,
+because it is the user who sets it, never a file.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import numpy as np
 from reflectrl.envs.autoexplore.sandbox import SandboxError, display_name, parse_path
 from reflectrl.storage import atomic_write_bytes
 
+ROOTS_ENV = "REFLECTRL_TASK_ROOTS"
+"""Environment variable naming extra folders (``os.pathsep``-separated) task roots may lie in."""
 KINDS = ("code", "text", "data")
 SPLITS = ("train", "test")
 
@@ -67,7 +77,11 @@ def command_path(target: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def task_from_dict(data: dict, base: Path | None = None, where: str = "task") -> Task:
-    """Build and validate a `Task` from its JSON object; relative roots are resolved against `base`."""
+    """Build and validate a `Task` from its JSON object.
+
+    With `base` (the task file's folder), a relative root is resolved against
+    it and any root that resolves outside it is refused.
+    """
     if not isinstance(data, dict):
         raise TaskSetError(f"{where}: expected a JSON object, got {type(data).__name__}")
     required = ("id", "question", "kind", "repository", "root", "targets")
@@ -90,8 +104,9 @@ def task_from_dict(data: dict, base: Path | None = None, where: str = "task") ->
     except SandboxError as err:
         raise TaskSetError(f"{where}: {err}") from None
     root = data["root"]
-    if base is not None and not os.path.isabs(root):
+    if base is not None:
         root = os.path.normpath(os.path.join(base, root))
+        _check_inside(root, base, f"{where}: root {data['root']!r}")
     depth = data.get("depth", min(len(p) - 1 for p in parts))
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
         raise TaskSetError(f"{where}: depth must be a non-negative integer")
@@ -111,6 +126,16 @@ def task_from_dict(data: dict, base: Path | None = None, where: str = "task") ->
         evidence=str(data.get("evidence", "")),
         extra=extra,
     )
+
+
+def _check_inside(root: str, base: Path, what: str) -> None:
+    real, folder = os.path.realpath(root), os.path.realpath(base)
+    trusted = [folder] + [os.path.realpath(p) for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    if not any(os.path.commonpath([real, allowed]) == allowed for allowed in trusted):
+        raise TaskSetError(
+            f"{what} resolves to {real}, outside the task file's folder {folder}: "
+            f"a task file may only name repositories in its own folder or below, or in a folder listed in ${ROOTS_ENV}"
+        )
 
 
 def load_tasks(path: str | os.PathLike) -> list[Task]:
@@ -158,6 +183,8 @@ def save_tasks(tasks: list[Task], path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
+    for task in tasks:
+        _check_inside(task.root, base, f"task {task.id}: root {task.root!r}")
     text = "".join(json.dumps(task_to_dict(t, base), ensure_ascii=False) + "\n" for t in tasks)
     write_atomically(path, text)
 
