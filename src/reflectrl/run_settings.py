@@ -36,9 +36,17 @@ def as_saved(settings: Any) -> Any:
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
 
 
-def read_saved(path: str | Path) -> Any | None:
-    """The JSON saved at `path`, or None when the file is missing or not JSON (a folder that cannot be trusted)."""
+def read_saved(path: str | Path) -> dict[str, Any] | None:
+    """The settings object saved at `path`, or None when the file is missing or not JSON (a folder that cannot be trusted).
+
+    JSON that is not an object raises `ConfigMismatch`: nothing here writes one, so the file was
+    replaced from outside, and reading it as "nothing saved" or indexing it as settings would
+    redo, mix or crash on the work beside it.
+    """
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(saved, dict):
+        raise ConfigMismatch(f"{path} holds JSON that is not an object of settings; move it away or use another folder")
+    return saved

@@ -128,6 +128,7 @@ def sft(
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     seed: int = typer.Option(0, help="Seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in OUT (adapter, metrics, checkpoints, logs) with a new one."),
 ) -> None:
     """Warm up a player by SFT on gen-data rows (loss on the completion only); prints held-out metrics."""
     from reflectrl.models import ModelLoadError
@@ -138,7 +139,7 @@ def sft(
         learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, eval_fraction=eval_fraction,
         max_eval_rows=max_eval_rows, eval_steps=eval_steps, save_steps=save_steps, lr_scheduler=lr_scheduler,
-        warmup_ratio=warmup_ratio, bf16=bf16, threads=threads, seed=seed, resume=resume,
+        warmup_ratio=warmup_ratio, bf16=bf16, threads=threads, seed=seed, resume=resume, overwrite=overwrite,
         extra={"argv": sys.argv[1:]},
     )
     try:

@@ -13,6 +13,7 @@ The run folder (`--out`) holds:
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +23,7 @@ import typer
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
 from reflectrl.envs import lookup
-from reflectrl.run_settings import changed_settings
+from reflectrl.run_settings import ConfigMismatch, changed_settings, read_saved
 from reflectrl.trainers.curriculum import resolve_levels
 from reflectrl.trainers.rl_config import RLConfig
 
@@ -43,6 +44,7 @@ def train(
     episodes_per_iter: int = typer.Option(16, "--episodes-per-iter", min=1, help="Episodes collected per iteration."),
     out: Path = typer.Option(..., "--out", help="Run folder (metrics, checkpoints, final adapter)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (final policy, checkpoints, metrics) with a new one."),
     levels: Optional[str] = typer.Option(None, "--levels", help="Comma-separated levels, easiest first (default: the hardest, or all with a curriculum)."),
     curriculum_schedule: Optional[str] = typer.Option(None, "--curriculum-schedule", help="Comma-separated iteration counts after which to move to the next level."),
     curriculum_threshold: Optional[float] = typer.Option(None, "--curriculum-threshold", help="Move to the next level when validation success reaches this."),
@@ -103,6 +105,8 @@ def train(
 
 
 def _train(args: dict[str, Any]) -> None:
+    from reflectrl.models.loading import ModelLoadError
+
     try:
         _run(args)
     except (ValueError, KeyError, OSError, ImportError) as err:  # bad settings, files, environments, prompts too long, no ray
@@ -110,6 +114,8 @@ def _train(args: dict[str, Any]) -> None:
         fail(str(message))
     except typer.Exit:  # `fail` already said why (click's Exit is a RuntimeError)
         raise
+    except ModelLoadError as err:  # nothing trained yet, so no checkpoint to point at
+        fail(str(err))
     except RuntimeError as err:  # model loading, a reflector server, torch (e.g. out of memory)
         fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
 
@@ -160,7 +166,7 @@ def _run(args: dict[str, Any]) -> None:
         "eval_env_options": eval_kwargs,
         "config": config.to_dict(),
     }
-    _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None)
+    _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None, args["overwrite"])
     apply_threads(args["run"].threads)
 
     from reflectrl.trainers.data_parallel import launched_processes, make_accelerator
@@ -191,6 +197,14 @@ def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config
         if trainer.is_main:
             typer.echo(f"Resuming {out} after iteration {done}." if done else f"No checkpoint in {out}: starting fresh.", err=True)
     if trainer.is_main:
+        if args["overwrite"]:
+            from reflectrl.trainers.checkpoint import CHECKPOINTS
+
+            # Only now that the new run is built, so that a bad --policy costs the old run nothing. Old
+            # checkpoints would be resumed into the new run, and an old final/ would outlive it if it is
+            # killed; the metrics the trainer clears itself when it starts at iteration 0.
+            for old in (out / CHECKPOINTS, out / FINAL):
+                shutil.rmtree(old, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
     try:
@@ -231,15 +245,25 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_checkpoint: bool) -> None:
-    """Refuse to mix runs: a folder with checkpoints needs --resume, and --resume needs the same settings."""
+def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_checkpoint: bool, overwrite: bool) -> None:
+    """Refuse to mix or lose runs: a folder with checkpoints needs --resume, --resume needs the same settings,
+    and a finished run with nothing to resume from is only replaced with --overwrite."""
     saved_path = out / RUN_FILE
+    if overwrite:
+        if resume:
+            fail("choose either --resume (continue the run in --out) or --overwrite (replace it), not both")
+        return
     if has_checkpoint and not resume:
-        fail(f"{out} already holds a run; add --resume to continue it or choose another --out")
+        fail(f"{out} already holds a run; add --resume to continue it, --overwrite to replace it, or choose another --out")
+    if not has_checkpoint and (out / FINAL).exists():
+        # Even with --resume: without a checkpoint the run would start afresh over the finished one.
+        fail(f"{out} holds a finished run with no checkpoint to continue from; add --overwrite to replace it or choose another --out")
     if resume and saved_path.is_file():
         try:
-            saved = json.loads(saved_path.read_text())
-        except ValueError:
+            saved = read_saved(saved_path)
+        except ConfigMismatch as err:
+            fail(str(err))
+        if saved is None:
             fail(f"{saved_path} is not valid JSON")
         changed = changed_settings(saved, settings, resumable=("config",))
         # Through RLConfig, as the checkpoint check does: a setting added after the run was

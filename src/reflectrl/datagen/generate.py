@@ -82,7 +82,10 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     saved = progress / "config.json"
     identity = _saved_form(config)
     if saved.exists():
-        previous = _with_defaults(read_saved(saved), config)
+        try:
+            previous = _with_defaults(read_saved(saved), config)
+        except ConfigMismatch:  # not settings at all: as foreign to this run as other settings
+            previous = None
         if not isinstance(previous, dict) or changed_settings(previous, identity):
             if not overwrite:
                 raise ConfigMismatch(
@@ -94,6 +97,13 @@ def _prepare_folder(config: GenConfig, overwrite: bool) -> EpisodeJournal:
     progress.mkdir(parents=True, exist_ok=True)
     atomic_write_json(saved, identity)
     return EpisodeJournal(progress / "episodes.jsonl")
+
+
+def _first_env(build_env: Callable[[], TextEnv], name: str) -> TextEnv:
+    try:
+        return build_env()
+    except TypeError as err:  # an argument the environment's constructor does not take
+        raise ValueError(f"the {name} environment refuses its arguments: {err}") from err
 
 
 def _saved_form(config: GenConfig) -> dict[str, Any]:
@@ -169,16 +179,18 @@ def generate(
     started = time.monotonic()
     entry = lookup(config.env)
     level = _level_of(config)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
+    label_set = LabelSet.for_tokenizer(tokenizer)
+    # Built before the folder is touched: a level or argument the environment refuses must not leave
+    # a saved config behind that the corrected command would then be refused against.
+    env = _first_env(env_factory(config, label_set), entry.name)
     journal = _prepare_folder(config, overwrite)
     done = journal.load()
     out = Path(config.out)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model)
-    label_set = LabelSet.for_tokenizer(tokenizer)
     count = token_counter(tokenizer)
     budget = config.max_prompt_tokens
     if budget is None and 0 < getattr(tokenizer, "model_max_length", 0) < 10**7:
         budget = int(tokenizer.model_max_length)
-    build_env = env_factory(config, label_set)
     explainer = explainer_for(entry.name)
 
     todo = [i for i in range(config.episodes) if i not in done]
@@ -189,7 +201,6 @@ def generate(
         if not isinstance(teacher, CachedTeacher):
             teacher = CachedTeacher(teacher, TeacherCache(cache_path or out / CACHE_FILE))
         cached = teacher
-        env = build_env()
         split_index = list(SPLIT_SEED_OFFSETS).index(config.split)
         try:
             for i in tqdm(todo, desc=f"gen-data {entry.name}", unit="episode", disable=not show_progress):

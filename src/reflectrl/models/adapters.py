@@ -21,9 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from reflectrl.models.atomic import atomic_folder
-from reflectrl.models.loading import is_adapter_folder, load_model
+from reflectrl.models.loading import ADAPTER_WEIGHTS, is_adapter_folder, load_model, unreadable_weights
 
 REFLECTOR = "reflector"
 POLICY = "policy"
@@ -88,12 +89,15 @@ def load_adapter(model, folder: str | os.PathLike, adapter_name: str, *, trainab
     folder = Path(folder)
     if not is_adapter_folder(folder):
         raise FileNotFoundError(f"{folder} is not a PEFT adapter folder (no adapter_config.json)")
-    if is_peft_model(model):
-        with _grad_flags_kept(model):
-            model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=trainable)
-        _set_adapter_trainable(model, adapter_name, trainable)
-        return model
-    return PeftModel.from_pretrained(model, str(folder), adapter_name=adapter_name, is_trainable=trainable)
+    try:
+        if is_peft_model(model):
+            with _grad_flags_kept(model):
+                model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=trainable)
+            _set_adapter_trainable(model, adapter_name, trainable)
+            return model
+        return PeftModel.from_pretrained(model, str(folder), adapter_name=adapter_name, is_trainable=trainable)
+    except SafetensorError as err:
+        raise unreadable_weights(folder / ADAPTER_WEIGHTS, err) from err
 
 
 def save_adapter(model, adapter_name: str, folder: str | os.PathLike) -> None:

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from reflectrl.models.embedded import (
     EMBEDDED_DEFAULT,
@@ -38,6 +39,7 @@ TINY_RANDOM = "tiny-random"
 """Spec of the tiny random test model."""
 TINY_RANDOM_SEED = 0
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 _DTYPE_NAMES = {
     "float32": torch.float32,
@@ -251,10 +253,17 @@ def _load_with_adapter(folder: str, *, dtype, device, adapter_name: str, trainab
         tokenizer = load_tokenizer(folder)
     try:
         model = PeftModel.from_pretrained(base, folder, adapter_name=adapter_name, is_trainable=trainable)
+    except SafetensorError as err:
+        raise unreadable_weights(Path(folder) / ADAPTER_WEIGHTS, err) from err
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelLoadError(f"cannot load the adapter in {folder}: {_first_line(err)}") from err
     model.eval()
     return model, tokenizer
+
+
+def unreadable_weights(path: str | os.PathLike, err: BaseException) -> ModelLoadError:
+    """The error for a weights file that safetensors cannot read: a copy or a save cut short, or no safetensors at all."""
+    return ModelLoadError(f"cannot read the weights in {path} ({_first_line(err)}): the file is damaged or incomplete")
 
 
 def _check_spec(spec) -> str:

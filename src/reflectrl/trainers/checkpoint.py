@@ -93,7 +93,7 @@ def verify_checkpoint(folder: str | Path) -> bool:
         manifest = json.loads((folder / MANIFEST).read_text())
         for rel, meta in manifest["files"].items():
             path = folder / rel
-            if path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
+            if path.stat().st_size != meta["size"] or file_sha256(path) != meta["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -172,11 +172,12 @@ def _write_manifest(folder: Path, iteration: int) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        files[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        files[rel] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     write_json(folder / MANIFEST, {"format": 1, "iteration": int(iteration), "files": files})
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -209,13 +210,19 @@ def _fsync_dir(folder: Path) -> None:
 def load_policy_weights(policy: LabelPolicy, folder: str | Path) -> None:
     """Load adapter (and value-head) weights written by `LabelPolicy.save` into `policy`'s adapter in place."""
     from peft import set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from reflectrl.models.loading import ADAPTER_WEIGHTS, unreadable_weights
+
     folder = Path(folder)
-    weights = folder / "adapter_model.safetensors"
+    weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"no adapter weights in {folder}")
-    state = load_file(str(weights), device=str(policy.device))
+    try:
+        state = load_file(str(weights), device=str(policy.device))
+    except SafetensorError as err:
+        raise unreadable_weights(weights, err) from err
     result = set_peft_model_state_dict(policy.model, state, adapter_name=policy.adapter)
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if unexpected:

@@ -22,8 +22,9 @@ What it does:
 * a held-out slice of whole episodes (never rows of a training episode) for
   the eval loss and, for policy/plain, the held-out label accuracy: argmax of
   `LabelPolicy` over the row's own menu labels;
-* periodic checkpoints under ``OUT/checkpoints``, ``resume=True`` continues
-  from the last complete one; tensorboard logs under ``OUT/logs``;
+* periodic checkpoints under ``OUT/checkpoints``, each recording the run it
+  belongs to, ``resume=True`` continues from the last complete one; a finished
+  run is only replaced with ``overwrite=True``; tensorboard logs under ``OUT/logs``;
 * output: ``OUT`` is a standard PEFT adapter folder (``load_model(OUT)`` or
   ``PeftModel.from_pretrained``), or a full model folder with ``full=True``,
   plus ``OUT/warmup_config.json`` (the exact settings) and ``OUT/metrics.json``.
@@ -36,13 +37,13 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from reflectrl.run_settings import as_saved, changed_settings, read_saved
+from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
 from reflectrl.storage import atomic_write_json
 
 ROLES = ("reflector", "policy", "plain")
@@ -50,6 +51,13 @@ CONFIG_FILE = "warmup_config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
+IDENTITY_FILE = "run_identity.json"
+"""In every checkpoint: the settings of the run that wrote it (`run_identity`), so that a resume can refuse
+another run's checkpoints even when OUT/warmup_config.json is gone."""
+DATA_DIGEST = "data_sha256"
+"""Key of the data file's content hash in OUT/warmup_config.json."""
+RESULT_FILES = (METRICS_FILE, "adapter_config.json", "adapter_model.safetensors", "model.safetensors")
+"""What a run writes into OUT when it ends: any of them marks a finished run."""
 
 
 class WarmupError(ValueError):
@@ -60,8 +68,9 @@ class WarmupError(ValueError):
 class WarmupConfig:
     """Settings of one SFT warm-up run (saved as OUT/warmup_config.json)."""
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("resume", "max_minutes", "threads", "extra")
-    """Settings a resumed run may change (see `reflectrl.run_settings`); `extra` holds notes such as the command line."""
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("resume", "overwrite", "max_minutes", "threads", "extra", "out")
+    """Settings a resumed run may change (see `reflectrl.run_settings`); `extra` holds notes such as the command line,
+    and `out` is the folder being resumed, however it is spelled."""
 
     role: str
     """reflector, policy or plain."""
@@ -121,6 +130,8 @@ class WarmupConfig:
     """torch CPU threads (None: torch's default)."""
     resume: bool = False
     """Continue from the last complete checkpoint in OUT/checkpoints."""
+    overwrite: bool = False
+    """Replace the run in OUT (checkpoints, logs, adapter or model, metrics) with a new one."""
     accuracy_each_eval: bool = True
     """Policy/plain: also measure held-out label accuracy at every evaluation (logged as eval_label_accuracy)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +153,13 @@ class WarmupConfig:
             raise WarmupError("give max_steps > 0 or epochs > 0")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise WarmupError("max_minutes must be > 0")
+        if self.resume and self.overwrite:
+            raise WarmupError("choose either resume (continue the run in out) or overwrite (replace it), not both")
+        from transformers import SchedulerType
+
+        schedules = [s.value for s in SchedulerType]
+        if self.lr_scheduler not in schedules:
+            raise WarmupError(f"unknown lr_scheduler {self.lr_scheduler!r}; choose from {', '.join(schedules)}")
 
 
 @dataclass
@@ -167,7 +185,13 @@ def load_rows(path: str | os.PathLike, role: str) -> list[dict[str, Any]]:
         raise WarmupError(f"{path} lacks the columns {sorted(missing)} that a {role} dataset needs (was it made for another role?)")
     if len(data) == 0:
         raise WarmupError(f"{path} has no rows")
-    return data.to_list()
+    rows = data.to_list()
+    if role != "reflector":
+        # Evaluation looks the label up in the row's menu, and that happens only once training has started.
+        for number, row in enumerate(rows, 1):
+            if not isinstance(row["labels"], list) or row["completion"] not in row["labels"]:
+                raise WarmupError(f"{path} row {number}: label {row['completion']!r} is not on its menu {row['labels']}")
+    return rows
 
 
 def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -199,10 +223,10 @@ def tokenize_rows(
             if tokenizer.eos_token_id is not None:
                 completion.append(int(tokenizer.eos_token_id))  # teaches the reflector to stop
         else:
-            if row["completion"] not in label_id:
+            foreign = [label for label in dict.fromkeys([row["completion"], *row["labels"]]) if label not in label_id]
+            if foreign:
                 raise WarmupError(
-                    f"label {row['completion']!r} is not a single-token label of this tokenizer; "
-                    "generate the data with the same --model"
+                    f"labels {foreign} are not single-token labels of this tokenizer; generate the data with the same --model"
                 )
             completion = [label_id[row["completion"]]]
         ids = list(prompt_ids) + completion
@@ -291,22 +315,90 @@ def _drop_incomplete_checkpoints(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_resume(out: Path, config: WarmupConfig) -> Path | None:
-    """The checkpoint to resume from (None: start fresh); refuses to mix different settings."""
+def _data_digest(path: str | os.PathLike) -> str:
+    """What identifies a data file: its content, so that a moved or copied file is the same data."""
+    from reflectrl.trainers.checkpoint import file_sha256
+
+    return file_sha256(path)
+
+
+def _resolved_spec(spec: str) -> str:
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+
+
+def run_identity(config: WarmupConfig, digest: str) -> dict[str, Any]:
+    """The settings a checkpoint belongs to, as they compare by meaning: the data by its content `digest`, a
+    model folder by its resolved path, and none of the settings a resume may change (the folder itself among them)."""
+    identity = as_saved({k: v for k, v in asdict(config).items() if k not in WarmupConfig.RESUMABLE})
+    identity.update(data=digest, model=_resolved_spec(config.model))
+    return identity
+
+
+def _saved_identity(saved: dict[str, Any], config: WarmupConfig, digest: str) -> dict[str, Any]:
+    """`run_identity` of a saved warmup_config.json; settings added since it was written take their defaults."""
+    known = {f.name for f in fields(WarmupConfig)}
+    newer = {k: v for k, v in saved.items() if k not in known and k != DATA_DIGEST}  # unknown here: always a change
+    try:
+        before = WarmupConfig(**{k: v for k, v in saved.items() if k in known})
+    except TypeError:  # role, data or out missing: not a config this code wrote
+        return saved
+    if DATA_DIGEST in saved:
+        saved_digest = saved[DATA_DIGEST]
+    elif Path(before.data).resolve() == Path(config.data).resolve():
+        saved_digest = digest  # written before digests were recorded: the same file stands for the same data
+    else:
+        saved_digest = _data_digest(before.data) if Path(before.data).is_file() else f"{before.data} (gone)"
+    return {**run_identity(before, saved_digest), **newer}
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return read_saved(path)
+    except ConfigMismatch as err:
+        raise WarmupError(str(err)) from err
+
+
+def _check_resume(out: Path, config: WarmupConfig, identity: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from (None: start fresh); refuses to mix runs or to replace a finished one unasked."""
     checkpoints = out / CHECKPOINTS
     existing = complete_checkpoints(checkpoints) if checkpoints.exists() else []
-    if not config.resume:
-        if existing:
-            raise WarmupError(f"{out} already has checkpoints: pass --resume to continue, or choose a new --out")
+    if config.overwrite:
+        _clear_run(out)
         return None
-    saved = out / CONFIG_FILE
-    if saved.exists():
-        differing = changed_settings(read_saved(saved) or {}, as_saved(asdict(config)), WarmupConfig.RESUMABLE)
-        if differing:
-            raise WarmupError(f"cannot resume {out} with different settings ({', '.join(differing)}); use a new --out")
+    if existing and not config.resume:
+        raise WarmupError(f"{out} already has checkpoints: pass --resume to continue, --overwrite to start over, or choose a new --out")
+    if not existing and any((out / name).exists() for name in RESULT_FILES):
+        # Even with --resume: with no checkpoint it would start afresh over the finished run.
+        raise WarmupError(f"{out} holds a finished run and no checkpoint to continue it from; pass --overwrite to replace it, or choose a new --out")
+    if not config.resume:
+        return None
+    differing: set[str] = set()
+    saved = _read_record(out / CONFIG_FILE)
+    if saved is not None:
+        differing.update(changed_settings(_saved_identity(saved, config, identity["data"]), identity))
+    if existing:
+        recorded = _read_record(existing[-1] / IDENTITY_FILE)
+        if recorded is None and saved is None:
+            raise WarmupError(
+                f"cannot tell which run wrote the checkpoints in {checkpoints} (no {CONFIG_FILE}, and they record no "
+                "settings); choose a new --out, or --overwrite to start over"
+            )
+        if recorded is not None:
+            differing.update(changed_settings(recorded, identity))
+    if differing:
+        raise WarmupError(f"cannot resume {out} with different settings ({', '.join(sorted(differing))}); use a new --out")
     if checkpoints.exists():
         _drop_incomplete_checkpoints(checkpoints)
     return existing[-1] if existing else None
+
+
+def _clear_run(out: Path) -> None:
+    from reflectrl.protocol import LABEL_ORDER_FILE
+
+    for folder in (CHECKPOINTS, LOGS):
+        shutil.rmtree(out / folder, ignore_errors=True)
+    for name in (*RESULT_FILES, LABEL_ORDER_FILE, CONFIG_FILE):
+        (out / name).unlink(missing_ok=True)
 
 
 def _save_adapter_files(model, out: Path) -> None:
@@ -377,7 +469,7 @@ def _autocast(enabled: bool, model):
     return bf16_autocast(enabled, next(model.parameters()).device)
 
 
-def _trainer_class():
+def _trainer_class(identity: dict[str, Any]):
     import torch
     from transformers import Trainer
 
@@ -403,11 +495,15 @@ def _trainer_class():
         def _save(self, output_dir=None, state_dict=None):
             from reflectrl.models.adapters import is_peft_model
 
-            if not is_peft_model(self.model):
-                return super()._save(output_dir, state_dict)
-            # peft's default ("auto") looks the base model up on the Hub, which stalls or fails offline.
-            os.makedirs(output_dir or self.args.output_dir, exist_ok=True)
-            self.model.save_pretrained(output_dir or self.args.output_dir, save_embedding_layers=False)
+            folder = output_dir or self.args.output_dir
+            if is_peft_model(self.model):
+                # peft's default ("auto") looks the base model up on the Hub, which stalls or fails offline.
+                os.makedirs(folder, exist_ok=True)
+                self.model.save_pretrained(folder, save_embedding_layers=False)
+            else:
+                super()._save(output_dir, state_dict)
+            # Before trainer_state.json, which marks a checkpoint complete: every complete one says whose it is.
+            atomic_write_json(Path(folder) / IDENTITY_FILE, identity)
 
     return CompletionOnlyTrainer
 
@@ -461,19 +557,20 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     from reflectrl.protocol import LabelSet, save_label_order
 
     config.check()
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    model_spec = config.model
-    if Path(model_spec).exists():
-        model_spec = str(Path(model_spec).resolve())  # the adapter records its base; keep it valid from anywhere
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    resume_from = _check_resume(out, config)
-    atomic_write_json(out / CONFIG_FILE, asdict(config))
-
+    # Settings and data are checked before OUT is touched, so a mistake costs nothing already there.
     rows = load_rows(config.data, config.role)
     label_after = _label_after(rows) if config.role != "reflector" else False  # a mixed file fails before training
     train_rows, eval_rows = split_rows(rows, config.eval_fraction, config.seed)
+    digest = _data_digest(config.data)
+    identity = run_identity(config, digest)
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    model_spec = _resolved_spec(config.model)  # the adapter records its base; keep it valid from anywhere
+    out = Path(config.out)
+    resume_from = _check_resume(out, config, identity)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / CONFIG_FILE, {**asdict(config), DATA_DIGEST: digest})
+
     rng = np.random.default_rng(config.seed)
     if len(eval_rows) > config.max_eval_rows:
         eval_rows = [eval_rows[i] for i in sorted(rng.choice(len(eval_rows), config.max_eval_rows, replace=False))]
@@ -564,7 +661,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     if config.role != "reflector" and config.accuracy_each_eval and do_eval:
         all_callbacks.append(LabelEval())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    trainer = _trainer_class()(
+    trainer = _trainer_class(identity)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_data),

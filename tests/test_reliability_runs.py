@@ -1,0 +1,270 @@
+"""Run folders and inputs that a careful user or an accident produces: finished runs met again, moved folders,
+deleted settings files, damaged adapters and mistyped options (issue 36, rows 5, 6, 7, 10, 11 and 12).
+
+Every CLI case ends in one ``Error:`` line and status 2, and nothing already written is changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from reflectrl.cli.main import app
+from reflectrl.trainers.sft import CHECKPOINTS, CONFIG_FILE, WarmupConfig, WarmupError, run_warmup
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+runner = CliRunner()
+
+
+def _one_line_error(result, *expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for text in expected:
+        assert text in errors[0], result.output
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _sft(data: Path | str, out: Path | str, role: str = "plain", **kw) -> WarmupConfig:
+    settings = dict(
+        role=role, data=str(data), out=str(out), model="tiny-random", max_steps=2, batch_size=2, save_steps=2,
+        eval_steps=0, eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=0,
+    )
+    return WarmupConfig(**{**settings, **kw})
+
+
+def _stopped_after_one_step(data: Path | str, out: Path | str, role: str = "plain") -> None:
+    """An SFT run that its time limit stopped after its first step, with checkpoint-1 to resume from."""
+    first = run_warmup(_sft(data, out, role, max_minutes=1e-9), show_progress=False)
+    assert first.metrics["stopped_by_time_limit"] and first.metrics["global_step"] == 1
+
+
+@pytest.fixture
+def data(taxi_reflector_data, tmp_path) -> Path:
+    """A private copy of the session's teacher data, which tests may move or change."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("plain.jsonl", "policy.jsonl", "reflector.jsonl"):
+        shutil.copy(taxi_reflector_data / name, folder / name)
+    return folder
+
+
+# ---------------------------------------------------------------- row 5: a finished run is never overwritten
+TRAIN = [
+    "train", "corridor", "--policy", "tiny-random", "--no-reflection", "--episodes-per-iter", "2", "--eval-every", "2",
+    "--eval-episodes", "2", "--horizon", "4", "--iters", "2", "--quiet",
+]
+
+
+def test_train_refuses_to_replace_a_finished_run_without_overwrite(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, TRAIN + ["--out", str(out)]).exit_code == 0
+    shutil.rmtree(out / "checkpoints")  # a finished run whose checkpoints were cleaned up to save space
+    before = _snapshot(out)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+    again = runner.invoke(app, TRAIN + ["--out", str(out), "--iters", "1", "--eval-every", "0"])
+    _one_line_error(again, str(out), "--overwrite")
+    # --resume has no checkpoint to continue from: it would start afresh over the finished run just the same.
+    resumed = runner.invoke(app, TRAIN + ["--out", str(out), "--resume"])
+    _one_line_error(resumed, str(out), "--overwrite")
+    assert _snapshot(out) == before
+
+    replaced = runner.invoke(app, TRAIN + ["--out", str(out), "--iters", "1", "--eval-every", "0", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert json.loads((out / "run.json").read_text())["config"]["iterations"] == 1
+
+
+def test_train_overwrite_clears_the_old_checkpoints_so_runs_never_mix(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, TRAIN + ["--out", str(out), "--iters", "3", "--eval-every", "0"]).exit_code == 0
+    both = runner.invoke(app, TRAIN + ["--out", str(out), "--overwrite", "--resume"])
+    _one_line_error(both, "--overwrite", "--resume")
+    replaced = runner.invoke(app, TRAIN + ["--out", str(out), "--iters", "1", "--eval-every", "0", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["iter-000001"]
+
+
+def test_sft_refuses_to_replace_a_finished_run_without_overwrite(data, tmp_path):
+    out = tmp_path / "sft"
+    command = ["sft", "--role", "plain", "--data", str(data / "plain.jsonl"), "--out", str(out), "--model", "tiny-random",
+               "--max-steps", "1", "--batch-size", "2", "--eval-steps", "0", "--eval-fraction", "0.25", "--no-bf16"]
+    assert runner.invoke(app, command).exit_code == 0
+    shutil.rmtree(out / CHECKPOINTS)
+    before = _snapshot(out)
+
+    _one_line_error(runner.invoke(app, command), str(out), "--overwrite")
+    _one_line_error(runner.invoke(app, command + ["--resume"]), str(out), "--overwrite")
+    assert _snapshot(out) == before
+
+    replaced = runner.invoke(app, command + ["--overwrite", "--learning-rate", "1e-2"])
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((out / CONFIG_FILE).read_text())["learning_rate"] == 1e-2
+    assert (out / "adapter_model.safetensors").read_bytes() != before["adapter_model.safetensors"]
+
+
+# ---------------------------------------------- row 6: SFT resume compares paths and data by what they mean
+def test_sft_resumes_the_same_run_through_another_path_and_moved_data(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _stopped_after_one_step("data/plain.jsonl", "run")
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    data.rename(moved)  # a pipeline folder moved to another disk: the same rows at another path
+
+    resumed = run_warmup(_sft(moved / "plain.jsonl", tmp_path / "run", resume=True), show_progress=False)
+    assert resumed.metrics["resumed_from"] == "checkpoint-1" and resumed.metrics["global_step"] == 2
+
+
+def test_sft_resume_refusal_names_exactly_the_changed_settings(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _stopped_after_one_step(data / "plain.jsonl", "run")
+    out = tmp_path / "run"  # the same folder spelled another way is no change
+    with pytest.raises(WarmupError, match=r"\(learning_rate\)"):
+        run_warmup(_sft(data / "plain.jsonl", out, resume=True, learning_rate=1.0), show_progress=False)
+    rows = (data / "plain.jsonl").read_text().splitlines()
+    (data / "fewer.jsonl").write_text("\n".join(rows[:-1]) + "\n")
+    with pytest.raises(WarmupError, match=r"\(data\)"):
+        run_warmup(_sft(data / "fewer.jsonl", out, resume=True), show_progress=False)
+
+
+# -------------------------------------------- row 7: checkpoints know which run they belong to
+def test_sft_checkpoints_refuse_another_run_without_the_config_file(data, tmp_path):
+    out = tmp_path / "run"
+    _stopped_after_one_step(data / "policy.jsonl", out, role="policy")
+    (out / CONFIG_FILE).unlink()
+    with pytest.raises(WarmupError, match=r"\(data, role\)"):
+        run_warmup(_sft(data / "reflector.jsonl", out, role="reflector", resume=True), show_progress=False)
+    with pytest.raises(WarmupError, match=r"\(lora_r\)"):
+        run_warmup(_sft(data / "policy.jsonl", out, role="policy", resume=True, lora_r=4), show_progress=False)
+    resumed = run_warmup(_sft(data / "policy.jsonl", out, role="policy", resume=True), show_progress=False)
+    assert resumed.metrics["resumed_from"] == "checkpoint-1"
+
+
+def test_sft_refuses_checkpoints_whose_run_it_cannot_tell(data, tmp_path):
+    out = tmp_path / "run"
+    _stopped_after_one_step(data / "plain.jsonl", out)
+    (out / CONFIG_FILE).unlink()
+    for identity in (out / CHECKPOINTS).glob("checkpoint-*/run_identity.json"):
+        identity.unlink()  # checkpoints written before they carried their run's identity
+    with pytest.raises(WarmupError, match="cannot tell"):
+        run_warmup(_sft(data / "plain.jsonl", out, resume=True), show_progress=False)
+
+
+# --------------------------------------------------- row 10: a damaged adapter file is a clear error
+@pytest.fixture
+def truncated_adapter(tmp_path) -> Path:
+    from reflectrl.models import add_lora, load_model, save_adapter
+
+    model, _ = load_model("tiny-random", device="cpu")
+    model = add_lora(model, "policy", r=4)
+    folder = tmp_path / "adapter"
+    save_adapter(model, "policy", folder)
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    return folder
+
+
+def test_a_truncated_adapter_is_a_model_load_error_naming_the_file(truncated_adapter):
+    from reflectrl.models import ModelLoadError, TwoPlayerModel, load_model
+
+    weights = str(truncated_adapter / "adapter_model.safetensors")
+    with pytest.raises(ModelLoadError, match="adapter_model.safetensors") as loaded:
+        load_model(truncated_adapter, device="cpu")
+    assert weights in str(loaded.value)
+    with pytest.raises(ModelLoadError) as shared:
+        TwoPlayerModel.load("tiny-random", policy=truncated_adapter, device="cpu")
+    assert weights in str(shared.value)
+
+
+def test_truncated_weights_in_a_checkpoint_are_a_model_load_error_naming_the_file(truncated_adapter):
+    from reflectrl.models import ModelLoadError
+    from reflectrl.trainers.checkpoint import load_policy_weights
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    players = load_rl_players("tiny-random", None, shuffle_labels=False, device="cpu")
+    with pytest.raises(ModelLoadError) as damaged:
+        load_policy_weights(players.policy, truncated_adapter)
+    assert str(truncated_adapter / "adapter_model.safetensors") in str(damaged.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "corridor", "--no-reflection", "--iters", "1", "--quiet", "--policy"],
+        ["train", "corridor", "--policy", "tiny-random", "--iters", "1", "--quiet", "--reflector"],
+        ["eval", "corridor", "--agent", "plain", "--episodes", "1", "--quiet", "--policy"],
+        ["export", "--out", "exported"],
+    ],
+    ids=["train-policy", "train-reflector", "eval", "export"],
+)
+def test_commands_given_a_truncated_adapter_end_in_one_line(truncated_adapter, tmp_path, command, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--out", str(tmp_path / "run")] if command[0] == "train" else []
+    _one_line_error(runner.invoke(app, command + [str(truncated_adapter)] + extra), "adapter_model.safetensors")
+
+
+# ------------------------------------------------------------ row 11: one line instead of a traceback
+def test_sft_rejects_an_unknown_learning_rate_schedule_before_training(data, tmp_path):
+    out = tmp_path / "sft"
+    result = runner.invoke(app, ["sft", "--role", "plain", "--data", str(data / "plain.jsonl"), "--out", str(out),
+                                 "--model", "tiny-random", "--lr-scheduler", "bogus"])
+    _one_line_error(result, "bogus", "cosine")
+    assert not out.exists()
+
+
+def test_gen_data_rejects_an_argument_the_environment_does_not_take(tmp_path):
+    out = tmp_path / "x"
+    result = runner.invoke(app, ["gen-data", "taxi", "--episodes", "1", "--model", "tiny-random", "--env-arg", "foo=1", "--out", str(out)])
+    _one_line_error(result, "foo")
+    assert not out.exists()
+
+
+def test_sft_rows_whose_label_is_not_on_their_menu_fail_before_training(data, tmp_path):
+    rows = [json.loads(line) for line in (data / "policy.jsonl").read_text().splitlines()]
+    rows[3]["labels"] = [label for label in rows[3]["labels"] if label != rows[3]["completion"]]
+    bad = data / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "sft"
+    with pytest.raises(WarmupError, match=r"bad\.jsonl row 4: label .* is not on its menu"):
+        run_warmup(_sft(bad, out, role="policy"), show_progress=False)
+    assert not (out / CHECKPOINTS).exists()
+
+
+@pytest.mark.parametrize("saved", ["[]", '"settings"', "3"])
+def test_train_resume_rejects_a_run_file_that_holds_no_settings(tmp_path, saved):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(saved)
+    result = runner.invoke(app, TRAIN + ["--out", str(out), "--resume"])
+    _one_line_error(result, str(out / "run.json"))
+
+
+def test_a_done_record_that_is_no_object_is_a_clear_error(tmp_path):
+    from reflectrl.pipeline.stages import Stage, StageRunner
+    from reflectrl.run_settings import ConfigMismatch, read_saved
+
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "DONE.json").write_text("[]")
+    with pytest.raises(ConfigMismatch, match="DONE.json"):
+        read_saved(tmp_path / "stage" / "DONE.json")
+    with pytest.raises(ConfigMismatch, match="DONE.json"):
+        StageRunner(tmp_path, {}, log=lambda _: None).run(Stage("stage", lambda folder: {}))
+    assert read_saved(tmp_path / "missing.json") is None  # missing or torn files still read as "nothing saved"
+
+
+# ------------------------------------------------------------- row 12: gen-data checks before it writes
+def test_gen_data_with_a_bad_level_writes_nothing_and_the_corrected_command_runs(tmp_path):
+    out = tmp_path / "x"
+    command = ["gen-data", "taxi", "--episodes", "1", "--model", "tiny-random", "--horizon", "4", "--out", str(out)]
+    _one_line_error(runner.invoke(app, command + ["--level", "nope"]), "nope")
+    assert not out.exists()
+    corrected = runner.invoke(app, command + ["--level", "pickup"])
+    assert corrected.exit_code == 0, corrected.output
