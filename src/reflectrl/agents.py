@@ -193,14 +193,16 @@ class ReflectiveAgent(_LabelHeadAgent):
         if not states:
             return [], []
         menus = self._menus(states)
+        # The live teacher of the ceiling row (`reflectrl.teachers.live`) reads the environments, not a prompt.
+        live = getattr(self.reflector, "reads_environment", False)
         # A reflector that cannot count its own tokens (a remote one, or a
         # wrapper) is held to the policy's tokenizer and budget.
         count = getattr(self.reflector, "count_tokens", self._count)
         budget = getattr(self.reflector, "max_prompt_tokens", self.policy.max_prompt_tokens)
-        r_prompts = [reflector_prompt(state, count, budget) for state in states]
+        r_prompts = [None if live else reflector_prompt(state, count, budget) for state in states]
         start = time.perf_counter()
         try:
-            reflections = list(self.reflector.reflect(r_prompts))
+            reflections = list(self.reflector.reflect_live(states, envs) if live else self.reflector.reflect(r_prompts))
         finally:
             self.reflect_seconds += time.perf_counter() - start
         if len(reflections) != len(states):
@@ -210,7 +212,10 @@ class ReflectiveAgent(_LabelHeadAgent):
             policy_prompt(state, reflection, menu, self._count, budget)
             for state, reflection, menu in zip(states, reflections, menus)
         ]
-        return self._decide(prompts, menus, reflections, r_prompts, greedy, generator)
+        actions, records = self._decide(prompts, menus, reflections, r_prompts, greedy, generator)
+        if live:
+            self.reflector.observe(envs, [state.actions[a] for state, a in zip(states, actions)])
+        return actions, records
 
 
 class PlainAgent(_LabelHeadAgent):

@@ -29,7 +29,7 @@ def _parse_env_kwargs(pairs: list[str]) -> dict:
 
 def gen_data(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
-    teacher: str = typer.Option("oracle", help="oracle (or oracle:concise, oracle:grounded: short reflections, the move first or the fact first), openai:MODEL or hf:PATH."),
+    teacher: str = typer.Option("oracle", help="oracle (or oracle:concise, oracle:grounded, oracle:reasoned: short reflections, the move first, the fact first, or facts and verdict then the move), openai:MODEL or hf:PATH."),
     episodes: int = typer.Option(100, min=1, help="Expert episodes to roll out."),
     random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
     decoy_prob: float = typer.Option(

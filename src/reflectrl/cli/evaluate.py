@@ -24,7 +24,7 @@ def evaluate(
     ),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the server's API key."),
     policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
-    reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, openai:MODEL, or served:URL[#MODEL] (an inference server)."),
+    reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, openai:MODEL, served:URL[#MODEL] (an inference server), or teacher:SPEC (the teacher itself, live: the policy's ceiling)."),
     split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
     episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="Episodes (default: every task of a task split, 50 seeds otherwise)."),
     level: Optional[str] = typer.Option(None, "--level", help="Curriculum level (default: the hardest)."),
@@ -61,7 +61,7 @@ def evaluate(
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
             kind=agent, model=model, base_url=base_url, api_key_env=api_key_env, policy=policy, reflector=reflector,
-            reflection_tokens=reflection_tokens, seed=seed, device=run.device, bf16=run.bf16,
+            reflection_tokens=reflection_tokens, seed=seed, device=run.device, bf16=run.bf16, env=entry.name,
         )
         spec.check()
         apply_threads(run.threads)

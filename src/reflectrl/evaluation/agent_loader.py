@@ -10,7 +10,9 @@ Kinds:
   adapter folder, or a base model spec, which then decides zero-shot);
 * ``reflect``: Reflect-RL, the policy plus its frozen `reflector` (an adapter
   folder on the policy's base, the base spec itself, ``openai:MODEL`` with
-  `base_url`, or ``served:URL[#MODEL]``, a reflector on an inference server).
+  `base_url`, ``served:URL[#MODEL]``, a reflector on an inference server, or
+  ``teacher:SPEC``, the teacher itself reading the live environment: the
+  policy's ceiling, see `reflectrl.teachers.live`).
 
 Label-head agents shuffle labels as in training; the harness reseeds the
 shuffle per evaluation, so results are reproducible.
@@ -55,6 +57,10 @@ class AgentSpec:
     reflection_cache: str | None = None
     """reflect: JSON-lines file caching the reflector's answers across evaluations
     (see `reflectrl.models.reflection_cache`); None: no cache."""
+    env: str | None = None
+    """Environment short name; a ``teacher:SPEC`` reflector needs it (its explainer)."""
+    teacher_seed: int = 0
+    """reflect with ``teacher:SPEC``: the teacher's seed (the data's), so its wording matches the training rows."""
 
     def check(self) -> None:
         """Raise ValueError for a spec that cannot be loaded, saying what is missing."""
@@ -112,7 +118,11 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         return _prompted(spec)
     from reflectrl.trainers.rl_players import OPENAI_PREFIX, load_rl_players
 
+    from reflectrl.teachers.live import is_teacher_spec
+
     reflector = spec.reflector if spec.kind == "reflect" else None
+    if is_teacher_spec(reflector):
+        return _with_live_teacher(spec)
     players = load_rl_players(
         spec.policy,
         reflector,
@@ -135,6 +145,21 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
     if client is not None and hasattr(client, "close"):
         closers.append(client.close)
     return LoadedAgent(players.agent, len(players.label_set), spec.describe(), closers)
+
+
+def _with_live_teacher(spec: AgentSpec) -> LoadedAgent:
+    """The policy reading the teacher's reflections (the ceiling row; see `reflectrl.teachers.live`)."""
+    from reflectrl.agents import ReflectiveAgent
+    from reflectrl.teachers.live import LiveTeacherReflector
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    if not spec.env:
+        raise ValueError("a teacher: reflector reads the environment: name it (AgentSpec.env)")
+    players = load_rl_players(spec.policy, None, shuffle_labels=None, init_seed=spec.seed, device=spec.device, bf16=spec.bf16)
+    teacher = LiveTeacherReflector(str(spec.reflector), spec.env, seed=spec.teacher_seed)
+    plain = players.agent
+    agent = ReflectiveAgent(teacher, players.policy, shuffle_labels=plain.shuffle_labels, label_after=plain.label_after, seed=spec.seed)
+    return LoadedAgent(agent, len(players.label_set), spec.describe(), [teacher.close])
 
 
 def _prompted(spec: AgentSpec) -> LoadedAgent:

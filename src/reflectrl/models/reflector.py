@@ -126,6 +126,11 @@ class LocalReflector:
         self.last_stats: dict[str, int] = {}
         """Token counts of the last call: prompt_tokens, prefix_tokens, new_tokens."""
 
+    def reseed(self, seed: int) -> None:
+        """Sample from `seed` on (no effect on greedy decoding)."""
+        self.seed = int(seed)
+        self._calls = 0
+
     def count_tokens(self, text: str) -> int:
         """Prompt length in tokens (the protocol's `count` for prompt budgets)."""
         return len(encode_prompts(self.tokenizer, [text])[0])

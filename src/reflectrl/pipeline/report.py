@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reflectrl.evaluation.tables import group_table, summary_table
+from reflectrl.storage import atomic_write_bytes
 
 REPORT = "report.md"
 SUCCESS_PLOT = "success.png"
@@ -153,6 +154,7 @@ def write_report(
     stages: Sequence[tuple[str, str]],
     meta: Mapping[str, Any],
     settings: Mapping[str, Any],
+    diagnostics: str = "",
 ) -> Path:
     """Write report.md, success.png and learning_curves.png into `folder`; returns the report path.
 
@@ -160,7 +162,8 @@ def write_report(
     write the same bytes (times and the machine go to `write_timing`'s file).
     `verdict` is its first sentence; `paired` lists (RL row, SFT row,
     comparison); `stages` lists (stage, note); `meta` is shown as a list
-    ("command", "model", ...); `settings` (the preset) as a JSON block.
+    ("command", "model", ...); `settings` (the preset) as a JSON block; `diagnostics` is the
+    reflection diagnostics table (`reflection_diagnostics.diagnostics_table`), "" for none.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,16 @@ def write_report(
             "asks whether that split could be chance. The return interval is a bootstrap over the episodes.", "",
             render_paired(paired), "",
         ]
+    if diagnostics:
+        parts += [
+            "## Reflections: the reflector's advice, the policy's obedience and the ceiling", "",
+            "Every decision of the reflective rows judged against the oracle in the state it was taken in: the "
+            "reflection is right when the entry it recommends (after its \"Next:\") is optimal there (ties with the "
+            "oracle's count); the policy follows it when it plays that entry. The ceiling rows give the same policy "
+            "the teacher's own reflections, written live from the true state: the reflective agent with a perfect "
+            "reflector.", "",
+            diagnostics, "",
+        ]
     parts += [f"![success rates with 95% intervals]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
     parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
     parts += [f"Time per stage, machine and date: [{TIMING}]({TIMING}).", ""]
@@ -181,7 +194,7 @@ def write_report(
     parts += [f"| {name} | {note} |" for name, note in stages]
     parts += ["", "## Settings (preset)", "", "```json", json.dumps(settings, indent=2, sort_keys=True), "```", ""]
     path = folder / REPORT
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
 
 
@@ -193,5 +206,5 @@ def write_timing(folder: Path, title: str, stage_seconds: Sequence[tuple[str, fl
     parts += [f"| {name} | {seconds:.0f} | {note} |" for name, seconds, note in stage_seconds]
     parts += [f"| all stages | {total:.0f} | {total / 60:.1f} min |", ""]
     path = Path(folder) / TIMING
-    path.write_text("\n".join(parts), encoding="utf-8")
+    atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path

@@ -58,6 +58,9 @@ class Step:
     """The menu entry that was played (None when the agent named no action)."""
     answer: str | None = None
     """A prompted model's raw text answer (None for label-head agents)."""
+    judged: dict[str, Any] | None = None
+    """What an evaluation's judge said of this decision (oracle's entry, the reflection's advice and
+    whether each was optimal; `reflectrl.evaluation.reflection_diagnostics`); None when not judged."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

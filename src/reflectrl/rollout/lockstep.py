@@ -53,6 +53,9 @@ class LockstepEngine(RolloutEngine):
         self.max_concurrent = int(max_concurrent)
         self.on_episode_end: Callable[[Episode], None] | None = None
         """Called with every finished episode, in the order they finish."""
+        self.judge: Callable[[Any, str | None, str | None], dict[str, Any]] | None = None
+        """Called as judge(env, reflection, played entry) before each environment steps, with the live
+        environment (local hosts only); its answer is kept in `Step.judged`. Evaluation's diagnostics."""
 
     def collect(
         self,
@@ -80,19 +83,20 @@ class LockstepEngine(RolloutEngine):
             states = [State.from_info(slot.info) for slot in running]
             envs = self.host.local_envs([slot.index for slot in running])
             actions, records = self._act(states, envs, greedy, generator, timings)
+            judged = self._judge(envs, running, actions, records)
 
             start = time.perf_counter()
             transitions = self.host.step([(slot.index, action) for slot, action in zip(running, actions)])
             still_running = []
-            for slot, action, record, answer in zip(running, actions, records, transitions):
+            for slot, action, record, answer, judgement in zip(running, actions, records, transitions, judged):
                 key = f"{slot.info['task']}\n{slot.info['observation']}"
                 menu = slot.info["actions"]
                 played = menu[action] if 0 <= action < len(menu) else None
                 info = answer.info
                 done = bool(answer.terminated or answer.truncated)
-                slot.episode.steps.append(
-                    _step(record, action, float(answer.reward), done, key, bool(info.get("invalid_action", False)), played)
-                )
+                step = _step(record, action, float(answer.reward), done, key, bool(info.get("invalid_action", False)), played)
+                step.judged = judgement
+                slot.episode.steps.append(step)
                 slot.info = info
                 if done:
                     slot.episode.success = bool(info.get("success", False))
@@ -110,6 +114,15 @@ class LockstepEngine(RolloutEngine):
 
     def close(self) -> None:
         self.host.close()
+
+    def _judge(self, envs, running: list[_Slot], actions: list[int], records: list[StepRecord]) -> list[dict[str, Any] | None]:
+        if self.judge is None or len(envs) != len(running):
+            return [None] * len(running)
+        judged = []
+        for env, slot, action, record in zip(envs, running, actions, records):
+            menu = slot.info["actions"]
+            judged.append(self.judge(env, record.reflection, menu[action] if 0 <= action < len(menu) else None))
+        return judged
 
     def _act(self, states, envs, greedy, generator, timings) -> tuple[list[int], list[StepRecord]]:
         """One agent call; its time is split into reflect (as the agent counts it) and decide."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from reflectrl.models.served_spec import ServedSpec
 from reflectrl.serving.engines import check_installed, engine_python, llamacpp_command, vllm_command
 from reflectrl.serving.managed import LOOPBACK, ManagedServer, free_port
+from reflectrl.storage import atomic_write_bytes
 
 EXPORT_DIR = "export"
 SERVED_FILE = "served.json"
@@ -98,7 +99,7 @@ def _exported(reflector, engine: str, target: Path, name: str) -> Path:
     # llama.cpp gets the merged GGUF (no LoRA work per token); vLLM applies the LoRA itself.
     llamacpp = engine == "llamacpp"
     export_model(reflector, target, merge=llamacpp, gguf_type="f32" if llamacpp else None)
-    record.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    atomic_write_bytes(record, (json.dumps(wanted) + "\n").encode("utf-8"))
     return target
 
 

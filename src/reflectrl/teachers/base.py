@@ -19,6 +19,11 @@ from typing import Any
 from reflectrl.protocol import State
 
 
+NEXT_CUE = "Next:"
+"""Opens the recommendation of every oracle style but ``full`` ("Next: move south."); the diagnostics
+(`reflectrl.evaluation.reflection_diagnostics`) read a reflection's advice after it."""
+
+
 @dataclass(frozen=True)
 class Assessment:
     """How good one action was in the state where it was taken (judged with privileged knowledge)."""

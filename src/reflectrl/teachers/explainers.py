@@ -41,6 +41,9 @@ class Explainer:
     """Write the reflection in the concise style (next move first, one template); None: no such style."""
     grounded: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
     """Write it in the grounded style (what the observation shows first, then the next move); None: no such style."""
+    reasoned: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
+    """Write it in the reasoned style: what the observation shows, the verdict on the last action, then
+    "Next: <action>." last (the paper's order); None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {

@@ -15,7 +15,10 @@ short by its token budget still states the move. ``grounded`` (spec
 beginning with what the current observation shows ("soapbottle 1 is here, in
 cabinet 3."), then the move ("Next: take soapbottle 1 from cabinet 3."), so a
 reflector writes down what it reads before it decides; its budget must reach
-past the facts.
+past the facts. ``reasoned`` (spec ``oracle:reasoned``): the paper's order in one
+template: what the observation shows, whether the last action was good, and
+the next action last ("... Last move (south) was good. Next: move south."),
+so the recommendation is conditioned on the analysis written before it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from reflectrl.teachers.explainers import explainer_for
 from reflectrl.teachers.prompt import teacher_prompt
 
 
-ORACLE_STYLES = ("full", "concise", "grounded")
+ORACLE_STYLES = ("full", "concise", "grounded", "reasoned")
 """Reflection styles of the oracle (see the module docstring)."""
 
 

@@ -232,11 +232,23 @@ def alfworld_explain_grounded(request: ReflectionRequest, rng: np.random.Generat
     With the move first (concise), the 300-step SFT reflector kept searching where the object lay in view and walked
     away from the target with the object in hand (experiments/alfworld_rl).
     """
+    return " ".join(p for p in (_grounded_fact(request), f"Next: {request.best_action}.", _verdict(request)) if p)
+
+
+def _grounded_fact(request: ReflectionRequest) -> str:
     best, fact = request.best_action, _fact(request)
     target = best.partition(" to ")[2] if best.startswith("move ") else ""
     if target and instance_type(target) == request.facts["receptacle"]:
         fact = f"{target} is here. {fact}"
-    return " ".join(p for p in (fact, f"Next: {best}.", _verdict(request)) if p)
+    return fact
+
+
+def alfworld_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """The verdict on the last step, the grounded fact, then the next entry: the paper's order in one template.
+
+    e.g. "Last step: good. soapbottle 1 is here, in cabinet 3. Next: take soapbottle 1 from cabinet 3."
+    """
+    return " ".join(p for p in (_verdict(request), _grounded_fact(request), f"Next: {request.best_action}.") if p)
 
 
 def _last_full(request: ReflectionRequest, rng: np.random.Generator) -> str | None:
@@ -292,5 +304,5 @@ def alfworld_explain(request: ReflectionRequest, rng: np.random.Generator) -> st
 
 EXPLAINER = Explainer(
     facts=alfworld_facts, assess=alfworld_assess, explain=alfworld_explain, concise=alfworld_explain_concise,
-    grounded=alfworld_explain_grounded,
+    grounded=alfworld_explain_grounded, reasoned=alfworld_explain_reasoned,
 )

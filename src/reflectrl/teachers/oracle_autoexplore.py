@@ -121,15 +121,28 @@ def autoexplore_explain_concise(request: ReflectionRequest, rng: np.random.Gener
 
     e.g. "Next: cd docs. The question is about documentation; docs is where it would be. Last step (cd src) was a mistake."
     """
-    parts = [f"Next: {request.best_action}.", _concise_reason(request)]
+    return " ".join(p for p in (f"Next: {request.best_action}.", _concise_reason(request), _last_verdict(request)) if p)
+
+
+def _last_verdict(request: ReflectionRequest) -> str | None:
     last = request.last
-    if last is not None and last.mistake and last.action.startswith("cat "):
-        parts.append(f"{last.action.removeprefix('cat ')} does not answer it.")
-    elif last is not None:
-        parts.append(f"Last step ({last.action}) was {'a mistake' if last.mistake else 'good'}.")
-    return " ".join(parts)
+    if last is None:
+        return None
+    if last.mistake and last.action.startswith("cat "):
+        return f"{last.action.removeprefix('cat ')} does not answer it."
+    return f"Last step ({last.action}) was {'a mistake' if last.mistake else 'good'}."
+
+
+def autoexplore_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """The verdict on the last command (what it showed), the fact behind the next command, then the command.
+
+    e.g. "notes.md does not answer it. The question is about documentation; docs is where it would be. Next: cd docs."
+    The paper's order: the recommendation comes last, after what the reflector wrote about the state.
+    """
+    return " ".join(p for p in (_last_verdict(request), _concise_reason(request), f"Next: {request.best_action}.") if p)
 
 
 EXPLAINER = Explainer(
-    facts=autoexplore_facts, assess=generic_assess, explain=autoexplore_explain, concise=autoexplore_explain_concise
+    facts=autoexplore_facts, assess=generic_assess, explain=autoexplore_explain, concise=autoexplore_explain_concise,
+    reasoned=autoexplore_explain_reasoned,
 )

@@ -175,9 +175,7 @@ def _next_move(request: ReflectionRequest, rng: np.random.Generator) -> str:
             ),
         )
     way = DIRECTION.get(best, best)
-    dr, dc = _offset(facts)
-    step_r, step_c = MOVES.get(best, (0, 0))
-    closer = (step_r and np.sign(step_r) == np.sign(dr)) or (step_c and np.sign(step_c) == np.sign(dc))
+    closer = best in MOVES and _closes_gap(facts, best)
     blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
     if closer:
         return pick(
@@ -245,4 +243,42 @@ def taxi_explain_concise(request: ReflectionRequest, rng: np.random.Generator) -
     return " ".join(parts)
 
 
-EXPLAINER = Explainer(facts=taxi_facts, assess=taxi_assess, explain=taxi_explain, concise=taxi_explain_concise)
+def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """What the map shows, then the verdict on the last move, then the next move; one template.
+
+    e.g. "Taxi at row 2, column 3; destination Y at row 4, column 0: 2 down, 3 left; blocked: east.
+    Last move (south) was good. Next: move south."
+
+    The paper's teacher order (consequence of the last action, good or bad, next action): a reflector
+    trained on it writes down the positions it reads off the map before it names a move, so the move is
+    conditioned on them (on the map-only observation nothing else states them).
+    """
+    facts, best = request.facts, request.best_action
+    (row, col), (trow, tcol) = facts["taxi"], facts["target"]
+    name = facts["target_name"].removeprefix("the ")
+    if (row, col) == (trow, tcol):
+        where = f"Taxi at row {row}, column {col}, on {name}."
+    else:
+        where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_text(facts)}"
+        blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
+        where += f"; blocked: {', '.join(blocked)}." if blocked else "."
+        if best in MOVES and not _closes_gap(facts, best):
+            where += " A wall is in the way."
+    parts = [where]
+    last = request.last
+    if last is not None:
+        done = f"({DIRECTION[last.action]})" if last.action in MOVES else f"({last.action})"
+        parts.append(f"Last move {done} was {'a mistake' if last.mistake else 'good'}.")
+    parts.append(f"Next: {best}.")
+    return " ".join(parts)
+
+
+def _closes_gap(facts: dict[str, Any], move: str) -> bool:
+    dr, dc = _offset(facts)
+    step_r, step_c = MOVES[move]
+    return bool((step_r and np.sign(step_r) == np.sign(dr)) or (step_c and np.sign(step_c) == np.sign(dc)))
+
+
+EXPLAINER = Explainer(
+    facts=taxi_facts, assess=taxi_assess, explain=taxi_explain, concise=taxi_explain_concise, reasoned=taxi_explain_reasoned
+)

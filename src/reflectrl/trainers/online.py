@@ -247,6 +247,10 @@ class OnlineTrainer:
         batch = None
         if self.is_main:
             generator = torch.Generator(device="cpu").manual_seed(derive_seed(cfg.seed, iteration, "sample"))
+            # Sampled reflections draw from the iteration's own seed, so a resumed run samples what a straight one did.
+            reseed = getattr(getattr(getattr(self.engine, "agent", None), "reflector", None), "reseed", None)
+            if reseed is not None:
+                reseed(derive_seed(cfg.seed, iteration, "reflect"))
             with torch.no_grad():
                 batch = self.engine.collect(
                     self.requests(iteration, level),

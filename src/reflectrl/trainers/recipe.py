@@ -73,7 +73,8 @@ def build_rl_run(
     levels = resolve_levels(entry.env_class().levels, config)
     players = load_rl_players(
         policy, reflector, value_head=config.uses_critic, kl_reference=config.kl_coef > 0, init_seed=config.seed,
-        cache_reflections=config.reflection_cache, **player_options,
+        cache_reflections=config.reflection_cache and config.reflection_temperature == 0,
+        reflector_temperature=config.reflection_temperature, **player_options,
     )
     fixed = {"max_actions": len(players.label_set)}
     if config.horizon is not None:

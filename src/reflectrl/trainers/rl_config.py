@@ -17,7 +17,7 @@ ALGORITHMS = ("pg", "ppo", "grpo")
 PG_BASELINES = ("none", "mean", "critic")
 ADVANTAGE_ESTIMATORS = ("gae", "mc")
 
-_PURPOSES = {"init": 0, "train-seeds": 1, "labels": 2, "sample": 3, "replay": 4, "minibatches": 5, "update": 6, "eval": 7}
+_PURPOSES = {"init": 0, "train-seeds": 1, "labels": 2, "sample": 3, "replay": 4, "minibatches": 5, "update": 6, "eval": 7, "reflect": 8}
 
 
 def derive_seed(seed: int, iteration: int, purpose: str) -> int:
@@ -110,8 +110,11 @@ class RLConfig:
     keep_checkpoints: int = 2
     """Checkpoints kept on disk (0: all)."""
     reflection_cache: bool = True
-    """Answer repeated reflector prompts from a cache (the frozen reflector decodes greedily, so a prompt
-    always gets the same reflection); its entries are saved with each checkpoint."""
+    """Answer repeated reflector prompts from a cache (a greedy reflector always gives a prompt the same
+    reflection); its entries are saved with each checkpoint. Unused with sampled reflections."""
+    reflection_temperature: float = 0.0
+    """Sample the frozen reflector's reflections at this temperature while training (the paper: 1), seeded
+    per iteration; 0: greedy. Evaluation always reflects greedily."""
     max_minutes: float | None = None
     """Stop after the iteration that passes this many minutes of training in this process (at least one
     iteration runs; a checkpoint follows); a safety net for a time budget. None: no limit."""
@@ -146,6 +149,7 @@ class RLConfig:
             (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma and gae_lambda must lie in [0, 1]"),
             (self.ppo_clip > 0 and self.epochs >= 1, "ppo_clip must be > 0 and epochs >= 1"),
             (self.minibatch_size >= 0 and self.micro_batch_size >= 1, "minibatch_size must be >= 0, micro_batch_size >= 1"),
+            (self.reflection_temperature >= 0, "reflection_temperature must be >= 0"),
             (min(self.value_coef, self.entropy_coef, self.kl_coef, self.replay_weight) >= 0, "loss weights must be >= 0"),
             (self.replay_size >= 0 and self.replay_episodes >= 0, "replay sizes must be >= 0"),
             (min(self.eval_every, self.eval_episodes, self.checkpoint_every, self.keep_checkpoints) >= 0, "eval/checkpoint settings must be >= 0"),

@@ -78,6 +78,7 @@ def load_rl_players(
     reflector_api_key_env: str = "OPENAI_API_KEY",
     bf16: bool | None = None,
     cache_reflections: bool = False,
+    reflector_temperature: float = 0.0,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
@@ -87,8 +88,11 @@ def load_rl_players(
     labels written first.
     `bf16` runs both players under bfloat16 autocast; None: the device's
     default (`models.precision`). `cache_reflections` puts an in-memory
-    `CachedReflector` in front of the reflector (it must decode greedily).
+    `CachedReflector` in front of the reflector (it must decode greedily). `reflector_temperature` above 0
+    samples a local reflector's reflections (seeded by `init_seed`; a trainer reseeds it per iteration).
     """
+    if cache_reflections and reflector_temperature > 0:
+        raise ValueError("a reflection cache needs greedy reflections (reflector_temperature 0)")
     from_adapter = is_adapter_folder(policy)
     recorded = load_label_order(policy) if from_adapter else None
     if shuffle_labels is None:
@@ -140,7 +144,11 @@ def load_rl_players(
         reference = LabelPolicy(players.model, players.tokenizer, label_set, adapter=REFERENCE, bf16=bf16)
     timed = cache = None
     if reflector is not None:
-        inner = remote if remote is not None else players.local_reflector(max_new_tokens=reflector_max_new_tokens, bf16=bf16)
+        if remote is not None and reflector_temperature > 0:
+            raise ValueError("sampled reflections need a local reflector (an adapter folder or the base spec)")
+        inner = remote if remote is not None else players.local_reflector(
+            max_new_tokens=reflector_max_new_tokens, bf16=bf16, temperature=reflector_temperature, seed=init_seed
+        )
         if cache_reflections:
             inner = cache = CachedReflector(inner, identity=reflector_identity(str(reflector), reflector_max_new_tokens))
         timed = TimedReflector(inner)
