@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
+from killed_runs import kill_cli_when
 from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
@@ -62,22 +60,7 @@ def _results(out: Path) -> dict[str, bytes]:
 
 def _kill_when(out: Path, tmp_path: Path, condition) -> None:
     """Run the tiny pipeline's CLI in a child process and SIGKILL it as soon as `condition()` holds."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"]
-    deadline = time.monotonic() + 240
-    with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            while not condition():
-                assert process.poll() is None, (tmp_path / "first.log").read_text()
-                assert time.monotonic() < deadline, "the pipeline never reached the point to kill it at"
-                time.sleep(0.005)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
+    kill_cli_when(["pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"], tmp_path, condition)
 
 
 @pytest.mark.slow  # about 20 s: every stage of the pipeline with the tiny model
@@ -274,3 +257,62 @@ def test_cpu_description_names_the_model_and_the_kernel_instruction_sets():
     assert cpu_description(cpuinfo) == "Some CPU @ 2.0GHz; avx2 avx512f avx512_bf16"
     assert cpu_description("model name : Old CPU\nflags : fpu sse2\n") == "Old CPU; no AVX2"
     assert cpu_description().strip()  # this machine's, whatever it is
+
+
+@pytest.mark.slow  # a few seconds: the finished straight run, copied and re-run
+def test_a_run_folder_from_an_older_version_resumes_and_a_refusal_names_the_changed_settings(tmp_path, straight):
+    import shutil
+
+    out = tmp_path / "older"
+    shutil.copytree(straight, out)
+    saved = json.loads((out / "pipeline.json").read_text())
+    # Written before these fields existed: they count as their defaults, which is what the tiny preset keeps.
+    del saved["preset"]["data"]["decoy_prob"], saved["preset"]["label_after"]
+    (out / "pipeline.json").write_text(json.dumps(saved))
+    messages: list[str] = []
+    run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
+    assert sum("already done" in m for m in messages) == len(stage_names("core"))
+    with pytest.raises(ConfigMismatch, match=r"preset\.label_after differ"):
+        run_pipeline("taxi", replace(preset("tiny", "taxi"), label_after=True), out, log=messages.append, progress=False)
+    with pytest.raises(ConfigMismatch, match=r": preset\.rl\.seed, preset\.seed differ"):
+        run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
+
+
+def test_the_rl_stage_closes_its_run_when_it_ends_and_when_it_fails(tmp_path, monkeypatch):
+    import reflectrl.trainers.recipe as recipe
+    from reflectrl.pipeline.run import _local_reflector, _rl_stage
+
+    closed: list[bool] = []
+
+    class Trainer:
+        iteration, stopped_by_time_limit = 0, False
+
+        def __init__(self, fail: bool):
+            self.fail = fail
+
+        def resume(self) -> int:
+            return 0
+
+        def train(self) -> None:
+            if self.fail:
+                raise RuntimeError("training broke")
+
+        def save_final(self, folder: Path) -> None:
+            folder.mkdir(parents=True)
+
+    class Run:  # what build_rl_run returns: the trainer, and engines (Ray actors, a Ray session) to close
+        def __init__(self, fail: bool):
+            self.trainer = Trainer(fail)
+
+        def close(self) -> None:
+            closed.append(self.trainer.fail)
+
+    for fail in (False, True):
+        monkeypatch.setattr(recipe, "build_rl_run", lambda *args, fail=fail, **kwargs: Run(fail))
+        stage = partial(_rl_stage, "taxi", preset("tiny", "taxi"), tmp_path / "policy", None, _local_reflector, lambda message: None)
+        if fail:
+            with pytest.raises(RuntimeError, match="training broke"):
+                stage(tmp_path / "failing")
+        else:
+            assert stage(tmp_path / "ending")["iterations"] == 0
+    assert closed == [False, True]

@@ -170,3 +170,54 @@ def test_observation_words_match_the_dynamics():
         if terminated:
             break
     assert len(info["history"]) <= 2
+
+
+@pytest.mark.parametrize("level", DangerousTaxiEnv.levels)
+def test_each_level_lists_exactly_the_start_states_its_resets_draw(level):
+    from gymnasium.envs.toy_text.taxi import TaxiEnv
+
+    table = TaxiEnv()
+    if level == "dropoff":  # the passenger in the taxi, anywhere, any destination
+        expected = {s for s in range(table.observation_space.n) if table.decode(s)[2] == IN_TAXI}
+    else:  # gymnasium's own start distribution
+        expected = {int(s) for s in np.flatnonzero(table.initial_state_distrib)}
+    assert len(expected) == {"dropoff": 25 * 4, "pickup": 25 * 4 * 3, "full": 25 * 4 * 3}[level]
+    env = DangerousTaxiEnv(level=level)
+    listed = [options["state"] for options in env.start_states()]
+    assert len(listed) == len(set(listed)) and set(listed) == expected
+    assert env.start_states(level) == DangerousTaxiEnv(level="pickup").start_states(level)
+    for options in env.start_states()[::7]:
+        env.reset(seed=123, options=options)
+        assert env.unwrapped._state == options["state"]
+    drawn = set()
+    for seed in range(2000):
+        env.reset(seed=seed)
+        drawn.add(env.unwrapped._state)
+    assert drawn <= expected and len(drawn) > 0.9 * len(expected)  # seeds draw from the same set, with repeats
+    for bad in (-1, 500, True, "3", next(iter(set(range(500)) - expected))):
+        with pytest.raises(ValueError, match="not a start state"):
+            env.reset(seed=0, options={"state": bad})
+
+
+def test_an_evaluation_plays_every_start_state_once_and_reports_no_sampling_interval():
+    from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
+    from reflectrl.evaluation.scripted_agents import RandomAgent
+
+    plan = plan_episodes(EvalConfig("taxi", level="dropoff"))  # 100 start states: all of them by default
+    assert plan.exact and len(plan.requests) == 100
+    assert sorted(r.options["state"] for r in plan.requests) == [o["state"] for o in DangerousTaxiEnv().start_states("dropoff")]
+    assert plan.description == "every one of the 100 start states at level dropoff, each played once"
+    assert len(plan_episodes(EvalConfig("taxi", level="full", episodes="all")).requests) == 300
+    sampled = plan_episodes(EvalConfig("taxi", level="dropoff", episodes=4))  # a number: seeds, as before
+    assert not sampled.exact and [r.options for r in sampled.requests] == [None] * 4
+    with pytest.raises(ValueError, match="does not list its start states"):
+        plan_episodes(EvalConfig("corridor", episodes="all"))
+    with pytest.raises(ValueError, match="a number or 'all'"):
+        plan_episodes(EvalConfig("taxi", episodes="some"))
+
+    result = evaluate(RandomAgent(seed=1), EvalConfig("taxi", level="dropoff", batch_size=100))
+    played = [e.options["state"] for e in result.episodes]
+    assert sorted(played) == sorted(r.options["state"] for r in plan.requests)
+    summary = result.summary
+    assert summary["exact"] and summary["ci_low"] == summary["ci_high"] == summary["success"]
+    assert "| exact |" in result.markdown() and "every one of the 100 start states" in result.markdown()

@@ -28,14 +28,37 @@ def pipeline(
         help="Serve the frozen reflectors with this inference server (llamacpp or vllm) during RL and evaluation, started and stopped by the run.",
     ),
     engine_python: Optional[str] = typer.Option(None, "--engine-python", help="With --serve-reflector: the Python that runs the engine (vLLM's own venv)."),
+    seeds_text: Optional[str] = typer.Option(
+        None, "--seeds", metavar="SEEDS",
+        help="Training seeds: a count (5: seeds 0..4) or a list (0,3,7). One resumable run folder per seed (OUT/seed-K) from the "
+        "same data, evaluated on the same episodes, and the report over the seeds in OUT/report.md. Without it: one run.",
+    ),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="With --seeds: run this many seeds at once in local processes, the threads (--threads, default all CPUs) split between them."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", metavar="ADDRESS",
+        help="With --seeds: run each seed as a task on the Ray cluster at ADDRESS (auto, or HOST:PORT of `ray start --head`), asking for "
+        "--threads CPUs (default: the preset's threads, else 1); a seed whose worker is lost is re-run.",
+    ),
+    seed_gpus: Optional[float] = typer.Option(None, "--seed-gpus", min=0, help="With --ray-address: GPUs each seed's task asks for (default: 1 with the gpu preset, else 0)."),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
     from reflectrl.pipeline.run import ROWS, run_pipeline
+    from reflectrl.pipeline.seeds import parse_seeds
 
     entry = env_entry(env_name)
     if rows not in ROWS:
         fail(f"unknown --rows {rows!r}; choose from {', '.join(ROWS)}")
+    seeds = None
+    if seeds_text is not None:
+        try:
+            seeds = parse_seeds(seeds_text)
+        except ValueError as err:
+            fail(str(err))
+    elif parallel > 1 or ray_address is not None or seed_gpus is not None:
+        fail("--parallel, --ray-address and --seed-gpus run the seeds of --seeds; give --seeds")
+    if parallel > 1 and ray_address is not None:
+        fail("choose --parallel (local processes) or --ray-address (Ray tasks), not both")
     if serve_reflector is not None and serve_reflector not in ENGINES:
         fail(f"unknown --serve-reflector {serve_reflector!r}; choose from {', '.join(ENGINES)}")
     # Not part of the preset (it overrides the preset's own setting).
@@ -61,11 +84,25 @@ def pipeline(
     command = games + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
     ) + (f" --rows {rows}" if rows != "core" else "") + (f" --serve-reflector {serve_reflector}" if serve_reflector else "")
+    if seeds is not None:
+        command += f" --seeds {seeds_text}"
     typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption)")
+    server_options = {"threads": threads, "engine_python_path": engine_python}
     try:
+        if seeds is not None:
+            from reflectrl.pipeline.seeds import run_seeds
+
+            gpus = seed_gpus if seed_gpus is not None else float(settings.name == "gpu")
+            outcome = run_seeds(
+                entry.name, settings, folder, seeds, parallel=parallel, ray_address=ray_address, gpus_per_seed=gpus, threads=threads,
+                command=command, progress=not quiet and parallel == 1 and ray_address is None, log=typer.echo, rows=rows,
+                serve_reflector=serve_reflector, server_options=server_options,
+            )
+            typer.echo(f"{outcome.verdict}\nReport over the seeds: {outcome.report} (each seed's own: {folder}/seed-K/report.md)")
+            return
         result = run_pipeline(
             entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows,
-            serve_reflector=serve_reflector, server_options={"threads": threads, "engine_python_path": engine_python},
+            serve_reflector=serve_reflector, server_options=server_options,
         )
     except typer.Exit:
         raise
@@ -86,15 +123,15 @@ def _print_table(result) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from reflectrl.evaluation.tables import pct
+    from reflectrl.evaluation.tables import interval, pct
 
-    table = Table(title="Held-out evaluation (95% Wilson intervals)")
+    table = Table(title="Held-out evaluation (95% Wilson intervals; exact: every start state played)")
     for column in ("setting", "success", "95% interval", "episodes", "return", "steps", "invalid"):
         table.add_column(column, justify="left" if column == "setting" else "right", no_wrap=column != "setting")
     for row in result.rows:
         s = row.summary
         cells = (
-            row.setting, pct(s["success"]), f"[{pct(s['ci_low'])}, {pct(s['ci_high'])}]", str(s["episodes"]),
+            row.setting, pct(s["success"]), interval(s), str(s["episodes"]),
             f"{s['mean_return']:+.2f}", f"{s['mean_steps']:.1f}", pct(s["invalid_rate"]),
         )
         table.add_row(*(Text(c, style="dim" if row.reference else "") for c in cells))

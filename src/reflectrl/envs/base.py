@@ -13,6 +13,8 @@ Defined outcomes, shared by every environment:
   environment's `invalid_action_reward`, and `info["invalid_action"]` is True.
   It never raises.
 * **Horizon**: after `horizon` steps an unfinished episode is truncated.
+* **Start states**: an environment with a small, finite set of start states per
+  level lists them (`TextEnv.start_states`); reset options select one.
 * **Paging**: when `max_actions` is set and a state has more admissible actions
   than that, `info["actions"]` shows one page of `max_actions - 1` actions plus
   a last entry `PAGE_ACTION` ("show more actions (page k of n)"). Choosing it
@@ -145,6 +147,16 @@ class TextEnv(gymnasium.Env):
     def _info_extra(self) -> dict[str, Any]:
         """Environment-specific fields added to `info` (level, depth, task type...)."""
         return {}
+
+    def start_states(self, level: str | None = None) -> list[dict[str, Any]] | None:
+        """Every start state of `level` (default: this environment's level) as reset options, in a fixed order.
+
+        ``reset(options=one_of_them)`` starts the episode in that state, whatever the seed. An evaluation
+        that plays each once measures an agent exactly instead of by a sample of seeds (several seeds can
+        draw the same start, and some starts are never drawn). None where the environment does not list
+        them (too many, or not known in advance).
+        """
+        return None
 
     # --------------------------------------------------------------- gymnasium
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -20,7 +20,8 @@ inadmissible action (see base)         -20, state unchanged, episode goes on
 
 Levels: ``pickup`` (ends at the pickup), ``dropoff`` (starts with the passenger
 in the taxi at a random square), ``full`` (gymnasium's start distribution,
-ends at delivery).
+ends at delivery). Each level lists its start states (`DangerousTaxiEnv.start_states`:
+100 at dropoff, 300 at pickup and full); ``reset(options={"state": s})`` starts in one.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ def _distances(goal: str) -> np.ndarray:
         dist = new
 
 
+@lru_cache(maxsize=None)
+def _start_states(level: str) -> frozenset[int]:
+    """The states `DangerousTaxiEnv._reset` can draw at `level` (see `DangerousTaxiEnv.start_states`)."""
+    env = _taxi()
+    if level == "dropoff":
+        return frozenset(int(env.encode(row, col, IN_TAXI, dest)) for row in range(5) for col in range(5) for dest in range(4))
+    return frozenset(int(s) for s in np.flatnonzero(env.initial_state_distrib))
+
+
 class DangerousTaxiEnv(TextEnv):
     """DangerousTaxi (see the module docstring for rules and rewards)."""
 
@@ -135,12 +145,28 @@ class DangerousTaxiEnv(TextEnv):
     def _reset(self, options: dict[str, Any]) -> None:
         env = _taxi()
         rng = self.np_random
-        if self.level == "dropoff":
+        if "state" in options:
+            state = options["state"]
+            if isinstance(state, bool) or not isinstance(state, (int, np.integer)) or int(state) not in _start_states(self.level):
+                raise ValueError(f"state {state!r} is not a start state of level {self.level} (see `start_states`)")
+            self._state = int(state)
+        elif self.level == "dropoff":
             row, col = int(rng.integers(5)), int(rng.integers(5))
             self._state = env.encode(row, col, IN_TAXI, int(rng.integers(4)))
         else:
             probs = env.initial_state_distrib
             self._state = int(rng.choice(len(probs), p=probs))
+
+    def start_states(self, level: str | None = None) -> list[dict[str, Any]]:
+        """``{"state": s}`` for every start state s of `level` (gymnasium's encoded Taxi state), in state order.
+
+        dropoff: the passenger in the taxi on any of the 25 squares, any of the 4 destinations (100 states);
+        pickup and full: gymnasium's start distribution, every state it can draw (300: 25 squares, the
+        passenger at one of the 4 stops, the destination one of the other 3).
+        """
+        level = self.level if level is None else level
+        self._check_level(level)
+        return [{"state": s} for s in sorted(_start_states(level))]
 
     def _task(self) -> str:
         return f"{TASKS[self.level]} {DANGER_NOTE}\n{LEGEND}"

@@ -15,6 +15,13 @@ Splits:
   validation offset on. DangerousTaxi has only a few hundred distinct start
   states, so a held-out seed is a held-out *draw*, not necessarily an unseen
   map (the paper evaluates on 100 random maps in the same way).
+* **Exact evaluation**: where an environment lists the start states of a
+  level (`TextEnv.start_states`; DangerousTaxi: 100 at dropoff, 300 at pickup
+  and full), ``episodes="all"`` plays each once, selected by reset options
+  (the default when there are at most `EXACT_LIMIT`). With greedy decisions
+  every start state has one outcome, so the success rate is the agent's rate
+  on the level, with no sampling interval (`summarize_played`); 100 seeds of
+  dropoff hold only about 64 distinct starts, some of them several times.
 * **Task environments**: AutoExplore ``test`` is its built-in test split
   (repositories never used for training), ALFWorld ``test`` is
   ``valid_unseen`` (room layouts never seen in training; ``valid_seen`` and
@@ -46,7 +53,11 @@ from reflectrl.evaluation.tables import group_table, summary_table
 from reflectrl.rollout.episode import Episode, EpisodeRequest
 
 DEFAULT_EPISODES = 50
-"""Episodes of a seeded environment when none are asked for."""
+"""Episodes of a seeded environment that does not list its start states, when none are asked for."""
+ALL = "all"
+"""`EvalConfig.episodes` for every task or start state, each once."""
+EXACT_LIMIT = 1000
+"""Most start states an evaluation without an episode count plays (each once) instead of sampling seeds."""
 TASK_SPLITS: dict[str, dict[str, str]] = {
     "autoexplore": {"train": "train", "test": "test"},
     "alfworld": {"train": "train", "valid_seen": "valid_seen", "valid_unseen": "valid_unseen", "test": "valid_unseen"},
@@ -65,8 +76,10 @@ class EvalConfig:
     """Environment short name."""
     split: str = "test"
     """Seeded environments: train, validation or test; task environments: see `TASK_SPLITS`."""
-    episodes: int | None = None
-    """Episodes to play; None: every task of a task split, `DEFAULT_EPISODES` seeds otherwise."""
+    episodes: int | str | None = None
+    """Episodes to play; ``"all"``: every task of a task split, or every start state where the environment lists
+    them (`TextEnv.start_states`); None: ``"all"`` for a task split or at most `EXACT_LIMIT` start states,
+    `DEFAULT_EPISODES` seeds otherwise."""
     level: str | None = None
     """Curriculum level (default: the environment's hardest)."""
     horizon: int | None = None
@@ -80,7 +93,9 @@ class EvalConfig:
 
     def check(self) -> None:
         """Raise ValueError for settings that cannot work."""
-        if self.episodes is not None and self.episodes < 1:
+        if isinstance(self.episodes, str) and self.episodes != ALL:
+            raise ValueError(f"episodes must be a number or {ALL!r}, not {self.episodes!r}")
+        if isinstance(self.episodes, int) and self.episodes < 1:
             raise ValueError("episodes must be >= 1")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError("horizon must be >= 1")
@@ -101,6 +116,8 @@ class EvalPlan:
     requests: list[EpisodeRequest]
     description: str
     """Which seeds or tasks, in words (for reports)."""
+    exact: bool = False
+    """Every start state of the level, each once: the agent's rate on the level itself, not a sample's."""
 
 
 def plan_episodes(config: EvalConfig) -> EvalPlan:
@@ -122,7 +139,7 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
         count = _task_count(make_env(entry.name, level=level, **kwargs))
         if count == 0:
             raise ValueError(f"{entry.name} has no {kwargs['split']} tasks at level {level}")
-        n = config.episodes if config.episodes is not None else count
+        n = config.episodes if isinstance(config.episodes, int) else count
         indices = [k * count // n for k in range(n)] if n <= count else [k % count for k in range(n)]
         requests = [
             EpisodeRequest(config.seed + k, level, k, {"index": int(i)}) for k, i in enumerate(indices)
@@ -133,7 +150,15 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
     if config.split not in SPLIT_SEED_OFFSETS:
         raise ValueError(f"unknown split {config.split!r} for {entry.name}; choose from {', '.join(SPLIT_SEED_OFFSETS)}")
     start = SPLIT_SEED_OFFSETS[config.split]
-    n = config.episodes if config.episodes is not None else DEFAULT_EPISODES
+    if not isinstance(config.episodes, int):
+        states = make_env(entry.name, level=level, **kwargs).start_states(level)
+        if states is not None and (config.episodes == ALL or len(states) <= EXACT_LIMIT):
+            requests = [EpisodeRequest(start + k, level, k, options) for k, options in enumerate(states)]
+            description = f"every one of the {len(states)} start states at level {level}, each played once"
+            return EvalPlan(entry.name, level, kwargs, requests, description, exact=True)
+        if config.episodes == ALL:
+            raise ValueError(f"{entry.name} does not list its start states at level {level}: give a number of episodes")
+    n = config.episodes if isinstance(config.episodes, int) else DEFAULT_EPISODES
     requests = [EpisodeRequest(start + k, level, k) for k in range(n)]
     description = f"seeds {start}..{start + n - 1} (the first {n} of the {config.split} split) at level {level}"
     return EvalPlan(entry.name, level, kwargs, requests, description)
@@ -231,7 +256,22 @@ def evaluate(agent, config: EvalConfig, *, max_actions: int | None = None, descr
         bar.close()
         engine.close()
     seconds = time.perf_counter() - start
-    return EvalResult(config, description, plan.description, summarize(batch.episodes), batch.episodes, seconds, dict(batch.timings))
+    summary = summarize_played(batch.episodes, plan.exact)
+    return EvalResult(config, description, plan.description, summary, batch.episodes, seconds, dict(batch.timings))
+
+
+def summarize_played(episodes: Sequence[Episode], exact: bool) -> dict[str, Any]:
+    """`summarize` of `episodes`; `exact`: they played every start state once (`EvalPlan.exact`).
+
+    An exact summary's rates are not estimates: it says ``"exact": true`` (tables print that instead of an
+    interval), and its interval is the rate itself, so whatever reads the bounds needs no special case.
+    """
+    summary = summarize(episodes)
+    if exact:
+        for part in (summary, *summary.get("groups", {}).values()):
+            part["ci_low"] = part["ci_high"] = part["success"]
+            part["exact"] = True
+    return summary
 
 
 def _episode_row(episode: Episode) -> dict[str, Any]:

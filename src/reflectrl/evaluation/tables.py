@@ -14,6 +14,11 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def interval(summary: Mapping[str, Any]) -> str:
+    """The 95% interval of a summary's success, or "exact" for one over every start state (no sampling)."""
+    return "exact" if summary.get("exact") else f"[{pct(summary['ci_low'])}, {pct(summary['ci_high'])}]"
+
+
 def _cell(text: str) -> str:
     # A '|' inside a cell would split it; row labels can hold paths and model names.
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -27,7 +32,7 @@ def summary_table(rows: Sequence[Row], first_column: str = "setting") -> str:
     ]
     for label, s in rows:
         lines.append(
-            f"| {_cell(label)} | {pct(s['success'])} | [{pct(s['ci_low'])}, {pct(s['ci_high'])}] | {s['episodes']} "
+            f"| {_cell(label)} | {pct(s['success'])} | {interval(s)} | {s['episodes']} "
             f"| {s['mean_return']:+.2f} | {s['mean_steps']:.1f} | {pct(s['invalid_rate'])} |"
         )
     return "\n".join(lines)

@@ -32,7 +32,7 @@ SFT reflector (60 x 4 rows)    281-317  4.7-5.3 s per step
 SFT policies (120 x 4 rows)    464-523  3.9-4.4 s per step (plain rows are shorter)
 2 x RL (GRPO, 4 iterations x   224-645  Reflect-RL costs more (reflections, 42-78% of
 12 episodes)                            them from the cache per iteration)
-4 trained rows (100 seeds)     70-200   reflect rows cost more
+4 trained rows (100 starts)    70-200   reflect rows cost more (measured on 100 seeds)
 prompted row (10 seeds)        19
 oracle, random, report         1
 =============================  =======  =================================================
@@ -47,9 +47,10 @@ two threads then fight the other processes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
+from reflectrl.run_settings import as_saved
 from reflectrl.trainers.rl_config import RLConfig
 from reflectrl.trainers.sft import WarmupConfig
 
@@ -89,8 +90,10 @@ training success); env, horizon, seed and (when `levels` is empty) the level com
 class EvalSettings:
     """Held-out evaluation of every setting (`reflectrl.evaluation.harness.EvalConfig`)."""
 
-    episodes: int | None = 40
-    """Episodes per setting and level (None: every task of a task split)."""
+    episodes: int | str | None = 40
+    """Episodes per setting and level: a number of seeds (task splits: of tasks), ``"all"`` for every start state
+    where the environment lists them (`TextEnv.start_states`: exact rates) or every task of a task split, or None
+    (``"all"`` where there are few, else `harness.DEFAULT_EPISODES` seeds; see `EvalConfig.episodes`)."""
     prompted_episodes: int | None = None
     """Episodes of the prompted base model (None: `episodes`); its invalid answers do not end an
     episode, so each of its episodes runs to the horizon and costs several times a trained row's."""
@@ -117,7 +120,12 @@ class Preset:
     answer_tokens: int = 4
     """Longest answer of the prompted baseline."""
     seed: int = 0
-    """Seed of data, SFT, RL and evaluation."""
+    """Seed of the teacher data and of the evaluation (its episodes and label shuffles), and of training unless
+    `training_seed` is set."""
+    training_seed: int | None = None
+    """Seed of everything training draws (None: `seed`): SFT's LoRA initialisation, its held-out rows, data order
+    and label shuffles, and RL's episode seeds, sampling, label shuffles, replay and minibatches. The teacher data and
+    the evaluation episodes do not depend on it, so runs that differ only in it are paired (`reflectrl.pipeline.seeds`)."""
     shuffle_labels: bool = True
     """Shuffle the menu labels per step in the data (the trained policies keep that order in RL and evaluation)."""
     label_after: bool = False
@@ -141,9 +149,18 @@ class Preset:
         """Levels the evaluation plays (None: the environment's hardest)."""
         return self.eval.levels or (self.level,)
 
+    @property
+    def train_seed(self) -> int:
+        """The seed SFT and RL draw from."""
+        return self.seed if self.training_seed is None else self.training_seed
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (stored in the run folder)."""
-        return asdict(self)
+        settings = asdict(self)
+        if self.training_seed is None:
+            # A run with one seed saves and reports what it did before training seeds were separate.
+            del settings["training_seed"]
+        return settings
 
 
 PRESET_CHANGES: dict[str, dict[str, Any]] = {
@@ -237,15 +254,20 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # Concise reflections (next move first, 26 tokens on average, 32 at most) fit the reflection budget
         # whole: the default style's average is 60 tokens, so a 24-token budget cut off the recommended
         # move that the policy had learned to read at the end of every teacher reflection.
-        # 100 held-out episodes per row, all in one lockstep batch; the prompted model (0 of 20 in the
-        # runs before, each episode to the horizon) plays the first 10, which keeps the run within 45 minutes.
+        # Every one of drop-off's 100 start states once per row, all in one lockstep batch: exact rates (the 100
+        # test seeds played before held only 64 distinct starts, and scored the RL rows 6-9 points above the
+        # whole level). The prompted model (0 of 20 in the runs before, each episode to the horizon) plays 10
+        # seeded episodes, which keeps the run within 45 minutes.
         "cpu": {
             "level": "dropoff", "shuffle_labels": False, "reflection_tokens": 32,
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, **TAXI_CPU_LESSONS["data"]},
-            "eval": {"episodes": 100, "batch_size": 100, "prompted_episodes": 10},
+            "eval": {"episodes": "all", "batch_size": 100, "prompted_episodes": 10},
         },
-        "gpu": {"level": "dropoff", "horizon": 20, "shuffle_labels": False, "rl": {"levels": ("pickup", "dropoff"), "curriculum_schedule": (40,)}},
+        "gpu": {
+            "level": "dropoff", "horizon": 20, "shuffle_labels": False, "rl": {"levels": ("pickup", "dropoff"), "curriculum_schedule": (40,)},
+            "eval": {"episodes": "all"},
+        },
     },
     "corridor": {
         "tiny": {"level": "short"},
@@ -338,6 +360,24 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Per-environment changes to each preset (nested dicts replace fields of the stage settings)."""
+
+
+def saved_defaults() -> dict[str, Any]:
+    """What each saved preset field means when a run folder lacks it: its default, as an older version ran it.
+
+    `StageRunner` fills these in before it compares a folder's pipeline.json with the current settings, so a
+    field added since the folder was made is no change unless a preset sets it to something else. The SFT
+    overrides hold only the keys a preset sets, so a key missing there means `WarmupConfig`'s default, and the
+    RL part is a whole `RLConfig`.
+    """
+    defaults = asdict(Preset(name="", model=""))
+    del defaults["name"], defaults["model"]  # every version saved them
+    defaults["sft"] = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(WarmupConfig) if f.default is not MISSING or f.default_factory is not MISSING
+    }
+    defaults["rl"] = RLConfig().to_dict()
+    return as_saved(defaults)
 
 
 def preset(name: str, env: str) -> Preset:

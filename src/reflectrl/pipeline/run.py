@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
-from reflectrl.pipeline.presets import Preset
+from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
 
@@ -173,7 +173,7 @@ def _run_stages(
         import torch
 
         torch.set_num_threads(int(preset.threads))
-    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, log)
+    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, log, {"preset": saved_defaults()})
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
     records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
@@ -225,7 +225,7 @@ def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Pa
     from reflectrl.trainers.sft import WarmupConfig, run_warmup
 
     config = WarmupConfig(
-        role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.seed, threads=preset.threads,
+        role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
         eval_steps=0, save_total_limit=1,
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
         resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {})},
@@ -243,7 +243,7 @@ def rl_config(env: str, preset: Preset) -> RLConfig:
     from dataclasses import replace
 
     levels = preset.rl.levels or ((preset.level,) if preset.level else ())
-    return replace(preset.rl, env=env, levels=levels, horizon=preset.horizon, seed=preset.seed)
+    return replace(preset.rl, env=env, levels=levels, horizon=preset.horizon, seed=preset.train_seed)
 
 
 def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
@@ -271,18 +271,22 @@ def _rl_stage(
                 f"return {record['train/return']:+.2f}, {record['train/length']:.1f} steps per episode ({seconds:.0f} s)"
             )
 
-    trainer = build_rl_run(
+    run = build_rl_run(
         config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
         env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
         reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
-    ).trainer
-    resumed = trainer.resume()
-    if resumed:
-        log(f"resuming after iteration {resumed}")
-    trainer.train()
-    if trainer.stopped_by_time_limit:
-        log(f"time limit of {config.max_minutes} min reached: stopping after iteration {trainer.iteration}")
-    trainer.save_final(folder / RL_FINAL)
+    )
+    trainer = run.trainer
+    try:
+        resumed = trainer.resume()
+        if resumed:
+            log(f"resuming after iteration {resumed}")
+        trainer.train()
+        if trainer.stopped_by_time_limit:
+            log(f"time limit of {config.max_minutes} min reached: stopping after iteration {trainer.iteration}")
+        trainer.save_final(folder / RL_FINAL)
+    finally:
+        run.close()  # its engines' environments (and Ray actors with a Ray engine) outlive the trainer otherwise
     history = _curve(folder, "train/success")
     return {
         "iterations": trainer.iteration,
@@ -297,9 +301,8 @@ def _eval_stage(
     env: str, preset: Preset, setting: Setting, root: Path, progress: bool, reflector_for: Callable[[Path], str], folder: Path
 ) -> dict[str, Any]:
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
-    from reflectrl.evaluation.harness import EvalConfig, evaluate
+    from reflectrl.evaluation.harness import EvalConfig, evaluate, summarize_played
     from reflectrl.models.reflection_cache import CachedReflector
-    from reflectrl.evaluation.summary import summarize
 
     reflector = reflector_for(root / setting.reflector) if setting.reflector else None
     # A served reflector's reflections may differ in float rounding from the in-process ones: separate caches.
@@ -321,7 +324,7 @@ def _eval_stage(
     if setting.kind == "prompted" and preset.eval.prompted_episodes is not None:
         episodes_wanted = preset.eval.prompted_episodes
     loaded = load_agent(spec)
-    episodes, plans, seconds = [], [], 0.0
+    episodes, plans, seconds, exact = [], [], 0.0, True
     try:
         for level in levels:
             config = EvalConfig(
@@ -332,6 +335,7 @@ def _eval_stage(
             result.write(folder / level)
             episodes += result.episodes
             plans.append(result.plan)
+            exact = exact and bool(result.summary.get("exact"))
             seconds += result.seconds
         cache = getattr(getattr(loaded.agent, "reflector", None), "inner", None)
     finally:
@@ -341,7 +345,7 @@ def _eval_stage(
         "reflections": reflections,
         "setting": _label(setting, preset),
         "agent": {"kind": setting.kind, "policy": setting.policy, "reflector": setting.reflector},
-        "summary": summarize(episodes),
+        "summary": summarize_played(episodes, exact),
         "episodes_played": plans,
         "eval_seconds": round(seconds, 1),
     }
@@ -463,9 +467,16 @@ def _write_report(
         f"Held-out success of every setting on {entry.name}, level {data['level']}: {'; '.join(plans)}. "
         "Rows follow the paper's comparison (METHOD.md); intervals are 95% Wilson score intervals."
     )
-    if preset.eval.prompted_episodes is not None:
+    exact = any(r.summary.get("exact") for r in rows)
+    if exact:
         intro += (
-            f" The prompted row plays the first {preset.eval.prompted_episodes} of these episodes only: its invalid "
+            " A row that played every start state has no interval: with greedy decisions each start state has one "
+            "outcome, so its rate is exact (\"exact\" in the table)."
+        )
+    if preset.eval.prompted_episodes is not None:
+        played = f"{preset.eval.prompted_episodes} seeded episodes" if exact else f"the first {preset.eval.prompted_episodes} of these episodes"
+        intro += (
+            f" The prompted row plays {played} only: its invalid "
             "answers do not end an episode, so each runs to the horizon."
         )
     write_timing(out, title, stage_seconds, timing_meta)

@@ -5,7 +5,9 @@ by a `DONE.json` written last, atomically. A re-run skips stages that are
 done; a stage that was killed is simply run again, and it resumes from its own
 checkpoints (data generation, SFT and RL all resume). The run folder remembers
 the configuration it was made with, so a re-run with a different one cannot
-silently mix results.
+silently mix results. The comparison is by meaning: a setting that a folder
+made by an older version lacks counts as its default (`StageRunner`'s
+`defaults`), and a refusal names the settings that differ.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import datetime
 import gc
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
+from reflectrl.run_settings import ConfigMismatch, as_saved, read_saved
 from reflectrl.storage import atomic_write_json
 
 DONE = "DONE.json"
@@ -39,9 +41,15 @@ class Stage:
 
 
 class StageRunner:
-    """Runs stages in order, skipping those already done."""
+    """Runs stages in order, skipping those already done.
 
-    def __init__(self, root: Path, config: dict[str, Any], log: Callable[[str], None] = print):
+    `defaults` mirrors `config`'s nesting with the value each setting had before it was saved (see
+    `changed_keys`); a folder that lacks a setting is compared as if it held that value.
+    """
+
+    def __init__(
+        self, root: Path, config: dict[str, Any], log: Callable[[str], None] = print, defaults: Mapping[str, Any] | None = None
+    ):
         self.root = Path(root)
         self.log = log
         if self.root.exists() and not self.root.is_dir():
@@ -51,10 +59,13 @@ class StageRunner:
         wanted = as_saved(config)
         if saved.exists():
             previous = read_saved(saved)
-            if not isinstance(previous, dict) or changed_settings(previous, wanted):
+            if not isinstance(previous, dict):
+                raise ConfigMismatch(f"{saved} cannot be read; use another --out folder (or delete it to start over)")
+            changed = changed_keys(previous, wanted, as_saved(defaults or {}))
+            if changed:
                 raise ConfigMismatch(
-                    f"{self.root} was made with a different configuration ({saved}); use another --out folder "
-                    "(or delete it to start over)"
+                    f"{self.root} was made with a different configuration ({saved}): {', '.join(changed)} differ; "
+                    "use another --out folder (or delete it to start over)"
                 )
         else:
             atomic_write_json(saved, wanted)
@@ -88,3 +99,24 @@ class StageRunner:
         atomic_write_json(folder / DONE, record)
         self.log(f"[{stage.name}] done in {record['seconds']:.0f} s")
         return record
+
+
+def changed_keys(saved: Mapping[str, Any], wanted: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between `saved` and `wanted`, sorted.
+
+    A setting missing on either side takes its value from `defaults` (same nesting), so a field added after
+    a folder was made is no difference where it keeps the behaviour the folder was made with; one with no
+    default differs from any value.
+    """
+    changed = []
+    for key in sorted(set(saved) | set(wanted)):
+        default = defaults.get(key, _ABSENT)
+        old, new = saved.get(key, default), wanted.get(key, default)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changed += changed_keys(old, new, default if isinstance(default, Mapping) else {}, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(prefix + key)
+    return changed
+
+
+_ABSENT = object()

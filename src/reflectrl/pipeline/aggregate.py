@@ -1,0 +1,311 @@
+"""The report over training seeds: every row seed by seed, its mean and 95% t-interval, paired differences, curves.
+
+`write_aggregate` reads the finished seed folders of a multi-seed run (`reflectrl.pipeline.seeds`) and writes
+into the run folder:
+
+* ``report.md``: the verdict (the two RL rows' mean success with their intervals, and their difference);
+  success and mean return of every row seed by seed, with the mean over the seeds and its 95% Student
+  t-interval; per-seed paired differences of each RL row against its SFT start and of Reflect-RL against
+  RL without reflection, with their mean and t-interval; the learning curves; how the run was made.
+* ``learning_curves.png``: every seed's training success per RL iteration (thin) and their mean (thick).
+* ``timing.md``: the seconds each seed's stages took.
+
+The seeds of a run are paired: the same teacher data and the same evaluation episodes, so the difference
+of two rows is taken within each seed first, and the interval is over those per-seed differences. The
+t-interval (mean +- t(0.975, n-1) * sd / sqrt(n)) treats the seeds as a sample of training runs; with
+exact evaluation (every start state played once) nothing else varies, so it measures training noise alone.
+Like the single-seed report, ``report.md`` holds only what the runs computed (no times), so the same seeds
+give the same bytes however they were run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectrl.pipeline.presets import Preset
+from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, read_curve, write_timing
+from reflectrl.pipeline.run import PAIRED, RL_JOBS, RL_RUN, SETTINGS, saved_settings
+from reflectrl.pipeline.stages import DONE
+from reflectrl.run_settings import read_saved
+
+COMPARISONS: tuple[tuple[str, str], ...] = PAIRED + (("rl-reflect", "rl-plain"),)
+"""(row, the row it is compared with) seed by seed: each RL row against its SFT start, then Reflect-RL against RL
+without reflection."""
+CONFIDENCE = 0.95
+
+
+def seed_folder(seed: int) -> str:
+    """The run folder of training seed `seed`, under the multi-seed run folder."""
+    return f"seed-{seed}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds with its t-interval (None bounds with fewer than two seeds)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """The `probability` quantile (> 0.5) of Student's t distribution with `df` degrees of freedom.
+
+    Found by bisection on the closed-form distribution function for whole degrees of freedom (the
+    finite series in cos(theta), theta = atan(t / sqrt(df))), which is all a t-interval over seeds needs.
+    """
+    if df < 1 or not 0.5 < probability < 1:
+        raise ValueError("need df >= 1 and 0.5 < probability < 1")
+    wanted = 2 * probability - 1  # P(|T| <= t)
+    low, high = 0.0, 1.0
+    while _central(high, df) < wanted:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _central(middle, df) < wanted else (low, middle)
+    return (low + high) / 2
+
+
+def _central(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with whole `df`."""
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2:
+        term, total = 1.0, 1.0 if df > 1 else 0.0
+        for k in range(1, (df - 1) // 2):
+            term *= c2 * (2 * k) / (2 * k + 1)
+            total += term
+        return (2 / math.pi) * (theta + math.sin(theta) * math.cos(theta) * total)
+    term, total = 1.0, 1.0
+    for k in range(1, df // 2):
+        term *= c2 * (2 * k - 1) / (2 * k)
+        total += term
+    return math.sin(theta) * total
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean of `values` with its Student t-interval."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return Estimate(mean, None, None)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
+    return Estimate(mean, mean - half, mean + half)
+
+
+@dataclass
+class SeedRuns:
+    """What the finished seed folders of a run hold."""
+
+    seeds: list[int]
+    summaries: dict[str, list[dict[str, Any]]]
+    """eval key -> each seed's evaluation summary, in seed order (rows every seed evaluated)."""
+    curves: dict[str, list[list[tuple[float, float]]]]
+    """RL stage -> each seed's training success per iteration."""
+    records: dict[int, dict[str, dict[str, Any]]]
+    """seed -> stage -> DONE record."""
+
+
+def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
+    """The evaluation summaries, learning curves and stage records of `seeds`' folders under `out`."""
+    records = {}
+    for seed in seeds:
+        folder = Path(out) / seed_folder(seed)
+        records[seed] = {p.parent.name: read_saved(p) for p in sorted(folder.glob(f"*/{DONE}"))}
+    summaries = {}
+    for setting in SETTINGS:
+        name = f"eval-{setting.key}"
+        if all(name in records[seed] for seed in seeds):
+            summaries[setting.key] = [records[seed][name]["summary"]["summary"] for seed in seeds]
+    curves = {
+        name: [read_curve(Path(out) / seed_folder(seed) / name / RL_RUN / "metrics.jsonl", "train/success") for seed in seeds]
+        for name, *_ in RL_JOBS if all(name in records[seed] for seed in seeds)
+    }
+    return SeedRuns(list(seeds), summaries, curves, records)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _interval(estimate: Estimate, show) -> str:
+    if estimate.low is None:
+        return "(needs two seeds)"
+    return f"[{show(estimate.low)}, {show(estimate.high)}]"
+
+
+def _table(first: str, seeds: Sequence[int], rows: Sequence[tuple[str, list[float]]], show, extra: str | None = None) -> str:
+    head = [first] + [f"seed {s}" for s in seeds] + ["mean", f"{CONFIDENCE:.0%} t-interval"] + ([extra] if extra else [])
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label, values in rows:
+        estimate = t_interval(values)
+        cells = [label] + [show(v) for v in values] + [show(estimate.mean), _interval(estimate, show)]
+        if extra:
+            cells.append(f"{sum(v > 0 for v in values)} / {sum(v < 0 for v in values)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _labels(preset: Preset) -> dict[str, str]:
+    return {s.key: s.label.replace("{model}", preset.model) for s in SETTINGS}
+
+
+def _verdict(runs: SeedRuns, labels: Mapping[str, str]) -> str:
+    success = {key: [s["success"] for s in summaries] for key, summaries in runs.summaries.items()}
+    n = len(runs.seeds)
+
+    def rate(key: str) -> str:
+        estimate = t_interval(success[key])
+        return f"{labels[key]} {_pct(estimate.mean)}" + ("" if estimate.low is None else f" {_interval(estimate, _pct)}")
+
+    gap = [a - b for a, b in zip(success["rl-reflect"], success["rl-plain"])]
+    estimate = t_interval(gap)
+    return (
+        f"Over {n} training seed{'s' if n > 1 else ''}: {rate('rl-reflect')} vs {rate('rl-plain')} held-out success "
+        f"(mean{'' if n < 2 else ' and 95% t-interval'}); Reflect-RL minus RL without reflection "
+        f"{_points(estimate.mean)} points" + ("" if estimate.low is None else f" {_interval(estimate, _points)}")
+        + f", ahead in {sum(g > 0 for g in gap)} and behind in {sum(g < 0 for g in gap)} of {n} seeds."
+    )
+
+
+def plot_seed_curves(curves: Mapping[str, list[list[tuple[float, float]]]], labels: Mapping[str, str], path: Path, title: str) -> None:
+    """Each RL row's training success per iteration: one thin line per seed and their mean (where every seed has the iteration)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # reports are written on machines without a display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for number, (name, runs) in enumerate(curves.items()):
+        color = palette[number % len(palette)]
+        for points in runs:
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, [100 * y for y in ys], "-", color=color, alpha=0.3, linewidth=1)
+        common = sorted(set.intersection(*(set(x for x, _ in points) for points in runs))) if runs else []
+        if common:
+            means = [100 * sum(dict(points)[x] for points in runs) / len(runs) for x in common]
+            ax.plot(common, means, "-", color=color, marker="o", markersize=4, linewidth=2.5, label=f"{labels[name]} (mean of {len(runs)} seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel("training success rate (%); thin lines: single seeds")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_aggregate(
+    out: Path, env: str, preset: Preset, seeds: Sequence[int], shared: Sequence[str] = ("data",), command: str | None = None,
+    seconds: float | None = None,
+) -> tuple[Path, str]:
+    """Write report.md, learning_curves.png and timing.md over the finished `seeds` into `out`; returns (report, verdict).
+
+    `shared` names the stages made once in `out` and copied into every seed's folder; `seconds` is this invocation's
+    wall time (timing.md).
+    """
+    out = Path(out)
+    runs = read_seed_runs(out, seeds)
+    missing = [key for key in ("rl-reflect", "rl-plain", *(k for pair in PAIRED for k in pair)) if key not in runs.summaries]
+    if missing:
+        raise ValueError(f"the seed folders under {out} lack the evaluations {', '.join(sorted(set(missing)))}")
+    labels = _labels(preset)
+    rl_labels = {name: label for name, _, _, label in RL_JOBS}
+    first = runs.records[runs.seeds[0]]
+    plans = first["eval-rl-reflect"]["summary"]["episodes_played"]
+    exact = all(s.get("exact") for s in runs.summaries["rl-reflect"])
+    n = len(runs.seeds)
+    title = f"Reflect-RL comparison on {env} over {n} training seed{'s' if n > 1 else ''} (preset {preset.name})"
+    verdict = _verdict(runs, labels)
+    references = {s.key for s in SETTINGS if s.reference}
+    compared = [key for key in runs.summaries if key not in references]
+    others = [key for key in runs.summaries if key in references]
+
+    def rows(keys: Sequence[str], metric: str) -> list[tuple[str, list[float]]]:
+        return [(labels[key], [s[metric] for s in runs.summaries[key]]) for key in keys]
+
+    def differences(metric: str) -> list[tuple[str, list[float]]]:
+        return [
+            (f"{labels[a]} minus {labels[b]}", [x[metric] - y[metric] for x, y in zip(runs.summaries[a], runs.summaries[b])])
+            for a, b in COMPARISONS
+        ]
+
+    noise = (
+        "Each seed's rates are exact (every start state played once, greedy decisions), so the spread over the "
+        "seeds is training noise alone."
+        if exact else
+        "Each seed's rate is measured on a sample of episodes (its own report gives the 95% Wilson interval), so the "
+        "spread over the seeds holds that evaluation noise as well as training noise."
+    )
+    intro = (
+        f"Each training seed is one complete pipeline run ({seed_folder(runs.seeds[0])}/ and so on, each with its own "
+        f"report.md) from the same teacher data, evaluated on the same episodes: {'; '.join(plans)}. A training seed "
+        "changes everything training draws (SFT's LoRA initialisation, held-out rows, data order and label shuffles; "
+        "RL's episode seeds, action sampling, label shuffles, replay and minibatches) and nothing else, so the seeds "
+        "are paired. Means are over the seeds; intervals are 95% Student t-intervals over the seeds (mean +- "
+        f"t(0.975, n-1) * sd / sqrt(n), n = {n}). {noise}"
+    )
+    parts = [f"# {title}", "", f"**{verdict}**", "", intro, "", "## Held-out success, seed by seed", "",
+             _table("setting", runs.seeds, rows(compared, "success"), _pct), ""]
+    if others:
+        parts += ["Reference players and diagnostic rows (same episodes):", "", _table("row", runs.seeds, rows(others, "success"), _pct), ""]
+    parts += ["## Mean return, seed by seed", "", _table("setting", runs.seeds, rows(compared + others, "mean_return"), "{:+.2f}".format), ""]
+    parts += [
+        "## Paired differences within each seed", "",
+        "Each RL row against the SFT row it started from (same seed), and Reflect-RL against RL without reflection; "
+        "ahead / behind counts the seeds where the difference is above / below zero.", "",
+        "Success, in percentage points:", "",
+        _table("comparison", runs.seeds, differences("success"), _points, "seeds ahead / behind"), "",
+        "Mean return:", "",
+        _table("comparison", runs.seeds, differences("mean_return"), "{:+.2f}".format, "seeds ahead / behind"), "",
+    ]
+    plot_seed_curves(runs.curves, rl_labels, out / CURVES_PLOT, title)
+    parts += [f"![training success per RL iteration, every seed and the mean]({CURVES_PLOT})", ""]
+    data = read_saved(out / "data" / DONE) or first["data"]
+    meta = {
+        "command": f"`{command}`" if command else "(called from Python)",
+        "training seeds": ", ".join(str(s) for s in runs.seeds),
+        "environment": f"{env}, level {data['summary']['level']}, horizon {preset.horizon or 'default'}",
+        "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
+        "evaluation": "; ".join(plans) + f"; greedy decisions; data and evaluation seed {preset.seed} for every training seed",
+        "teacher data": f"{data['summary']['episodes']} {preset.data.teacher} teacher episodes, made once and copied into every seed's folder",
+    }
+    parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
+    parts += ["| training seed | run folder | report |", "|---|---|---|"]
+    parts += [f"| {s} | {seed_folder(s)}/ | [{seed_folder(s)}/{REPORT}]({seed_folder(s)}/{REPORT}) |" for s in runs.seeds]
+    parts += ["", f"Time per seed and machine: [{TIMING}]({TIMING}).", ""]
+    parts += ["## Settings (preset; each seed's folder adds its training_seed)", "", "```json",
+              json.dumps(saved_settings(env, preset), indent=2, sort_keys=True), "```", ""]
+    report = out / REPORT
+    report.write_text("\n".join(parts), encoding="utf-8")
+    own = [(name, read_saved(out / name / DONE)) for name in shared]
+    stage_seconds = [(name, record["seconds"], "made once, copied into every seed") for name, record in own if record]
+    stage_seconds += [
+        (seed_folder(s), sum(r["seconds"] for name, r in runs.records[s].items() if name not in shared), "its own stages")
+        for s in runs.seeds
+    ]
+    timing_meta = {
+        "this invocation": "(called from Python)" if seconds is None else f"{seconds:.0f} s, the seeds' stages run one after "
+        "another or side by side",
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs (each seed's own timing.md names the machine it ran on)",
+    }
+    write_timing(out, title, stage_seconds, timing_meta)
+    return report, verdict
