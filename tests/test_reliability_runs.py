@@ -1,11 +1,12 @@
 """Run folders and inputs that a careful user or an accident produces: finished runs met again, moved folders,
-deleted settings files, damaged adapters and mistyped options (issue 36, rows 5, 6, 7, 10, 11 and 12).
+deleted settings files, damaged adapters and mistyped options (issue 36, rows 5, 6, 7, 10, 11, 12 and 16).
 
 Every CLI case ends in one ``Error:`` line and status 2, and nothing already written is changed."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -268,3 +269,116 @@ def test_gen_data_with_a_bad_level_writes_nothing_and_the_corrected_command_runs
     assert not out.exists()
     corrected = runner.invoke(app, command + ["--level", "pickup"])
     assert corrected.exit_code == 0, corrected.output
+
+
+# ------------------------------------------- row 16: what a resume or a later stage trusts is written as one
+class _Killed(BaseException):
+    """Stands for SIGKILL inside this process: no handler of the code under test catches it."""
+
+
+def _os_call_dying_at(monkeypatch, call: str, folder: Path, name: str, *, after: bool) -> None:
+    """Make `os.<call>` onto `folder/name` end the run, just before or just after it takes effect."""
+    real = getattr(os, call)
+
+    def cut(src, dst, *args, **kwargs):
+        dying = Path(dst) == folder / name
+        if dying and not after:
+            raise _Killed(dst)
+        result = real(src, dst, *args, **kwargs)
+        if dying:
+            raise _Killed(dst)
+        return result
+
+    monkeypatch.setattr(os, call, cut)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names descriptors through /proc")
+def test_train_replaces_its_run_file_with_a_synced_copy(tmp_path, monkeypatch):
+    events: list[tuple[str, ...]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst, *args, **kwargs):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = (tmp_path / "run").resolve()
+    assert runner.invoke(app, TRAIN + ["--out", str(out), "--iters", "0"]).exit_code == 0
+    # A kill while --resume rewrites run.json would otherwise leave a torn file, and the run could never resume.
+    arrived = [i for i, event in enumerate(events) if event[0] == "replace" and event[2] == str(out / "run.json")]
+    assert arrived, "run.json was written in place"
+    temporary = events[arrived[0]][1]
+    assert ("fsync", temporary) in events[: arrived[0]] and ("fsync", str(out)) in events[arrived[0]:]
+
+
+def test_a_kill_while_sft_saves_its_adapter_never_leaves_it_without_its_label_order(data, tmp_path, monkeypatch):
+    from reflectrl.models.loading import is_adapter_folder
+    from reflectrl.protocol import load_label_order
+
+    out = tmp_path / "run"
+    # Killed just after the file that marks the folder as an adapter went in.
+    _os_call_dying_at(monkeypatch, "replace", out, "adapter_config.json", after=True)
+    with pytest.raises(_Killed):
+        run_warmup(_sft(data / "policy.jsonl", out, role="policy"), show_progress=False)
+    monkeypatch.undo()
+    assert is_adapter_folder(out)
+    # Without its record, a policy would be given menus in the default layout, not the one it was trained on.
+    assert load_label_order(out) is not None and json.loads((out / "metrics.json").read_text())["global_step"] == 2
+
+
+def test_a_kill_while_full_sft_saves_never_leaves_weights_without_their_tokenizer(data, tmp_path, monkeypatch):
+    from transformers import PreTrainedTokenizerBase
+
+    out = tmp_path / "run"
+
+    def killed(*args, **kwargs):
+        raise _Killed("tokenizer")
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", killed)
+    with pytest.raises(_Killed):
+        run_warmup(_sft(data / "plain.jsonl", out, full=True), show_progress=False)
+    assert not [name for name in ("model.safetensors", "config.json", "metrics.json") if (out / name).exists()]
+
+
+def test_an_sft_result_committed_before_a_kill_counts_as_the_finished_run(data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    config = _sft(data / "plain.jsonl", out)
+    # Killed once the result is complete on disk, before the first of its files is in place.
+    _os_call_dying_at(monkeypatch, "replace", out, "README.md", after=False)
+    with pytest.raises(_Killed):
+        run_warmup(config, show_progress=False)
+    monkeypatch.undo()
+    shutil.rmtree(out / CHECKPOINTS)  # a finished run whose checkpoints were cleaned up to save space
+    with pytest.raises(WarmupError, match="finished run"):
+        run_warmup(config, show_progress=False)
+    assert {"adapter_config.json", "adapter_model.safetensors", "label_order.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.fixture
+def truncated_value_head(tmp_path) -> Path:
+    from reflectrl.models.policy import VALUE_HEAD_FILE
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    folder = tmp_path / "ppo-final"
+    load_rl_players("tiny-random", None, value_head=True, shuffle_labels=False, device="cpu").policy.save(folder)
+    head = folder / VALUE_HEAD_FILE
+    head.write_bytes(head.read_bytes()[: head.stat().st_size // 2])  # a copy cut short
+    return folder
+
+
+def test_a_truncated_value_head_is_a_model_load_error_naming_the_file(truncated_value_head, tmp_path):
+    from reflectrl.models import ModelLoadError
+    from reflectrl.trainers.rl_players import load_rl_players
+
+    head = str(truncated_value_head / "value_head.safetensors")
+    with pytest.raises(ModelLoadError) as damaged:
+        load_rl_players(str(truncated_value_head), None, value_head=True, device="cpu")
+    assert head in str(damaged.value)
+    command = ["train", "corridor", "--no-reflection", "--algo", "ppo", "--iters", "1", "--quiet"]
+    result = runner.invoke(app, command + ["--policy", str(truncated_value_head), "--out", str(tmp_path / "run")])
+    _one_line_error(result, head)

@@ -175,3 +175,20 @@ def test_files_replaced_together_are_all_old_or_all_new_after_a_kill(tmp_path, c
     with atomic_files(out) as stage:
         (stage / "b.txt").write_text("newer")
     assert {p.name: p.read_text() for p in out.iterdir()} == {"a.txt": expected, "b.txt": "newer", "metrics.json": "old"}
+
+
+def test_loading_an_adapter_whose_replacement_was_killed_finds_the_previous_one(tmp_path):
+    import torch
+
+    from reflectrl.models import add_lora, load_model, save_adapter
+    from reflectrl.models.loading import is_adapter_folder
+
+    torch.set_num_threads(1)
+    model, _ = load_model("tiny-random", device="cpu")
+    target = tmp_path / "final"
+    save_adapter(add_lora(model, "default", r=4), "default", target)
+    _killed_writer(target, "atomic_folder", "rename", die_at=2)  # a later save_final cut between its renames
+    assert not target.exists()
+    assert is_adapter_folder(target)
+    loaded, _ = load_model(target, device="cpu")
+    assert "default" in loaded.peft_config

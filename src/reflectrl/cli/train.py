@@ -24,6 +24,7 @@ from reflectrl.cli.errors import fail
 from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
 from reflectrl.envs import lookup
 from reflectrl.run_settings import ConfigMismatch, changed_settings, read_saved
+from reflectrl.storage import atomic_write_json
 from reflectrl.trainers.curriculum import resolve_levels
 from reflectrl.trainers.rl_config import RLConfig
 
@@ -206,7 +207,8 @@ def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config
             for old in (out / CHECKPOINTS, out / FINAL):
                 shutil.rmtree(old, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        (out / RUN_FILE).write_text(json.dumps(settings, indent=1, sort_keys=True))
+        # A kill while a resume rewrites it must not leave a torn file: the run could never be resumed again.
+        atomic_write_json(out / RUN_FILE, settings)
     try:
         trainer.train()
     finally:

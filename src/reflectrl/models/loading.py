@@ -34,6 +34,7 @@ from reflectrl.models.embedded import (
     embedded_gguf,
     load_gguf_model,
 )
+from reflectrl.storage import recover_folder
 
 TINY_RANDOM = "tiny-random"
 """Spec of the tiny random test model."""
@@ -75,7 +76,17 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
 
 
 def is_adapter_folder(spec: str | os.PathLike) -> bool:
-    """True for a folder holding a PEFT adapter (``adapter_config.json``)."""
+    """True for a folder holding a PEFT adapter (``adapter_config.json``).
+
+    Every loader asks this first, so it first finishes or undoes what a killed writer left at `spec`
+    (`reflectrl.storage.recover_folder`): a `final/` whose replacement was cut between its two renames,
+    an SFT result committed but not yet moved in. Otherwise the folder would read as no adapter, or
+    as an adapter without its label order or value head.
+    """
+    try:
+        recover_folder(spec)
+    except (OSError, ValueError):
+        pass  # a folder this process may not change, or no path at all: read what is there
     return (Path(spec) / ADAPTER_CONFIG).is_file()
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from reflectrl.models.adapters import (
@@ -47,6 +48,7 @@ from reflectrl.models.adapters import (
     lora_parameters,
     save_adapter,
 )
+from reflectrl.models.loading import unreadable_weights
 from reflectrl.models.precision import bf16_autocast
 from reflectrl.models.prefix import bare_decoder, hidden_states, left_pad, prefix_to_run_once, right_pad
 from reflectrl.models.tokens import encode_prompts
@@ -278,7 +280,11 @@ class LabelPolicy(nn.Module):
             raise ValueError("this policy was built without a value head")
         if not path.is_file():
             raise FileNotFoundError(f"no value head in {folder} ({VALUE_HEAD_FILE} missing)")
-        self.value_head.load_state_dict(load_file(str(path), device=str(self.device)))
+        try:
+            state = load_file(str(path), device=str(self.device))
+        except SafetensorError as err:
+            raise unreadable_weights(path, err) from err
+        self.value_head.load_state_dict(state)
 
     def _final_hidden(self, prompt_ids: Sequence[Sequence[int]]) -> Tensor:
         """[B, H] hidden state of each prompt's last token."""

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
-from reflectrl.storage import atomic_write_json
+from reflectrl.storage import atomic_files, atomic_write_json, recover_folder
 
 ROLES = ("reflector", "policy", "plain")
 CONFIG_FILE = "warmup_config.json"
@@ -401,21 +401,6 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _save_adapter_files(model, out: Path) -> None:
-    """Write the PEFT adapter into OUT itself, each file replaced atomically, config last."""
-    import tempfile
-
-    scratch = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out))
-    try:
-        model.save_pretrained(str(scratch), save_embedding_layers=False)
-        files = sorted(p for p in scratch.iterdir() if p.is_file())
-        # adapter_config.json marks the folder as an adapter, so it goes in last.
-        for path in sorted(files, key=lambda p: p.name == "adapter_config.json"):
-            os.replace(path, out / path.name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------- run
 def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     """Right-padded input_ids, attention_mask and labels (-100 outside the completion).
@@ -567,6 +552,8 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         torch.set_num_threads(int(config.threads))
     model_spec = _resolved_spec(config.model)  # the adapter records its base; keep it valid from anywhere
     out = Path(config.out)
+    # A result that a killed run had committed is moved in first, so that it counts as the finished run it is.
+    recover_folder(out)
     resume_from = _check_resume(out, config, identity)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG_FILE, {**asdict(config), DATA_DIGEST: digest})
@@ -714,15 +701,19 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     metrics["eval_history"] = [
         {k: h[k] for k in kept if k in h} for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h
     ]
-    if config.full:
-        trainer.model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
-    else:
-        _save_adapter_files(trainer.model, out)
-    if config.role != "reflector":
-        # Rollouts must present menus the way the data did: fixed when every row has the labels in order.
-        fixed = all(list(r["labels"]) == list(label_set.labels[: len(r["labels"])]) for r in rows)
-        save_label_order(out, shuffle_labels=not fixed, label_after=label_after)
     writer.close()
-    atomic_write_json(out / METRICS_FILE, metrics)
+    # One set, so that a kill leaves the previous result or this one: never weights without their tokenizer or
+    # label order (a loader would fill a missing label order in with defaults), nor a finished run's metrics
+    # next to another run's adapter. The file that marks the folder as a model goes in last.
+    with atomic_files(out, last=("adapter_config.json", "config.json")) as stage:
+        if config.full:
+            trainer.model.save_pretrained(str(stage))
+            tokenizer.save_pretrained(str(stage))
+        else:
+            trainer.model.save_pretrained(str(stage), save_embedding_layers=False)  # offline, as in `_save`
+        if config.role != "reflector":
+            # Rollouts must present menus the way the data did: fixed when every row has the labels in order.
+            fixed = all(list(r["labels"]) == list(label_set.labels[: len(r["labels"])]) for r in rows)
+            save_label_order(stage, shuffle_labels=not fixed, label_after=label_after)
+        atomic_write_json(stage / METRICS_FILE, metrics)
     return WarmupResult(out=out, metrics=metrics)
