@@ -26,7 +26,11 @@ def evaluate(
     policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
     reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, openai:MODEL, served:URL[#MODEL] (an inference server), or teacher:SPEC (the teacher itself, live: the policy's ceiling)."),
     split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
-    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="Episodes (default: every task of a task split, 50 seeds otherwise)."),
+    episodes: Optional[str] = typer.Option(
+        None, "--episodes",
+        help="Episodes, or 'all': every task of a task split, or every start state where the environment lists them "
+        "(taxi: 100 at dropoff, 300 at pickup and full); default 'all' where there are at most 1000, else 50 seeds.",
+    ),
     level: Optional[str] = typer.Option(None, "--level", help="Curriculum level (default: the hardest)."),
     horizon: Optional[int] = typer.Option(None, "--horizon", min=1, help="Episode step limit (default: the environment's)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Episodes stepped in lockstep."),
@@ -53,7 +57,7 @@ def evaluate(
     try:
         entry = lookup(env_name)
         config = EvalConfig(
-            env=entry.name, split=split, episodes=episodes, level=level, horizon=horizon,
+            env=entry.name, split=split, episodes=_episodes(episodes), level=level, horizon=horizon,
             batch_size=batch_size, seed=seed, env_kwargs=parse_env_options(env_option),
         )
         if out is not None and out.exists() and not out.is_dir():
@@ -97,6 +101,21 @@ def evaluate(
         typer.echo(f"Results written to {out}")
 
 
+def _episodes(value: str | None) -> int | str | None:
+    """--episodes as `EvalConfig.episodes` wants it: a positive count, "all" or None."""
+    from reflectrl.evaluation.harness import ALL
+
+    if value is None or value == ALL:
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        fail(f"--episodes must be a positive number or {ALL!r}, not {value!r}")
+    return count
+
+
 def _label_restricted(loaded):
     """The same prompted model, deciding by label-restricted decoding (`PromptedAgent(constrained=True)`)."""
     from reflectrl.agents import PromptedAgent
@@ -114,7 +133,7 @@ def _print(result) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from reflectrl.evaluation.tables import pct
+    from reflectrl.evaluation.tables import interval, pct
 
     console = Console()
     if not console.is_terminal:
@@ -126,10 +145,16 @@ def _print(result) -> None:
     rows += [(f"  {key}", group) for key, group in result.summary.get("groups", {}).items()]
     for label, s in rows:
         cells = (
-            label, pct(s["success"]), f"[{pct(s['ci_low'])}, {pct(s['ci_high'])}]", str(s["episodes"]),
+            label, pct(s["success"]), interval(s), str(s["episodes"]),
             f"{s['mean_return']:+.2f}", f"{s['mean_steps']:.1f}", pct(s["invalid_rate"]),
         )
         table.add_row(*(Text(c) for c in cells))  # Text: brackets and paths are not rich markup
     console.print(table)
+    diagnostics = result.diagnostics
+    if diagnostics:
+        from reflectrl.evaluation.reflection_diagnostics import DIAGNOSTIC_COLUMNS
+
+        shown = ", ".join(f"{title} {'-' if diagnostics[key] is None else pct(diagnostics[key])}" for key, title in DIAGNOSTIC_COLUMNS)
+        console.print(Text(f"Reflections over {diagnostics['steps']} judged steps: {shown}"))
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items() if v >= 0.05)
     console.print(f"{result.seconds:.1f} s" + (f" ({timing})" if timing else ""), highlight=False)
