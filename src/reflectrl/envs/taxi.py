@@ -59,6 +59,10 @@ TASKS = {
     "dropoff": "The passenger is in the taxi. Drive to the destination and drop them off.",
     "full": "Drive the taxi to the passenger, pick them up, drive to the destination and drop them off.",
 }
+OBSERVATIONS = ("described", "map")
+"""``described``: the map, then the same facts in words (coordinates, where the goal lies from the taxi,
+which moves a wall blocks); ``map``: the map alone, as in the paper, so whatever a player needs beyond
+the legend it must read off the grid itself (or from a reflection that did)."""
 DANGER_NOTE = (
     "Danger: an action that changes nothing (driving into a wall, picking up or dropping off "
     "where that is not possible) crashes the taxi and ends the episode."
@@ -130,8 +134,14 @@ class DangerousTaxiEnv(TextEnv):
     invalid_action_reward = DANGER_REWARD
     action_space_size = len(ACTIONS)
 
-    def __init__(self, level: str | None = None, horizon: int | None = None, reward_scale: float = 1.0, **kwargs: Any):
+    def __init__(
+        self, level: str | None = None, horizon: int | None = None, reward_scale: float = 1.0, observation: str = "described",
+        **kwargs: Any,
+    ):
         super().__init__(level=level, horizon=horizon, **kwargs)
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"unknown taxi observation {observation!r}; choose from {', '.join(OBSERVATIONS)}")
+        self.observation = observation
         self.reward_scale = float(reward_scale)
         self.invalid_action_reward = DANGER_REWARD * self.reward_scale
         self._state = 0
@@ -213,6 +223,8 @@ class DangerousTaxiEnv(TextEnv):
         return ACTIONS[best]
 
     def _observation(self) -> str:
+        if self.observation == "map":
+            return self.grid()
         row, col, pas, dest = self.state
         lines = [self.grid()]
         # Short phrasing: every token here is paid for at every step of SFT, RL and evaluation.

@@ -186,6 +186,13 @@ class EvalResult:
     timings: dict[str, float]
     """Seconds in 'reflect', 'decide' and 'environment'."""
 
+    @property
+    def diagnostics(self) -> dict[str, Any] | None:
+        """The reflection diagnostics of a reflective agent's judged steps (`reflection_diagnostics`), else None."""
+        from reflectrl.evaluation.reflection_diagnostics import reflection_diagnostics
+
+        return reflection_diagnostics(self.episodes)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result without the step-by-step records (those go to episodes.jsonl)."""
         return {
@@ -194,6 +201,7 @@ class EvalResult:
             "agent": self.agent,
             "episodes_played": self.plan,
             "summary": self.summary,
+            "reflection_diagnostics": self.diagnostics,
             "seconds": round(self.seconds, 2),
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
             "config": asdict(self.config),
@@ -207,6 +215,11 @@ class EvalResult:
         groups = group_table(rows, "agent")
         if groups:
             parts += ["", "By group:", "", groups]
+        diagnostics = self.diagnostics
+        if diagnostics:
+            from reflectrl.evaluation.reflection_diagnostics import diagnostics_table
+
+            parts += ["", "Reflections, judged against the oracle at every step:", "", diagnostics_table([(self.agent, diagnostics)])]
         return "\n".join(parts) + "\n"
 
     def write(self, folder: str | Path) -> Path:
@@ -222,11 +235,16 @@ class EvalResult:
         return folder
 
 
-def evaluate(agent, config: EvalConfig, *, max_actions: int | None = None, description: str = "agent", progress: bool = False) -> EvalResult:
+def evaluate(
+    agent, config: EvalConfig, *, max_actions: int | None = None, description: str = "agent", progress: bool = False,
+    judge: bool = True,
+) -> EvalResult:
     """Play the episodes of `config` with `agent` (greedy) and summarise them.
 
     `max_actions` is the agent's label count (longer menus are paged by the
-    environment); `description` names the agent in the result.
+    environment); `description` names the agent in the result. `judge`: a label-head agent's
+    every decision is judged against the oracle (`reflection_diagnostics.StepJudge`; the
+    environment's oracle runs once per step, which nothing the agent sees depends on).
     """
     import torch
     from tqdm.auto import tqdm
@@ -238,6 +256,10 @@ def evaluate(agent, config: EvalConfig, *, max_actions: int | None = None, descr
     if max_actions is not None:
         kwargs["max_actions"] = int(max_actions)
     engine = LocalRolloutEngine(plan.env, agent, config.batch_size, kwargs)
+    if judge and hasattr(agent, "policy"):
+        from reflectrl.evaluation.reflection_diagnostics import StepJudge
+
+        engine.judge = StepJudge(plan.env)
     bar = tqdm(total=len(plan.requests), desc=f"eval {plan.env}", unit="episode", disable=not progress, dynamic_ncols=True)
     wins = [0, 0]
 
@@ -305,6 +327,7 @@ def episode_record(episode: Episode) -> dict[str, Any]:
             "answer": step.answer,
             "reward": step.reward,
             "invalid": step.invalid,
+            **({"judged": step.judged} if step.judged is not None else {}),
         }
         for step in episode.steps
     ]

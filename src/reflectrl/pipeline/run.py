@@ -87,7 +87,9 @@ class Setting:
     reflector: str | None = None
     """Reflector adapter, relative to the run folder."""
     reference: bool = False
-    """A scripted reference player."""
+    """A scripted reference player, or a diagnostic row (shown apart from the compared settings)."""
+    teacher: bool = False
+    """The policy reads the data's teacher, live, instead of a reflector (the ceiling; `reflectrl.teachers.live`)."""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -96,6 +98,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rl-plain", "SFT + RL, no reflection", "plain", f"rl-plain/{RL_FINAL}"),
     Setting("rl-reflect-positive", "Reflect-RL, no negative examples", "reflect", f"rl-reflect-positive/{RL_FINAL}", "sft-reflector-positive"),
     Setting("rl-reflect", "Reflect-RL", "reflect", f"rl-reflect/{RL_FINAL}", "sft-reflector"),
+    Setting("sft-ceiling", "SFT reflective policy reading the teacher's reflections (ceiling)", "reflect", "sft-policy", reference=True, teacher=True),
+    Setting("rl-ceiling", "Reflect-RL policy reading the teacher's reflections (ceiling)", "reflect", f"rl-reflect/{RL_FINAL}", reference=True, teacher=True),
     Setting("prompted", "{model}, prompted", "prompted"),
     Setting("oracle", "Oracle (upper bound)", "oracle", reference=True),
     Setting("random", "Random (chance level)", "random", reference=True),
@@ -304,7 +308,13 @@ def _eval_stage(
     from reflectrl.evaluation.harness import EvalConfig, evaluate, summarize_played
     from reflectrl.models.reflection_cache import CachedReflector
 
-    reflector = reflector_for(root / setting.reflector) if setting.reflector else None
+    from reflectrl.evaluation.reflection_diagnostics import reflection_diagnostics
+    from reflectrl.teachers.live import TEACHER_PREFIX
+
+    if setting.teacher:
+        reflector = TEACHER_PREFIX + preset.data.teacher
+    else:
+        reflector = reflector_for(root / setting.reflector) if setting.reflector else None
     # A served reflector's reflections may differ in float rounding from the in-process ones: separate caches.
     cache_name = f"{setting.reflector}{'' if reflector == str(root / str(setting.reflector)) else '.served'}.jsonl"
     spec = AgentSpec(
@@ -318,6 +328,8 @@ def _eval_stage(
         device=preset.device,
         # Rows that share a reflector meet the same states (same seeds): reuse its greedy reflections.
         reflection_cache=str(root / REFLECTION_CACHE / cache_name) if setting.reflector else None,
+        env=env,
+        teacher_seed=preset.seed,
     )
     levels = _eval_level_names(lookup(env), preset)
     episodes_wanted = preset.eval.episodes
@@ -346,6 +358,7 @@ def _eval_stage(
         "setting": _label(setting, preset),
         "agent": {"kind": setting.kind, "policy": setting.policy, "reflector": setting.reflector},
         "summary": summarize_played(episodes, exact),
+        "reflection_diagnostics": reflection_diagnostics(episodes),
         "episodes_played": plans,
         "eval_seconds": round(seconds, 1),
     }
@@ -483,8 +496,19 @@ def _write_report(
     stages = [(name, _note(rec)) for name, rec in records.items()]
     return write_report(
         out, title, verdict, intro, rows, _paired(entry, preset, out), curves, stages, meta,
-        saved_settings(entry.name, preset),
+        saved_settings(entry.name, preset), diagnostics=_diagnostics(preset, records),
     )
+
+
+def _diagnostics(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
+    """The reflection diagnostics of every reflective row, the ceilings included (markdown, or "")."""
+    from reflectrl.evaluation.reflection_diagnostics import diagnostics_table
+
+    rows = [
+        (_label(s, preset), records[f"eval-{s.key}"].get("summary", {}).get("reflection_diagnostics"))
+        for s in SETTINGS if s.kind == "reflect" and f"eval-{s.key}" in records
+    ]
+    return diagnostics_table(rows)
 
 
 def cpu_description(cpuinfo: str | None = None) -> str:
