@@ -103,7 +103,8 @@ def test_sft_refuses_to_replace_a_finished_run_without_overwrite(data, tmp_path)
     before = _snapshot(out)
 
     _one_line_error(runner.invoke(app, command), str(out), "--overwrite")
-    _one_line_error(runner.invoke(app, command + ["--resume"]), str(out), "--overwrite")
+    resumed = runner.invoke(app, command + ["--resume"])  # nothing left to continue: the run's own result
+    assert resumed.exit_code == 0 and "global_step=1" in resumed.output, resumed.output
     assert _snapshot(out) == before
 
     replaced = runner.invoke(app, command + ["--overwrite", "--learning-rate", "1e-2"])
@@ -356,7 +357,45 @@ def test_an_sft_result_committed_before_a_kill_counts_as_the_finished_run(data, 
     shutil.rmtree(out / CHECKPOINTS)  # a finished run whose checkpoints were cleaned up to save space
     with pytest.raises(WarmupError, match="finished run"):
         run_warmup(config, show_progress=False)
-    assert {"adapter_config.json", "adapter_model.safetensors", "label_order.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+    result = {"adapter_config.json", "adapter_model.safetensors", "label_order.json", "metrics.json"}
+    assert result <= {p.name for p in out.iterdir()}
+
+
+def test_resuming_a_finished_sft_run_whose_checkpoint_a_kill_cut_returns_its_result(data, tmp_path):
+    out = tmp_path / "run"
+    finished = run_warmup(_sft(data / "plain.jsonl", out), show_progress=False)
+    # Killed after the result was written and before a pipeline recorded the stage as done, the
+    # checkpoint's state cut since: a resume has nothing left to continue, and nothing to refuse.
+    state = out / CHECKPOINTS / "checkpoint-2" / "trainer_state.json"
+    state.write_bytes(state.read_bytes()[:-10])
+    before = {name: (out / name).read_bytes() for name in ("adapter_model.safetensors", "metrics.json", "label_order.json")}
+    resumed = run_warmup(_sft(data / "plain.jsonl", out, resume=True), show_progress=False)
+    assert resumed.metrics == json.loads(json.dumps(finished.metrics))
+    assert {name: (out / name).read_bytes() for name in before} == before
+    with pytest.raises(WarmupError, match=r"\(learning_rate\)"):
+        run_warmup(_sft(data / "plain.jsonl", out, resume=True, learning_rate=1.0), show_progress=False)
+
+
+def test_a_resume_puts_back_the_metrics_lines_its_checkpoint_covers(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, TRAIN + ["--out", str(out), "--checkpoint-every", "1"]).exit_code == 0
+    metrics = out / "metrics.jsonl"
+    written = metrics.read_bytes()
+    # Its last line cut inside a character, though the last checkpoint covers it (a power cut, a damaged disk):
+    # resuming used to pad the file with zero bytes up to the size the checkpoint recorded.
+    metrics.write_bytes(written[:-20] + "é".encode()[:1])
+    resumed = runner.invoke(app, TRAIN + ["--out", str(out), "--checkpoint-every", "1", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert metrics.read_bytes() == written
+
+
+def test_learning_curves_skip_a_line_cut_inside_a_character(tmp_path):
+    from reflectrl.pipeline.report import read_curve
+
+    path = tmp_path / "metrics.jsonl"
+    cut = '{"iteration": 2, "train/success": 0.7, "note": "é'.encode()[:-1]
+    path.write_bytes(b'{"iteration": 1, "train/success": 0.5}\n' + cut + b'\n{"iteration": 3, "train/success": 1.0}\n')
+    assert read_curve(path, "train/success") == [(1.0, 0.5), (3.0, 1.0)]
 
 
 @pytest.fixture

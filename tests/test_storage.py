@@ -192,3 +192,83 @@ def test_loading_an_adapter_whose_replacement_was_killed_finds_the_previous_one(
     assert is_adapter_folder(target)
     loaded, _ = load_model(target, device="cpu")
     assert "default" in loaded.peft_config
+
+
+NESTED_KILL = """
+import os, sys
+from pathlib import Path
+from reflectrl.storage import atomic_folder
+with atomic_folder(Path(sys.argv[1])) as outer:  # save_final: the adapter is saved into its temporary folder
+    with atomic_folder(outer) as inner:
+        (inner / "weights").write_text("new")
+        os._exit(9)
+"""
+
+
+def test_recovery_deletes_what_writers_nested_in_a_killed_one_left(tmp_path):
+    import subprocess
+    import sys
+
+    from reflectrl.storage import recover_folder
+
+    target = tmp_path / "final"
+    with atomic_folder(target) as folder:
+        (folder / "weights").write_text("old")
+    done = subprocess.run([sys.executable, "-c", NESTED_KILL, str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    assert len(list(tmp_path.iterdir())) == 3  # the target, the outer writer's folder and the inner one's beside it
+    recover_folder(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["final"] and (target / "weights").read_text() == "old"
+
+
+KILLED_FILE_WRITE = """
+import os, sys
+from reflectrl import storage
+os.replace = lambda *args, **kwargs: os._exit(9)  # killed with the new content written, before its rename
+storage.atomic_write_bytes(sys.argv[1], b"new")
+"""
+
+
+def test_the_next_write_of_a_file_deletes_what_a_killed_writer_of_it_left(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "eval.json"
+    atomic_write_bytes(target, b"old")
+    done = subprocess.run([sys.executable, "-c", KILLED_FILE_WRITE, str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    assert len(list(tmp_path.iterdir())) == 2 and target.read_bytes() == b"old"
+    atomic_write_bytes(tmp_path / "other.json", b"{}")  # another file's write leaves it alone: not its business
+    atomic_write_bytes(target, b"newer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "other.json"] and target.read_bytes() == b"newer"
+
+
+KILLED_ADAPTER_SAVE = """
+import os, sys
+from reflectrl.models import add_lora, load_model, save_adapter
+model = add_lora(load_model("tiny-random", device="cpu")[0], "policy", r=4)
+real = type(model).save_pretrained
+def killed(self, *args, **kwargs):
+    real(self, *args, **kwargs)
+    os._exit(9)  # peft has written the adapter, the save has not put it in place
+type(model).save_pretrained = killed
+save_adapter(model, "policy", sys.argv[1])
+"""
+
+
+def test_a_save_adapter_killed_inside_peft_leaves_nothing_the_next_save_keeps(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from reflectrl.models import add_lora, load_model, save_adapter
+
+    torch.set_num_threads(1)
+    target = tmp_path / "final"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", KILLED_ADAPTER_SAVE, str(target)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 9, done.stderr
+    save_adapter(add_lora(load_model("tiny-random", device="cpu")[0], "policy", r=4), "policy", target)
+    assert [p.name for p in tmp_path.iterdir()] == ["final"]

@@ -6,7 +6,7 @@ commands (`reflectrl envs`, `play`, starting `gen-data`) stay fast.
 * `cache_root()`: the cache folder, ``$REFLECTRL_CACHE`` or ``~/.cache/reflectrl``
   (the embedded model's conversion, the AutoExplore benchmark, rewritten questions).
 * `atomic_write_bytes(path, data)`: one file, written to a temporary sibling and
-  renamed over `path`.
+  renamed over `path` (the temporary files of killed writers of `path` are deleted first).
 * `atomic_write_json(path, data)`: the same for a JSON document (indented, keys sorted).
 * `atomic_folder(target)`: a folder of several files (a model cache, an adapter),
   filled in a temporary sibling folder and renamed into place.
@@ -29,7 +29,8 @@ first) then renames the old folder back. `atomic_files` commits its set with
 one rename of the staged folder to ``NAME/.pending-files``, then moves the
 files in one by one; after a kill, `recover_folder` finishes the moves. Left-
 overs of writers that are no longer running (their process id is in the
-name) are deleted there too.
+name) are deleted there too, with those of writers nested in them (an
+`atomic_folder` whose target was another one's temporary folder).
 
 Permissions are those of a plain write: a new file gets 0666 and a new folder
 0777, both reduced by the umask (the kernel applies it, as for `open()` and
@@ -124,7 +125,7 @@ def _running(pid: str) -> bool:
         return True
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # too large: digits of a random name from before process ids
         return False
     except PermissionError:
         pass
@@ -146,7 +147,7 @@ def recover_folder(target: str | os.PathLike) -> bool:
         _sync(target.parent)
         restored = True
     for leftover in backups + _leftovers(target, "tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        _discard(leftover)
     pending = target / _PENDING
     if pending.is_dir():
         _move_in(pending, target, ())
@@ -156,6 +157,15 @@ def recover_folder(target: str | os.PathLike) -> bool:
             if name.startswith(".staged-") and not _running(name[len(".staged-"):].split("-", 1)[0]):
                 shutil.rmtree(target / name, ignore_errors=True)
     return restored
+
+
+def _discard(leftover: Path) -> None:
+    """Delete what a killed writer left, with what writers nested in it left beside it (a `save_adapter` into the
+    temporary folder of a `save_final`: its own temporary folder is a sibling of that one, named after it)."""
+    for kind in ("old", "tmp"):
+        for nested in _leftovers(leftover, kind):
+            _discard(nested)
+    shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager
@@ -250,8 +260,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a single file through a temporary sibling and `os.replace` (permissions: see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _leftovers(path, "tmp"):  # of writers killed while writing this file
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tmp, fd = _create_sibling(path.parent, f".{path.name}.tmp-", lambda name: os.open(name, flags, 0o666))
+    tmp, fd = _create_sibling(path.parent, _writer_prefix(path, "tmp"), lambda name: os.open(name, flags, 0o666))
     try:
         with os.fdopen(fd, "wb") as handle:
             try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,21 +103,18 @@ def save_adapter(model, adapter_name: str, folder: str | os.PathLike) -> None:
     """Write one adapter as a standard PEFT folder, atomically (a killed save leaves the old folder)."""
     if adapter_name not in adapter_names(model):
         raise KeyError(f"no adapter named {adapter_name!r} on this model (loaded: {', '.join(adapter_names(model)) or 'none'})")
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.save-", dir=folder.parent))
-    try:
+    # peft writes inside the temporary folder, so that what a kill leaves is the writer's own to clear away.
+    with atomic_folder(folder) as tmp:
+        scratch = tmp / ".peft"
         # Embedding layers are never adapted here; "auto" would look the base
         # model up (on the Hub for an id), which fails or stalls offline.
         model.save_pretrained(str(scratch), selected_adapters=[adapter_name], save_embedding_layers=False)
         # peft writes every adapter except "default" into a sub-folder named after it.
         written = scratch if adapter_name == "default" else scratch / adapter_name
-        with atomic_folder(folder) as tmp:
-            for item in written.iterdir():
-                if item.is_file():
-                    shutil.move(str(item), tmp / item.name)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        for item in written.iterdir():
+            if item.is_file():
+                os.replace(item, tmp / item.name)
+        shutil.rmtree(scratch)
 
 
 def lora_parameters(model, adapter_name: str) -> list[torch.nn.Parameter]:

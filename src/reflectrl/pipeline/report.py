@@ -47,9 +47,10 @@ def read_curve(metrics_path: Path, key: str) -> list[tuple[float, float]]:
     """(iteration, value) of one metric from an RL run's metrics.jsonl (missing file: no points)."""
     points = []
     if Path(metrics_path).is_file():
-        for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
+        # Line by line from bytes: a line cut inside a character must not take the other lines with it.
+        for line in Path(metrics_path).read_bytes().splitlines():
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
             except ValueError:
                 continue  # a line cut by a kill; the resumed run rewrote it
             if key in record and isinstance(record[key], (int, float)):

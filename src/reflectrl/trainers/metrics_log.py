@@ -3,16 +3,24 @@
 A resumed run truncates ``metrics.jsonl`` to its size at the checkpoint (the
 lines after it belong to iterations that run again) and hides the
 TensorBoard events of those iterations (`purge_step`).
+
+Every line is on disk before the next iteration starts, and a checkpoint keeps
+a copy of the lines it covers (`save_into`): a resume puts them back as they
+were (`restore`) when the file lost or garbled any of them, instead of padding
+a short file with zero bytes up to the recorded size.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reflectrl.storage import atomic_write_bytes
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
@@ -30,6 +38,9 @@ class MetricsLog:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
+            # A checkpoint records how much of the file it covers; that much must survive a power cut.
+            handle.flush()
+            os.fsync(handle.fileno())
         writer = self._tensorboard(int(record["iteration"]))
         if writer is not None:
             for key, value in record.items():
@@ -42,9 +53,30 @@ class MetricsLog:
         return self.path.stat().st_size if self.path.exists() else 0
 
     def truncate(self, size: int) -> None:
+        """Keep the first `size` bytes; a file shorter than that is cut after its last whole line instead."""
         if self.path.exists():
             with open(self.path, "r+b") as handle:
-                handle.truncate(size)
+                kept = handle.read(size)
+                handle.truncate(size if len(kept) == size else kept.rfind(b"\n") + 1)
+
+    def save_into(self, folder: Path, size: int) -> None:
+        """Copy the first `size` bytes (what a checkpoint in `folder` covers) into `folder`."""
+        data = self.path.read_bytes()[:size] if self.path.exists() else b""
+        (Path(folder) / METRICS_FILE).write_bytes(data)
+
+    def restore(self, folder: Path, size: int) -> None:
+        """Go back to the checkpoint in `folder`: its copy of the first `size` bytes, then nothing more."""
+        copy = Path(folder) / METRICS_FILE
+        if not copy.is_file():  # a checkpoint from before copies were kept
+            self.truncate(size)
+            return
+        saved = copy.read_bytes()
+        with open(self.path, "a+b") as handle:
+            handle.seek(0)
+            if handle.read(len(saved)) == saved:
+                handle.truncate(len(saved))
+                return
+        atomic_write_bytes(self.path, saved)
 
     def clear(self) -> None:
         """Drop everything logged so far."""

@@ -292,6 +292,7 @@ class OnlineTrainer:
 
         def write(folder: Path) -> None:
             self._save_policy(folder / "policy")
+            self.metrics.save_into(folder, metrics_offset)  # type: ignore[union-attr]
             torch.save(self.updater.optimizer.state_dict(), folder / "optimizer.pt")
             write_json(folder / "replay.json", self.replay.state_dict())
             write_json(folder / "rng.json", capture_rng_state())
@@ -350,7 +351,7 @@ class OnlineTrainer:
         self._last_saved = checkpoint_iteration(folder)
         if self.metrics is not None:
             # Lines written after this checkpoint belong to iterations that will run again.
-            self.metrics.truncate(int(state["metrics_offset"]))
+            self.metrics.restore(folder, int(state["metrics_offset"]))
         return self.iteration
 
     def save_final(self, folder: str | Path) -> None:

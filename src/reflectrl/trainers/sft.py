@@ -23,8 +23,9 @@ What it does:
   the eval loss and, for policy/plain, the held-out label accuracy: argmax of
   `LabelPolicy` over the row's own menu labels;
 * periodic checkpoints under ``OUT/checkpoints``, each recording the run it
-  belongs to, ``resume=True`` continues from the last complete one; a finished
-  run is only replaced with ``overwrite=True``; tensorboard logs under ``OUT/logs``;
+  belongs to, ``resume=True`` continues from the last complete one (and of a
+  run that trained all its steps returns the result); a finished run is only
+  replaced with ``overwrite=True``; tensorboard logs under ``OUT/logs``;
 * output: ``OUT`` is a standard PEFT adapter folder (``load_model(OUT)`` or
   ``PeftModel.from_pretrained``), or a full model folder with ``full=True``,
   plus ``OUT/warmup_config.json`` (the exact settings) and ``OUT/metrics.json``.
@@ -129,7 +130,7 @@ class WarmupConfig:
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
     resume: bool = False
-    """Continue from the last complete checkpoint in OUT/checkpoints."""
+    """Continue from the last complete checkpoint in OUT/checkpoints (a run that trained all its steps: return its result)."""
     overwrite: bool = False
     """Replace the run in OUT (checkpoints, logs, adapter or model, metrics) with a new one."""
     accuracy_each_eval: bool = True
@@ -367,7 +368,8 @@ def _check_resume(out: Path, config: WarmupConfig, identity: dict[str, Any]) -> 
         return None
     if existing and not config.resume:
         raise WarmupError(f"{out} already has checkpoints: pass --resume to continue, --overwrite to start over, or choose a new --out")
-    if not existing and any((out / name).exists() for name in RESULT_FILES):
+    finished = config.resume and _finished(out) is not None  # nothing to continue, nothing replaced
+    if not existing and any((out / name).exists() for name in RESULT_FILES) and not finished:
         # Even with --resume: with no checkpoint it would start afresh over the finished run.
         raise WarmupError(f"{out} holds a finished run and no checkpoint to continue it from; pass --overwrite to replace it, or choose a new --out")
     if not config.resume:
@@ -390,6 +392,14 @@ def _check_resume(out: Path, config: WarmupConfig, identity: dict[str, Any]) -> 
     if checkpoints.exists():
         _drop_incomplete_checkpoints(checkpoints)
     return existing[-1] if existing else None
+
+
+def _finished(out: Path) -> dict[str, Any] | None:
+    """The metrics of the run in OUT when it trained all its steps (a run its time limit stopped can go on)."""
+    metrics = _read_record(out / METRICS_FILE)
+    if metrics is None or not isinstance(metrics.get("global_step"), int) or not isinstance(metrics.get("max_steps"), int):
+        return None
+    return metrics if metrics["global_step"] >= metrics["max_steps"] else None
 
 
 def _clear_run(out: Path) -> None:
@@ -555,6 +565,11 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     # A result that a killed run had committed is moved in first, so that it counts as the finished run it is.
     recover_folder(out)
     resume_from = _check_resume(out, config, identity)
+    finished = _finished(out) if config.resume else None
+    if finished is not None:
+        # Nothing left to continue: the result is written as one set with these metrics, and the checkpoints
+        # (perhaps cut by a kill since, or cleaned up) are not needed to say what it was.
+        return WarmupResult(out=out, metrics=finished)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG_FILE, {**asdict(config), DATA_DIGEST: digest})
 
