@@ -35,6 +35,9 @@ VARIANTS: dict[str, dict] = {
         "env_kwargs": {"observation": "map"}, "teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120,
         "misleading": 0.0,
     },
+    # described-reasoned without misleading rows: the reflector copies the facts the observation states, the policy
+    # learns to follow it (the first variant showed a 120-step reflector cannot read positions off the map).
+    "described-reasoned-trusting": {"teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120, "misleading": 0.0},
     # map-reasoned with reflections sampled at temperature 1 during RL (the paper's setting).
     "map-reasoned-sampled": {
         "env_kwargs": {"observation": "map"}, "teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120,
