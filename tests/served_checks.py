@@ -56,7 +56,7 @@ def assert_kill_gives_one_line_and_resume_continues(start: Callable[[], Reflecto
         deadline = time.monotonic() + 600
         while not (out / "checkpoints" / "iter-000001").is_dir() and time.monotonic() < deadline:
             time.sleep(0.05)
-        first.server.process.kill()
+        first.server.kill()
 
     killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
     killer.start()

@@ -71,8 +71,7 @@ def test_garbage_answers_and_a_dead_server_are_one_line_errors(tmp_path):
         message = str(err.value)
         assert message.startswith(f"reflector server {server.url} (llamacpp) failed: running; log {log}")
         assert "not JSON" in message and "\n" not in message
-        server.process.kill()
-        server.process.wait()
+        server.kill()
         with pytest.raises(BackendError) as err:
             reflector.reflect(["Task: go. Reflection:"])
         assert "exited with status -9" in str(err.value) and str(log) in str(err.value) and "\n" not in str(err.value)

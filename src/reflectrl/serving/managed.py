@@ -233,6 +233,17 @@ class ManagedServer:
             os.close(self._lifeline)
             self._lifeline = None
 
+    def kill(self) -> None:
+        """Kill the server and every process it started at once (SIGKILL to its process group), as a crash would.
+
+        For fault tests: killing only `process` (the guardian) would leave the server itself serving. The state
+        then reads "exited with status -9"."""
+        process = self.process
+        if process is None or self._finished():
+            return
+        _signal_group(process.pid, signal.SIGKILL)
+        self._finishes_within(STOP_GRACE_S)
+
     def _finishes_within(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while not self._finished():
