@@ -43,6 +43,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,10 @@ class EvalResult:
     timings: dict[str, float]
     """Seconds in 'reflect', 'decide' and 'environment'."""
 
-    @property
+    @cached_property
     def diagnostics(self) -> dict[str, Any] | None:
-        """The reflection diagnostics of a reflective agent's judged steps (`reflection_diagnostics`), else None."""
+        """The reflection diagnostics of a reflective agent's judged steps (`reflection_diagnostics`), else None;
+        computed once (eval.json, eval.md and the console all show them)."""
         from reflectrl.evaluation.reflection_diagnostics import reflection_diagnostics
 
         return reflection_diagnostics(self.episodes)
