@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reflectrl.evaluation.harness import EPISODES_FILE, RESULT_FILE
+from reflectrl.storage import atomic_write_bytes
 
 PAGE_FILE = "view.html"
 """The page's file name in a run folder (the pipeline writes it next to report.md)."""
@@ -220,8 +221,6 @@ def write_page(
 
     `sources` labels each path (default: its folder's name); `shown`: see `page_data`.
     """
-    from reflectrl.models.atomic import atomic_write_bytes
-
     if not 1 <= len(paths) <= 2:
         raise ValueError(f"give one or two folders, not {len(paths)}")
     labels = list(sources) if sources is not None else [None] * len(paths)
