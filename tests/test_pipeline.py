@@ -88,6 +88,12 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     assert re.search(r"^\| data \| \d+ teacher episodes \(the teacher won \d+%\); \d+ reflector rows", report, re.M)
     assert report.splitlines()[2] == f"**{result.verdict}**" and result.verdict.startswith("Reflect-RL ")
     assert "## Each RL row against its SFT start" in report and "McNemar" in report
+    # The episode page beside the report opens on Reflect-RL next to its SFT start, every evaluation offered.
+    assert "[view.html](view.html)" in report
+    page = json.loads((out / "view.html").read_text().split('id="reflectrl-data">', 1)[1].split("</script>", 1)[0])
+    names = [row["name"] for row in page["rows"]]
+    assert len(names) == len(SETTINGS) and all(name.endswith("/dropoff") for name in names)
+    assert (names[page["left"]], names[page["right"]]) == ("eval-rl-reflect/dropoff", "eval-sft-reflect/dropoff")
     timing = (out / "timing.md").read_text()
     assert "| sft-policy |" in timing and "torch threads" in timing
     assert "- **CPU**: " in timing and "- **packages**: transformers " in timing

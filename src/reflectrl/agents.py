@@ -77,6 +77,9 @@ class StepRecord:
     """Raw text answer of a prompted model (None for label-head agents)."""
     reflector_prompt: str | None = None
     """The reflector's prompt (None for agents without a reflector)."""
+    probs: list[float] | None = None
+    """The probability of each menu entry in action order, where the agent decides from a distribution over
+    the labels (label-head policies, label-restricted decoding); None for the others. For inspection only."""
 
 
 class Agent(Protocol):
@@ -160,6 +163,7 @@ class _LabelHeadAgent(SeededAgent):
             picks = self.policy.choose(output, greedy=greedy, generator=generator).tolist()
         log_probs = output.log_probs.gather(1, torch.as_tensor(picks, device=output.log_probs.device)[:, None])[:, 0]
         values = output.values.tolist() if output.values is not None else [None] * len(prompts)
+        probs = output.menu_probs()
         records = [
             StepRecord(
                 prompt=prompts[i],
@@ -172,6 +176,7 @@ class _LabelHeadAgent(SeededAgent):
                 reflection=reflections[i],
                 labels=menus[i].labels,
                 reflector_prompt=reflector_prompts[i],
+                probs=probs[i],
             )
             for i in range(len(prompts))
         ]
@@ -321,6 +326,7 @@ class PromptedAgent(SeededAgent):
         rng = self.rng if self.shuffle_labels else None
         menus = [Menu.build(state.actions, self.label_set, rng) for state in states]
         prompts = [plain_prompt(state, menu, self._count, self.max_prompt_tokens) for state, menu in zip(states, menus)]
+        probs: list[list[float] | None] = [None] * len(prompts)
         if self.client is not None:
             answers = self.client.complete(prompts, max_tokens=self.max_new_tokens, temperature=0.0 if greedy else 1.0)
             prompt_ids = [[] for _ in prompts]
@@ -329,7 +335,7 @@ class PromptedAgent(SeededAgent):
             prompts = [self._model_text(prompt) for prompt in prompts]
             prompt_ids = self._encode(prompts)
             if self.constrained:
-                answers, log_probs, entropies = self._choose_label(prompt_ids, menus, greedy, generator)
+                answers, log_probs, entropies, probs = self._choose_label(prompt_ids, menus, greedy, generator)
             else:
                 answers, log_probs, entropies = self._generate(prompt_ids, greedy, generator)
         actions = [parse_label(answer, menu) for answer, menu in zip(answers, menus)]
@@ -345,6 +351,7 @@ class PromptedAgent(SeededAgent):
                 reflection=None,
                 labels=menus[i].labels,
                 answer=answers[i],
+                probs=probs[i],
             )
             for i in range(len(prompts))
         ]
@@ -389,7 +396,7 @@ class PromptedAgent(SeededAgent):
             picks = head.choose(output, greedy=greedy, generator=generator).tolist()
         chosen = output.log_probs.gather(1, torch.as_tensor(picks, device=output.log_probs.device)[:, None])[:, 0]
         answers = [menu.labels[pick] for menu, pick in zip(menus, picks)]
-        return answers, chosen.tolist(), output.entropy.tolist()
+        return answers, chosen.tolist(), output.entropy.tolist(), output.menu_probs()
 
     def _generate(self, prompt_ids: list[list[int]], greedy: bool, generator: torch.Generator | None):
         from transformers import GenerationConfig

@@ -98,7 +98,7 @@ def evaluate(
             result.write(out)
         except OSError as err:
             fail(f"cannot write the results to {out}: {err}")
-        typer.echo(f"Results written to {out}")
+        typer.echo(f"Results written to {out} (step by step in a browser: reflectrl view {out})")
 
 
 def _episodes(value: str | None) -> int | str | None:

@@ -15,6 +15,7 @@ from reflectrl.cli.play import play
 from reflectrl.cli.plot import plot
 from reflectrl.cli.serve import serve_reflector
 from reflectrl.cli.train import train
+from reflectrl.cli.view import view
 from reflectrl.envs import ENVIRONMENTS
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.command("reflect-data")(reflect_data)
 app.command("sft")(sft)
 app.command("eval")(evaluate)
 app.command("plot")(plot)
+app.command("view")(view)
 app.command("pipeline")(pipeline)
 app.command("export")(export)
 app.command("serve-reflector")(serve_reflector)

@@ -34,7 +34,8 @@ Metrics (`reflectrl.evaluation.summary`): success with a 95% Wilson interval,
 mean return, mean steps, invalid-action rate, and the same per curriculum
 level / depth / question kind / task type. `EvalResult.write` stores
 ``eval.json``, ``eval.md`` and ``episodes.jsonl`` (every step's state,
-reflection and action, for inspection); `annotate` renders a few episodes.
+reflection, menu with the agent's probabilities and action, for inspection:
+`reflectrl view` renders it as a page); `annotate` renders a few episodes.
 """
 
 from __future__ import annotations
@@ -318,7 +319,8 @@ def _observation(episode: Episode, state_key: str) -> str:
 
 
 def episode_record(episode: Episode) -> dict[str, Any]:
-    """An episode as JSON for inspection: its outcome and, per step, state, reflection, action and reward."""
+    """An episode as JSON for inspection: its outcome and, per step, state, reflection, menu (with the agent's
+    probabilities, where it has them), action, reward and the judge's verdict."""
     record = _episode_row(episode)
     record["task"] = episode.task
     record["trajectory"] = [
@@ -329,11 +331,25 @@ def episode_record(episode: Episode) -> dict[str, Any]:
             "answer": step.answer,
             "reward": step.reward,
             "invalid": step.invalid,
+            **_menu_fields(step),
             **({"judged": step.judged} if step.judged is not None else {}),
         }
         for step in episode.steps
     ]
     return record
+
+
+def _menu_fields(step) -> dict[str, Any]:
+    """The menu, its labels and the agent's probabilities of a step's record, where the step has them."""
+    fields: dict[str, Any] = {}
+    if step.menu is not None:
+        fields["menu"] = step.menu
+    if step.labels:
+        fields["labels"] = step.labels
+    if step.probs is not None:
+        # 4 decimals keep the file small and still show what a viewer draws (0.01% steps).
+        fields["probs"] = [round(p, 4) for p in step.probs]
+    return fields
 
 
 def annotate(episodes: Sequence[Episode], count: int, max_chars: int = 600) -> str:

@@ -79,6 +79,10 @@ class PolicyOutput:
         """[B, L] probabilities (0 where `mask` is False)."""
         return self.log_probs.exp()
 
+    def menu_probs(self) -> list[list[float]]:
+        """Each row's probabilities over its own labels, as lists (the padding of shorter rows left out)."""
+        return [row[:n] for row, n in zip(self.probs.tolist(), self.mask.sum(-1).tolist())]
+
     def select(self, rows: Tensor) -> "PolicyOutput":
         """The distributions of the given row indices (repeats allowed), in that order."""
         values = self.values[rows] if self.values is not None else None

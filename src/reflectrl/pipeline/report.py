@@ -156,6 +156,7 @@ def write_report(
     meta: Mapping[str, Any],
     settings: Mapping[str, Any],
     diagnostics: str = "",
+    viewer: str | None = None,
 ) -> Path:
     """Write report.md, success.png and learning_curves.png into `folder`; returns the report path.
 
@@ -164,7 +165,8 @@ def write_report(
     `verdict` is its first sentence; `paired` lists (RL row, SFT row,
     comparison); `stages` lists (stage, note); `meta` is shown as a list
     ("command", "model", ...); `settings` (the preset) as a JSON block; `diagnostics` is the
-    reflection diagnostics table (`reflection_diagnostics.diagnostics_table`), "" for none.
+    reflection diagnostics table (`reflection_diagnostics.diagnostics_table`), "" for none; `viewer` is the file
+    name of the episode page in `folder` (`reflectrl.evaluation.viewer`) to link, None for none.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,6 +191,12 @@ def write_report(
             diagnostics, "",
         ]
     parts += [f"![success rates with 95% intervals]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
+    if viewer:
+        parts += [
+            f"Every evaluated episode step by step, in a browser: [{viewer}]({viewer}) (reflections, the policy's "
+            "probability of each menu entry, the oracle's moves; Reflect-RL beside its SFT start, any two rows "
+            "can be chosen).", "",
+        ]
     parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
     parts += [f"Time per stage, machine and date: [{TIMING}]({TIMING}).", ""]
     parts += ["## Stages", "", "| stage | what it did |", "|---|---|"]

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
+from reflectrl.evaluation.viewer import PAGE_FILE, write_page
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
@@ -494,9 +495,12 @@ def _write_report(
         )
     write_timing(out, title, stage_seconds, timing_meta)
     stages = [(name, _note(rec)) for name, rec in records.items()]
+    level = _eval_level_names(entry, preset)[0]
+    # Named "run", not by its folder, so the same run gives the same bytes wherever it is written.
+    write_page([out], out / PAGE_FILE, f"Episodes of the {title}", sources=["run"], shown=(f"eval-rl-reflect/{level}", f"eval-sft-reflect/{level}"))
     return write_report(
         out, title, verdict, intro, rows, _paired(entry, preset, out), curves, stages, meta,
-        saved_settings(entry.name, preset), diagnostics=_diagnostics(preset, records),
+        saved_settings(entry.name, preset), diagnostics=_diagnostics(preset, records), viewer=PAGE_FILE,
     )
 
 

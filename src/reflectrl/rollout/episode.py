@@ -61,6 +61,13 @@ class Step:
     judged: dict[str, Any] | None = None
     """What an evaluation's judge said of this decision (oracle's entry, the reflection's advice and
     whether each was optimal; `reflectrl.evaluation.reflection_diagnostics`); None when not judged."""
+    menu: list[str] | None = None
+    """The menu entries the agent chose from, in action order (None where not recorded)."""
+    labels: list[str] | None = None
+    """The label the agent saw on each menu entry, in action order (None for agents without labels)."""
+    probs: list[float] | None = None
+    """The agent's probability of each menu entry, in action order (`StepRecord.probs`; None where it has none).
+    Kept for inspection (`reflectrl view`); training recomputes its numbers from the token ids."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -91,10 +91,9 @@ class LockstepEngine(RolloutEngine):
             for slot, action, record, answer, judgement in zip(running, actions, records, transitions, judged):
                 key = f"{slot.info['task']}\n{slot.info['observation']}"
                 menu = slot.info["actions"]
-                played = menu[action] if 0 <= action < len(menu) else None
                 info = answer.info
                 done = bool(answer.terminated or answer.truncated)
-                step = _step(record, action, float(answer.reward), done, key, bool(info.get("invalid_action", False)), played)
+                step = _step(record, action, float(answer.reward), done, key, bool(info.get("invalid_action", False)), menu)
                 step.judged = judgement
                 slot.episode.steps.append(step)
                 slot.info = info
@@ -145,8 +144,10 @@ def _start(index: int, request: EpisodeRequest, info: dict[str, Any]) -> _Slot:
     return _Slot(index, info, episode)
 
 
-def _step(record: StepRecord, action: int, reward: float, done: bool, state_key: str, invalid: bool, played: str | None) -> Step:
+def _step(record: StepRecord, action: int, reward: float, done: bool, state_key: str, invalid: bool, menu: list[str]) -> Step:
     value = record.value
+    # Labels and probabilities are for inspection only: a duck-typed record without them still plays.
+    labels, probs = getattr(record, "labels", ()), getattr(record, "probs", None)
     return Step(
         prompt_ids=[int(t) for t in record.prompt_ids],
         label_ids=[int(t) for t in record.label_ids],
@@ -159,6 +160,9 @@ def _step(record: StepRecord, action: int, reward: float, done: bool, state_key:
         state_key=state_key,
         reflection=record.reflection,
         invalid=invalid,
-        action_text=played,
+        action_text=menu[action] if 0 <= action < len(menu) else None,
         answer=record.answer,
+        menu=list(menu),
+        labels=list(labels) or None,
+        probs=None if probs is None else [float(p) for p in probs],
     )
