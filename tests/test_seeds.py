@@ -86,6 +86,9 @@ def test_each_seed_is_an_ordinary_run_folder_paired_with_the_others_and_reported
     assert "| setting | seed 0 | seed 1 | mean | 95% t-interval |" in report
     assert "| Reflect-RL minus SFT + RL, no reflection |" in report and "| SFT + RL, no reflection minus SFT only, no reflection |" in report
     assert "95% Student t-intervals over the seeds" in report and "[seed-1/report.md](seed-1/report.md)" in report
+    # The tiny preset plays 4 seeded episodes, the same for every seed: the interval is about those, not the level.
+    assert "an interval is about these episodes, not the whole level" in report and "training noise alone" not in report
+    assert "| Oracle (upper bound) | 100.0% | 100.0% | 100.0% | none: trains nothing, one evaluation in every seed |" in report
     assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     assert "| seed-1 |" in (out / "timing.md").read_text()
 

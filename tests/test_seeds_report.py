@@ -1,8 +1,11 @@
 """What the reports say about their numbers: exact evaluations (every start state once) reported as exact, in each
-seed's report and its eval.md files."""
+seed's report, its eval.md files and the report over the seeds, whose intervals are worded and bounded as t-intervals
+over seeds."""
 
 from __future__ import annotations
 
+import re
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +36,12 @@ def _section(report: str, heading: str) -> str:
     return report.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    return struct.unpack(">II", data[16:24])
+
+
 @pytest.mark.slow  # about 60 s on an idle 2-core CPU: two tiny pipelines evaluated on every start state
 def test_a_seed_report_and_its_eval_files_call_exact_rates_exact(exact_run):
     report = (exact_run / "seed-0" / "report.md").read_text()
@@ -58,6 +67,25 @@ def test_a_seed_report_and_its_eval_files_call_exact_rates_exact(exact_run):
     assert "every one of the 100 start states" in exact and "exact, with no sampling interval" in exact and "| exact |" in exact
     sampled = (exact_run / "seed-0" / "eval-prompted" / "dropoff" / "eval.md").read_text()
     assert "no sampling interval" not in sampled and "| exact |" not in sampled
+
+
+@pytest.mark.slow  # shares the module's two exact runs
+def test_the_report_over_exact_seeds_bounds_its_t_intervals_and_gives_untrained_rows_none(exact_run):
+    report = (exact_run / "report.md").read_text()
+    assert "Each seed's rates are exact" in report and "training noise alone" in report
+    assert "t(0.975, 1) = 12.71, so they stay wide until more seeds run" in report
+    assert not re.search(r"-0\.0+(?!\d)", report)  # a mean a hair below zero prints as zero, not "-0.0"
+    success = _section(report, "Held-out success, seed by seed")
+    # Two seeds: t = 12.71, so a rate's interval would reach far below 0%; it is cut to what a rate can be.
+    bounds = [float(bound) for pair in re.findall(r"\[(-?[\d.]+)%, (-?[\d.]+)%\]", success) for bound in pair]
+    assert bounds and all(0.0 <= b <= 100.0 for b in bounds)
+    for row in ("Oracle (upper bound)", "Random (chance level)", "tiny-random, prompted"):
+        assert re.search(rf"^\| {re.escape(row)} \|.*\| none: trains nothing, one evaluation in every seed \|$", success, re.M), row
+    differences = _section(report, "Paired differences within each seed")
+    for low, high in re.findall(r"\[([+-][\d.]+), ([+-][\d.]+)\]", differences.split("Mean return:")[0]):
+        assert -100.0 <= float(low) <= float(high) <= 100.0
+    width, _ = _png_size(exact_run / "learning_curves.png")
+    assert width > 1000  # one panel per RL row, side by side
 
 
 def test_paired_comparisons_say_which_are_exact():
