@@ -148,6 +148,19 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     assert elapsed < 120, f"two tiny seeds on Ray took {elapsed:.0f} s"
 
 
+@pytest.mark.slow  # about 40 s: two tiny pipelines in two processes side by side
+def test_seeds_in_parallel_processes_give_the_same_adapters_and_reports(sequential, tmp_path):
+    out = tmp_path / "run"
+    messages: list[str] = []
+    run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, parallel=2, command=COMMAND, log=messages.append, progress=False)
+    assert any(m.startswith("2 seeds in 2 processes") for m in messages)
+    for seed in SEEDS:  # each seed ran in its own process: its stages are recorded in its folder
+        assert set(_stage_records(out / f"seed-{seed}")) == set(stage_names("core"))
+    assert _results(out) == _results(sequential)
+    for relative in ["report.md"] + [f"seed-{seed}/report.md" for seed in SEEDS]:  # the same command line too
+        assert (out / relative).read_bytes() == (sequential / relative).read_bytes(), relative
+
+
 @pytest.mark.slow  # about 40 s: a two-seed CLI run killed in its second seed, then finished
 def test_a_killed_multi_seed_run_resumes_where_it_stopped(sequential, tmp_path):
     out = tmp_path / "run"
