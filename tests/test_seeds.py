@@ -86,6 +86,9 @@ def test_each_seed_is_an_ordinary_run_folder_paired_with_the_others_and_reported
     assert "| setting | seed 0 | seed 1 | mean | 95% t-interval |" in report
     assert "| Reflect-RL minus SFT + RL, no reflection |" in report and "| SFT + RL, no reflection minus SFT only, no reflection |" in report
     assert "95% Student t-intervals over the seeds" in report and "[seed-1/report.md](seed-1/report.md)" in report
+    # The tiny preset plays 4 seeded episodes, the same for every seed: the interval is about those, not the level.
+    assert "an interval is about these episodes, not the whole level" in report and "training noise alone" not in report
+    assert "| Oracle (upper bound) | 100.0% | 100.0% | 100.0% | none: trains nothing, one evaluation in every seed |" in report
     assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     assert "| seed-1 |" in (out / "timing.md").read_text()
 
@@ -143,6 +146,19 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     assert _results(out) == _results(sequential)
     assert (out / "report.md").read_bytes() == (sequential / "report.md").read_bytes()  # the same command line too
     assert elapsed < 120, f"two tiny seeds on Ray took {elapsed:.0f} s"
+
+
+@pytest.mark.slow  # about 40 s: two tiny pipelines in two processes side by side
+def test_seeds_in_parallel_processes_give_the_same_adapters_and_reports(sequential, tmp_path):
+    out = tmp_path / "run"
+    messages: list[str] = []
+    run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, parallel=2, command=COMMAND, log=messages.append, progress=False)
+    assert any(m.startswith("2 seeds in 2 processes") for m in messages)
+    for seed in SEEDS:  # each seed ran in its own process: its stages are recorded in its folder
+        assert set(_stage_records(out / f"seed-{seed}")) == set(stage_names("core"))
+    assert _results(out) == _results(sequential)
+    for relative in ["report.md"] + [f"seed-{seed}/report.md" for seed in SEEDS]:  # the same command line too
+        assert (out / relative).read_bytes() == (sequential / relative).read_bytes(), relative
 
 
 @pytest.mark.slow  # about 40 s: a two-seed CLI run killed in its second seed, then finished

@@ -30,9 +30,10 @@ Splits:
   level is played once, with fewer episodes the tasks are spread evenly over
   the list, with more they repeat.
 
-Metrics (`reflectrl.evaluation.summary`): success with a 95% Wilson interval,
-mean return, mean steps, invalid-action rate, and the same per curriculum
-level / depth / question kind / task type. `EvalResult.write` stores
+Metrics (`reflectrl.evaluation.summary`): success with a 95% Wilson interval
+(none for an exact evaluation: its rate is the level's own), mean return,
+mean steps, invalid-action rate, and the same per curriculum level / depth /
+question kind / task type. `EvalResult.write` stores
 ``eval.json``, ``eval.md`` and ``episodes.jsonl`` (every step's state,
 reflection, menu with the agent's probabilities and action, for inspection:
 `reflectrl view` renders it as a page); `annotate` renders a few episodes.
@@ -214,7 +215,11 @@ class EvalResult:
     def markdown(self) -> str:
         """A markdown table of the result (and of its groups, if any)."""
         rows = [(self.agent, self.summary)]
-        parts = [f"Evaluation on {self.config.env}: {self.plan}.", "", summary_table(rows, "agent")]
+        exact = (
+            " With greedy decisions each start state has one outcome, so the rate is exact, with no sampling interval."
+            if self.summary.get("exact") else ""
+        )
+        parts = [f"Evaluation on {self.config.env}: {self.plan}.{exact}", "", summary_table(rows, "agent")]
         groups = group_table(rows, "agent")
         if groups:
             parts += ["", "By group:", "", groups]

@@ -7,13 +7,17 @@ into the run folder:
   success and mean return of every row seed by seed, with the mean over the seeds and its 95% Student
   t-interval; per-seed paired differences of each RL row against its SFT start and of Reflect-RL against
   RL without reflection, with their mean and t-interval; the learning curves; how the run was made.
-* ``learning_curves.png``: every seed's training success per RL iteration (thin) and their mean (thick).
+* ``learning_curves.png``: every seed's training success per RL iteration (thin) and their mean (thick), one
+  panel per RL row on a shared scale (overlaid, a row at the same rate as another would hide it).
 * ``timing.md``: the seconds each seed's stages took.
 
 The seeds of a run are paired: the same teacher data and the same evaluation episodes, so the difference
 of two rows is taken within each seed first, and the interval is over those per-seed differences. The
 t-interval (mean +- t(0.975, n-1) * sd / sqrt(n)) treats the seeds as a sample of training runs; with
 exact evaluation (every start state played once) nothing else varies, so it measures training noise alone.
+With a sample of episodes every seed plays the same sample, so the interval leaves out which episodes were
+drawn: it is about these episodes, not the level. Rows that train nothing (`UNTRAINED`) are evaluated once
+and copied into every seed, so they get no interval; a rate's bounds are cut to what a rate can be.
 Like the single-seed report, ``report.md`` holds only what the runs computed (no times), so the same seeds
 give the same bytes however they were run.
 """
@@ -39,6 +43,12 @@ COMPARISONS: tuple[tuple[str, str], ...] = PAIRED + (("rl-reflect", "rl-plain"),
 """(row, the row it is compared with) seed by seed: each RL row against its SFT start, then Reflect-RL against RL
 without reflection."""
 CONFIDENCE = 0.95
+UNTRAINED = frozenset(s.key for s in SETTINGS if not (s.policy or s.reflector))
+"""Rows without a trained adapter (prompted model, oracle, random): no training seed changes them."""
+RATE = (0.0, 1.0)
+"""What a success rate can be."""
+RATE_DIFFERENCE = (-1.0, 1.0)
+"""What a difference of two success rates can be."""
 
 
 def seed_folder(seed: int) -> str:
@@ -132,28 +142,57 @@ def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
     return SeedRuns(list(seeds), summaries, curves, records)
 
 
+def _clean(value: float) -> float:
+    # A mean of +0.01 and -0.01 is a float a hair off zero, which would print as "-0.0".
+    return 0.0 if abs(value) < 1e-9 else value
+
+
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+    return f"{100 * _clean(value):.1f}%"
 
 
 def _points(value: float) -> str:
-    return f"{100 * value:+.1f}"
+    return f"{100 * _clean(value):+.1f}"
 
 
-def _interval(estimate: Estimate, show) -> str:
+def _return(value: float) -> str:
+    return f"{_clean(value):+.2f}"
+
+
+def _interval(values: Sequence[float], show, limits: tuple[float, float] | None = None) -> str:
+    """The t-interval of `values`, its bounds cut to `limits` (a rate's t-interval over few seeds reaches past 0% and 100%)."""
+    estimate = t_interval(values)
     if estimate.low is None:
         return "(needs two seeds)"
-    return f"[{show(estimate.low)}, {show(estimate.high)}]"
+    low, high = estimate.low, estimate.high
+    if limits is not None:
+        low, high = max(low, limits[0]), min(high, limits[1])
+    text = f"[{show(low)}, {show(high)}]"
+    # sd = 0 when every seed agrees: that is the seeds' agreement, not a mean known to be exact.
+    return text + " (seeds equal)" if len(set(values)) == 1 else text
 
 
-def _table(first: str, seeds: Sequence[int], rows: Sequence[tuple[str, list[float]]], show, extra: str | None = None) -> str:
+@dataclass(frozen=True)
+class TableRow:
+    """One row of a seed-by-seed table."""
+
+    label: str
+    values: list[float]
+    """One value per seed, in seed order."""
+    untrained: bool = False
+    """The row trains nothing: one evaluation copied into every seed, so it has no interval over seeds."""
+
+
+def _table(
+    first: str, seeds: Sequence[int], rows: Sequence[TableRow], show, limits: tuple[float, float] | None = None, extra: str | None = None,
+) -> str:
     head = [first] + [f"seed {s}" for s in seeds] + ["mean", f"{CONFIDENCE:.0%} t-interval"] + ([extra] if extra else [])
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for label, values in rows:
-        estimate = t_interval(values)
-        cells = [label] + [show(v) for v in values] + [show(estimate.mean), _interval(estimate, show)]
+    for row in rows:
+        spread = "none: trains nothing, one evaluation in every seed" if row.untrained else _interval(row.values, show, limits)
+        cells = [row.label] + [show(v) for v in row.values] + [show(t_interval(row.values).mean), spread]
         if extra:
-            cells.append(f"{sum(v > 0 for v in values)} / {sum(v < 0 for v in values)}")
+            cells.append(f"{sum(v > 0 for v in row.values)} / {sum(v < 0 for v in row.values)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -167,47 +206,51 @@ def _verdict(runs: SeedRuns, labels: Mapping[str, str]) -> str:
     n = len(runs.seeds)
 
     def rate(key: str) -> str:
-        estimate = t_interval(success[key])
-        return f"{labels[key]} {_pct(estimate.mean)}" + ("" if estimate.low is None else f" {_interval(estimate, _pct)}")
+        values = success[key]
+        return f"{labels[key]} {_pct(t_interval(values).mean)}" + ("" if n < 2 else f" {_interval(values, _pct, RATE)}")
 
     gap = [a - b for a, b in zip(success["rl-reflect"], success["rl-plain"])]
-    estimate = t_interval(gap)
     return (
         f"Over {n} training seed{'s' if n > 1 else ''}: {rate('rl-reflect')} vs {rate('rl-plain')} held-out success "
         f"(mean{'' if n < 2 else ' and 95% t-interval'}); Reflect-RL minus RL without reflection "
-        f"{_points(estimate.mean)} points" + ("" if estimate.low is None else f" {_interval(estimate, _points)}")
+        f"{_points(t_interval(gap).mean)} points" + ("" if n < 2 else f" {_interval(gap, _points, RATE_DIFFERENCE)}")
         + f", ahead in {sum(g > 0 for g in gap)} and behind in {sum(g < 0 for g in gap)} of {n} seeds."
     )
 
 
 def plot_seed_curves(curves: Mapping[str, list[list[tuple[float, float]]]], labels: Mapping[str, str], path: Path, title: str) -> None:
-    """Each RL row's training success per iteration: one thin line per seed and their mean (where every seed has the iteration)."""
+    """Each RL row's training success per iteration in its own panel (shared axes): one thin line per seed and their
+    mean (where every seed has the iteration)."""
     import matplotlib
 
     matplotlib.use("Agg")  # reports are written on machines without a display
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(4.2 * max(1, len(curves)) + 0.8, 4.5), sharex=True, sharey=True, squeeze=False)
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for number, (name, runs) in enumerate(curves.items()):
+    for number, (ax, (name, runs)) in enumerate(zip(axes[0], curves.items())):
         color = palette[number % len(palette)]
-        for points in runs:
-            if points:
-                xs, ys = zip(*points)
-                ax.plot(xs, [100 * y for y in ys], "-", color=color, alpha=0.3, linewidth=1)
+        drawn = [points for points in runs if points]
+        for index, points in enumerate(drawn):
+            xs, ys = zip(*points)
+            label = f"each seed ({len(drawn)})" if index == 0 else None
+            ax.plot(xs, [100 * y for y in ys], "-", color=color, alpha=0.35, linewidth=1, label=label)
         common = sorted(set.intersection(*(set(x for x, _ in points) for points in runs))) if runs else []
         if common:
             means = [100 * sum(dict(points)[x] for points in runs) / len(runs) for x in common]
-            ax.plot(common, means, "-", color=color, marker="o", markersize=4, linewidth=2.5, label=f"{labels[name]} (mean of {len(runs)} seeds)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("RL iteration")
-    ax.set_ylabel("training success rate (%); thin lines: single seeds")
-    ax.set_ylim(-2, 102)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+            ax.plot(common, means, "-", color=color, marker="o", markersize=4, linewidth=2.5, label=f"mean of {len(runs)} seeds")
+        ax.set_title(labels[name], fontsize="medium")
+        ax.set_xlabel("RL iteration")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no RL iterations ran", ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("training success rate (%)")
+    axes[0][0].set_ylim(-2, 102)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -231,7 +274,8 @@ def write_aggregate(
     rl_labels = {name: label for name, _, _, label in RL_JOBS}
     first = runs.records[runs.seeds[0]]
     plans = first["eval-rl-reflect"]["summary"]["episodes_played"]
-    exact = all(s.get("exact") for s in runs.summaries["rl-reflect"])
+    trained = [key for key in runs.summaries if key not in UNTRAINED]
+    exact = all(s.get("exact") for key in trained for s in runs.summaries[key])
     n = len(runs.seeds)
     title = f"Reflect-RL comparison on {env} over {n} training seed{'s' if n > 1 else ''} (preset {preset.name})"
     verdict = _verdict(runs, labels)
@@ -239,46 +283,66 @@ def write_aggregate(
     compared = [key for key in runs.summaries if key not in references]
     others = [key for key in runs.summaries if key in references]
 
-    def rows(keys: Sequence[str], metric: str) -> list[tuple[str, list[float]]]:
-        return [(labels[key], [s[metric] for s in runs.summaries[key]]) for key in keys]
+    def rows(keys: Sequence[str], metric: str) -> list[TableRow]:
+        return [TableRow(labels[key], [s[metric] for s in runs.summaries[key]], key in UNTRAINED) for key in keys]
 
-    def differences(metric: str) -> list[tuple[str, list[float]]]:
+    def differences(metric: str) -> list[TableRow]:
         return [
-            (f"{labels[a]} minus {labels[b]}", [x[metric] - y[metric] for x, y in zip(runs.summaries[a], runs.summaries[b])])
+            TableRow(f"{labels[a]} minus {labels[b]}", [x[metric] - y[metric] for x, y in zip(runs.summaries[a], runs.summaries[b])])
             for a, b in COMPARISONS
         ]
 
-    noise = (
-        "Each seed's rates are exact (every start state played once, greedy decisions), so the spread over the "
-        "seeds is training noise alone."
-        if exact else
-        "Each seed's rate is measured on a sample of episodes (its own report gives the 95% Wilson interval), so the "
-        "spread over the seeds holds that evaluation noise as well as training noise."
+    if exact:
+        noise = (
+            "Each seed's rates are exact (every start state played once, greedy decisions), so the spread over the "
+            "seeds is training noise alone, and an interval is for the mean over training runs on the whole level."
+        )
+    else:
+        noise = (
+            "Every seed plays the same sample of episodes, so the spread over the seeds is training noise as seen on "
+            "those episodes: an interval is about these episodes, not the whole level, and leaves out which episodes "
+            "were drawn (each seed's own report gives that as a 95% Wilson interval)."
+        )
+    if n > 1:
+        quantile = t_quantile((1 + CONFIDENCE) / 2, n - 1)
+        intervals = (
+            f"intervals are 95% Student t-intervals over the seeds (mean +- t(0.975, n-1) * sd / sqrt(n); n = {n}, "
+            f"t(0.975, {n - 1}) = {quantile:.2f}{', so they stay wide until more seeds run' if n < 5 else ''}), a rate's "
+            "bounds cut to 0% and 100% (a difference of rates to -100 and +100 points); \"seeds equal\" marks a "
+            "zero-width interval, every seed giving the same value"
+        )
+    else:
+        intervals = "an interval over seeds needs two seeds"
+    untrained = [labels[key] for key in runs.summaries if key in UNTRAINED]
+    copied = (
+        f" The rows that train nothing ({'; '.join(untrained)}) are evaluated once and copied into every seed: "
+        "no interval over seeds."
+        if untrained else ""
     )
     intro = (
         f"Each training seed is one complete pipeline run ({seed_folder(runs.seeds[0])}/ and so on, each with its own "
         f"report.md) from the same teacher data, evaluated on the same episodes: {'; '.join(plans)}. A training seed "
         "changes everything training draws (SFT's LoRA initialisation, held-out rows, data order and label shuffles; "
         "RL's episode seeds, action sampling, label shuffles, replay and minibatches) and nothing else, so the seeds "
-        "are paired. Means are over the seeds; intervals are 95% Student t-intervals over the seeds (mean +- "
-        f"t(0.975, n-1) * sd / sqrt(n), n = {n}). {noise}"
+        f"are paired. Means are over the seeds; {intervals}. {noise}{copied}"
     )
     parts = [f"# {title}", "", f"**{verdict}**", "", intro, "", "## Held-out success, seed by seed", "",
-             _table("setting", runs.seeds, rows(compared, "success"), _pct), ""]
+             _table("setting", runs.seeds, rows(compared, "success"), _pct, RATE), ""]
     if others:
-        parts += ["Reference players and diagnostic rows (same episodes):", "", _table("row", runs.seeds, rows(others, "success"), _pct), ""]
-    parts += ["## Mean return, seed by seed", "", _table("setting", runs.seeds, rows(compared + others, "mean_return"), "{:+.2f}".format), ""]
+        parts += ["Reference players and diagnostic rows (same episodes):", "", _table("row", runs.seeds, rows(others, "success"), _pct, RATE), ""]
+    parts += ["## Mean return, seed by seed", "", _table("setting", runs.seeds, rows(compared + others, "mean_return"), _return), ""]
     parts += [
         "## Paired differences within each seed", "",
-        "Each RL row against the SFT row it started from (same seed), and Reflect-RL against RL without reflection; "
-        "ahead / behind counts the seeds where the difference is above / below zero.", "",
+        "Each RL row against the SFT row it started from (same seed), and Reflect-RL against RL without reflection: "
+        "the difference is taken within each seed, then averaged; ahead / behind counts the seeds where it is above / "
+        "below zero.", "",
         "Success, in percentage points:", "",
-        _table("comparison", runs.seeds, differences("success"), _points, "seeds ahead / behind"), "",
+        _table("comparison", runs.seeds, differences("success"), _points, RATE_DIFFERENCE, "seeds ahead / behind"), "",
         "Mean return:", "",
-        _table("comparison", runs.seeds, differences("mean_return"), "{:+.2f}".format, "seeds ahead / behind"), "",
+        _table("comparison", runs.seeds, differences("mean_return"), _return, extra="seeds ahead / behind"), "",
     ]
     plot_seed_curves(runs.curves, rl_labels, out / CURVES_PLOT, title)
-    parts += [f"![training success per RL iteration, every seed and the mean]({CURVES_PLOT})", ""]
+    parts += [f"![training success per RL iteration, every seed and the mean, one panel per RL row]({CURVES_PLOT})", ""]
     data = read_saved(out / "data" / DONE) or first["data"]
     meta = {
         "command": f"`{command}`" if command else "(called from Python)",

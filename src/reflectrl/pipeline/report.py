@@ -2,8 +2,9 @@
 
 ``report.md`` opens with the verdict in one sentence, then holds the
 comparison (one row per setting, in the paper's order, success with its 95%
-Wilson interval first), the reference players, success per group, each RL
-row against its SFT start seed by seed, the plots, what each stage did and
+Wilson interval first, or "exact" for a row that played every start state
+once), the reference players, success per group, each RL row against its SFT
+start episode by episode, the plots, what each stage did and
 how the run was made (command, model, seeds, episodes, preset): only what
 the run computed, so the same command and seed give the same bytes.
 ``timing.md`` has the wall time of every stage, the machine and the date. ``success.png``
@@ -59,7 +60,8 @@ def read_curve(metrics_path: Path, key: str) -> list[tuple[float, float]]:
 
 
 def plot_success_bars(rows: Sequence[ComparisonRow], path: Path, title: str) -> None:
-    """Horizontal bars of success rates with 95% Wilson intervals (reference players in grey)."""
+    """Horizontal bars of success rates with 95% Wilson intervals (reference players in grey); an exact row
+    (every start state played once) has none."""
     import matplotlib
 
     matplotlib.use("Agg")  # reports are written on machines without a display
@@ -72,14 +74,32 @@ def plot_success_bars(rows: Sequence[ComparisonRow], path: Path, title: str) -> 
     lo = [max(0.0, 100 * (r.summary["success"] - r.summary["ci_low"])) for r in rows]
     hi = [max(0.0, 100 * (r.summary["ci_high"] - r.summary["success"])) for r in rows]
     colors = ["#b0b0b0" if r.reference else "#4c72b0" for r in rows]
-    ax.barh(names, rates, xerr=[lo, hi], color=colors, capsize=4)
+    exact = [bool(r.summary.get("exact")) for r in rows]
+    ax.barh(names, rates, color=colors)
+    # Error bars for the sampled rows only: a zero-width bar with caps would still draw an interval at an exact rate.
+    sampled = [i for i, whole in enumerate(exact) if not whole]
+    if sampled:
+        ax.errorbar(
+            [rates[i] for i in sampled], sampled, xerr=[[lo[i] for i in sampled], [hi[i] for i in sampled]],
+            fmt="none", ecolor="black", capsize=4,
+        )
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("success rate (%) with 95% Wilson interval")
+    ax.set_xlabel(success_axis(exact))
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def success_axis(exact: Sequence[bool]) -> str:
+    """The success plot's axis label (lines short enough for the plot's width) for rows of which `exact` ones
+    played every start state once."""
+    if all(exact):
+        return "success rate (%),\nexact: every start state played once,\nno interval"
+    if any(exact):
+        return "success rate (%),\n95% Wilson interval where sampled;\nnone where exact (every start state once)"
+    return "success rate (%) with 95% Wilson interval"
 
 
 def plot_learning_curves(curves: Mapping[str, Curve], path: Path, title: str, ylabel: str = "success rate (%)", percent: bool = True) -> None:
@@ -129,17 +149,37 @@ def render_tables(rows: Sequence[ComparisonRow]) -> str:
     return "\n".join(parts)
 
 
+PAIRED_SAMPLED = (
+    "Episodes won / lost: episodes the RL row won and its SFT start lost, and the reverse; McNemar's exact test "
+    "asks whether that split could be chance. The return interval is a 95% bootstrap over the episodes."
+)
+PAIRED_EXACT = (
+    "Where both rows played every start state once (\"exact\"), their rates, the difference between them and the "
+    "mean return difference are the level's own, with no sampling interval. Episodes won / lost then counts start "
+    "states: those the RL row won and its SFT start lost, and the reverse. McNemar's p only describes that split "
+    "(how often one at least as uneven would come about if each of those states had gone either way with even "
+    "odds); it does not test the rates, which are known."
+)
+
+
 def render_paired(comparisons: Sequence[tuple[str, str, Mapping[str, Any]]]) -> str:
-    """Markdown table of (RL row, its SFT start, `PairedComparison.to_dict()`) comparisons."""
+    """What the paired comparisons mean and their markdown table, from (RL row, its SFT start,
+    `PairedComparison.to_dict()`) comparisons; one with ``"exact": true`` compared every start state once, so it
+    has exact differences and no bootstrap interval."""
+    exact = [bool(c.get("exact")) for _, _, c in comparisons]
+    text = " ".join(([PAIRED_SAMPLED] if not all(exact) else []) + ([PAIRED_EXACT] if any(exact) else []))
+    returns = "" if all(exact) else " [95% bootstrap]"
     lines = [
-        "| RL row | against its SFT start | success | seeds won / lost | McNemar p | mean return difference [95% bootstrap] |",
-        "|---|---|---|---|---|---|",
+        text, "",
+        f"| RL row | against its SFT start | success | difference (points) | episodes won / lost | McNemar p | mean return difference{returns} |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for after, before, c in comparisons:
+    for (after, before, c), whole in zip(comparisons, exact):
+        interval = "(exact)" if whole else f"[{c['return_ci_low']:+.2f}, {c['return_ci_high']:+.2f}]"
         lines.append(
             f"| {after} | {before} | {100 * c['success_before']:.1f}% -> {100 * c['success_after']:.1f}% | "
-            f"{c['won']} / {c['lost']} | {c['mcnemar_p']:.2g} | "
-            f"{c['return_difference']:+.2f} [{c['return_ci_low']:+.2f}, {c['return_ci_high']:+.2f}] |"
+            f"{100 * (c['success_after'] - c['success_before']):+.1f}{' (exact)' if whole else ''} | "
+            f"{c['won']} / {c['lost']} | {c['mcnemar_p']:.2g} | {c['return_difference']:+.2f} {interval} |"
         )
     return "\n".join(lines)
 
@@ -176,8 +216,6 @@ def write_report(
     if paired:
         parts += [
             "## Each RL row against its SFT start (same episodes, paired)", "",
-            "Seeds won / lost: episodes the RL row won and its SFT start lost, and the reverse; McNemar's exact test "
-            "asks whether that split could be chance. The return interval is a bootstrap over the episodes.", "",
             render_paired(paired), "",
         ]
     if diagnostics:
@@ -190,7 +228,8 @@ def write_report(
             "reflector.", "",
             diagnostics, "",
         ]
-    parts += [f"![success rates with 95% intervals]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
+    caption = success_axis([bool(r.summary.get("exact")) for r in rows]).replace("\n", " ")
+    parts += [f"![{caption}]({SUCCESS_PLOT})", "", f"![RL learning curves]({CURVES_PLOT})", ""]
     if viewer:
         parts += [
             f"Every evaluated episode step by step, in a browser: [{viewer}]({viewer}) (reflections, the policy's "

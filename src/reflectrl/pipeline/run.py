@@ -398,6 +398,15 @@ def _episodes(out: Path, key: str, level: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _exact(out: Path, key: str, level: str) -> bool:
+    """Whether the evaluation `key` played every start state of `level` once (`EvalPlan.exact`)."""
+    import json
+
+    from reflectrl.evaluation.harness import RESULT_FILE
+
+    return bool(json.loads((out / f"eval-{key}" / level / RESULT_FILE).read_text(encoding="utf-8"))["summary"].get("exact"))
+
+
 def _paired(entry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """Each RL row against its SFT start over every evaluated episode, then level by level when there are several
     (AutoExplore's depth 1 and depth 2 differ in difficulty; a pooled gain could hide a loss at one level)."""
@@ -413,8 +422,10 @@ def _paired(entry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, 
             first = [e for level in group_levels for e in played[before, level]]
             second = [e for level in group_levels for e in played[after, level]]
             suffix = f", level {group}" if group else ""
+            # Every start state of every level on both sides: the differences are the levels' own, not estimates.
+            exact = all(_exact(out, key, level) for key in (after, before) for level in group_levels)
             comparisons.append((
-                labels[after] + suffix, labels[before] + suffix, compare_paired(first, second, seed=preset.seed).to_dict()
+                labels[after] + suffix, labels[before] + suffix, {**compare_paired(first, second, seed=preset.seed).to_dict(), "exact": exact}
             ))
     return comparisons
 
@@ -424,10 +435,13 @@ def _verdict(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
     def rate(key: str) -> str:
         return f"{100 * records[f'eval-{key}']['summary']['summary']['success']:.1f}%"
 
-    episodes = records["eval-rl-reflect"]["summary"]["summary"]["episodes"]
+    summary = records["eval-rl-reflect"]["summary"]["summary"]
+    played = (
+        f"all {summary['episodes']} held-out start states (exact rates)" if summary.get("exact") else f"{summary['episodes']} held-out episodes"
+    )
     return (
-        f"Reflect-RL {rate('rl-reflect')} vs RL without reflection {rate('rl-plain')} success on {episodes} held-out "
-        f"episodes; their SFT starts: {rate('sft-reflect')} with reflection, {rate('sft-plain')} without."
+        f"Reflect-RL {rate('rl-reflect')} vs RL without reflection {rate('rl-plain')} success on {played}; "
+        f"their SFT starts: {rate('sft-reflect')} with reflection, {rate('sft-plain')} without."
     )
 
 
@@ -477,18 +491,26 @@ def _write_report(
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
+    exact_rows = [bool(r.summary.get("exact")) for r in rows]
+    if all(exact_rows):
+        intervals = (
+            "every row played every start state once, and with greedy decisions each start state has one outcome, "
+            "so the rates are exact, with no interval (\"exact\" in the table)."
+        )
+    elif any(exact_rows):
+        intervals = (
+            "a row that played a sample of episodes has a 95% Wilson score interval; a row that played every start "
+            "state once has none: with greedy decisions each start state has one outcome, so its rate is exact "
+            "(\"exact\" in the table)."
+        )
+    else:
+        intervals = "intervals are 95% Wilson score intervals."
     intro = (
         f"Held-out success of every setting on {entry.name}, level {data['level']}: {'; '.join(plans)}. "
-        "Rows follow the paper's comparison (METHOD.md); intervals are 95% Wilson score intervals."
+        f"Rows follow the paper's comparison (METHOD.md); {intervals}"
     )
-    exact = any(r.summary.get("exact") for r in rows)
-    if exact:
-        intro += (
-            " A row that played every start state has no interval: with greedy decisions each start state has one "
-            "outcome, so its rate is exact (\"exact\" in the table)."
-        )
     if preset.eval.prompted_episodes is not None:
-        played = f"{preset.eval.prompted_episodes} seeded episodes" if exact else f"the first {preset.eval.prompted_episodes} of these episodes"
+        played = f"{preset.eval.prompted_episodes} seeded episodes" if any(exact_rows) else f"the first {preset.eval.prompted_episodes} of these episodes"
         intro += (
             f" The prompted row plays {played} only: its invalid "
             "answers do not end an episode, so each runs to the horizon."

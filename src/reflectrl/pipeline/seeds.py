@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from reflectrl.envs import lookup
-from reflectrl.pipeline.aggregate import seed_folder, write_aggregate
+from reflectrl.pipeline.aggregate import UNTRAINED, seed_folder, write_aggregate
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import REPORT
 from reflectrl.pipeline.run import SETTINGS, _data_stage, _eval_stage, _local_reflector, run_pipeline, saved_settings, stage_names
@@ -75,8 +75,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def shared_stages(rows: str = "core") -> list[str]:
     """Stages no training seed changes: the teacher data and the evaluations of rows without a trained adapter."""
-    untrained = [f"eval-{s.key}" for s in SETTINGS if not (s.policy or s.reflector)]
-    return [name for name in stage_names(rows) if name == "data" or name in untrained]
+    return [name for name in stage_names(rows) if name == "data" or name in {f"eval-{key}" for key in UNTRAINED}]
 
 
 @dataclass(frozen=True)
