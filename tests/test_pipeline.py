@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from functools import partial
@@ -15,6 +18,7 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.envs import lookup
+from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import PRESETS, preset
 from reflectrl.pipeline.run import SETTINGS, rl_config, run_pipeline, stage_names
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
@@ -142,7 +146,7 @@ def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path, strai
     for name in finished:
         assert any(m.startswith(f"[{name}] already done") for m in messages)
         assert not any(m.startswith((f"[{name}] running", f"[{name}] resuming")) for m in messages)
-    assert any(m.startswith("[rl-reflect] resuming") for m in messages)
+    assert any(m.startswith("[rl-reflect] done") and "(resumed)" in m for m in messages)
     rl = json.loads((out / "rl-reflect" / DONE).read_text())
     assert rl["resumed"] and rl["summary"]["resumed_from_iteration"] >= 1 and rl["summary"]["iterations"] == 3
     metrics = (out / "rl-reflect" / "run" / "metrics.jsonl").read_text().splitlines()
@@ -158,14 +162,33 @@ def test_a_pipeline_killed_inside_an_sft_stage_ends_like_a_straight_run(tmp_path
     assert not (out / "sft-policy" / DONE).exists(), "the SFT stage finished before the kill; nothing to resume"
     messages: list[str] = []
     run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False)
-    assert any(m.startswith("[sft-policy] resuming") for m in messages)
+    assert any(m.startswith("[sft-policy] done") and "(resumed)" in m for m in messages)
     assert _results(out) == _results(straight)
 
 
-@pytest.mark.slow  # about 20 s
-def test_two_straight_runs_give_the_same_adapters_and_report(tmp_path, straight):
-    run_pipeline("taxi", preset("tiny", "taxi"), tmp_path / "again", log=lambda message: None, progress=False)
-    assert _results(tmp_path / "again") == _results(straight)
+@pytest.mark.slow  # about 30 s: the tiny pipeline again, from the command line in a child process
+def test_a_second_straight_run_gives_the_same_results_and_prints_one_line_per_stage(tmp_path, straight):
+    out = tmp_path / "again"
+    command = [sys.executable, "-m", "reflectrl.cli.main", "pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--threads", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _results(out) == _results(straight)
+
+    # The libraries print nothing of their own: no progress bar (tqdm's rate "it/s]"), no logged dict of the
+    # Trainer, none of the known warnings; a child process, because pytest would record the warnings itself.
+    console = done.stdout + done.stderr
+    for noise in ("it/s]", "examples/s]", "{'train_runtime'", "FutureWarning", "mtime may not be reliable"):
+        assert noise not in console, console
+    stage_lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert [line[1:].split("]")[0] for line in stage_lines] == stage_names("core"), done.stdout
+    assert re.search(r"^\[data\] done in \d+ s: 6/6 episodes, .+ rows, the teacher won \d+%$", done.stdout, re.M)
+    assert re.search(r"^\[sft-policy\] done in \d+ s: 2/2 steps, .*loss \d+\.\d+, held-out label accuracy \d+%$", done.stdout, re.M)
+    assert re.search(r"^\[rl-reflect\] done in \d+ s: 3/3 iterations, .*training success \d+%$", done.stdout, re.M)
+    assert re.search(r"^\[eval-oracle\] done in \d+ s: 4/4 episodes, .*success 4/4$", done.stdout, re.M)
+    # The log file has every stage line and what the console leaves out.
+    log = (out / LOG_FILE).read_text()
+    assert all(line in log for line in stage_lines)
+    assert "[rl-reflect] iteration 3/3: training success" in log and "[sft-policy] step 2/2: " in log
 
 
 def test_pipeline_cli_refuses_bad_requests_without_traceback(tmp_path):
@@ -222,7 +245,7 @@ def test_a_preset_with_label_after_menus_writes_its_data_that_way(tmp_path):
     from reflectrl.pipeline.run import _data_stage
 
     chosen = replace(preset("tiny", "taxi"), label_after=True)
-    _data_stage("taxi", chosen, False, tmp_path / "data")
+    _data_stage("taxi", chosen, StageLines(), tmp_path / "data")
     rows = load_rows(tmp_path / "data" / "policy.jsonl")
     assert rows and all(r["label_after"] for r in rows)
     assert all(f"{r['oracle_action']} ({r['completion']})" in r["prompt"] for r in rows)
@@ -316,7 +339,7 @@ def test_the_rl_stage_closes_its_run_when_it_ends_and_when_it_fails(tmp_path, mo
 
     for fail in (False, True):
         monkeypatch.setattr(recipe, "build_rl_run", lambda *args, fail=fail, **kwargs: Run(fail))
-        stage = partial(_rl_stage, "taxi", preset("tiny", "taxi"), tmp_path / "policy", None, _local_reflector, lambda message: None)
+        stage = partial(_rl_stage, "taxi", preset("tiny", "taxi"), tmp_path / "policy", None, _local_reflector, StageLines())
         if fail:
             with pytest.raises(RuntimeError, match="training broke"):
                 stage(tmp_path / "failing")

@@ -58,11 +58,12 @@ def sequential(tmp_path_factory) -> Path:
 
 @pytest.mark.slow  # about 35 s: two tiny pipelines (the module's first test makes them)
 def test_each_seed_is_an_ordinary_run_folder_paired_with_the_others_and_reported_over_the_seeds(sequential, tmp_path):
+    from reflectrl.pipeline.console import StageLines
     from reflectrl.pipeline.run import _sft_stage
 
     out = sequential
     # Seed 0 trains what a single run with the preset's seed trains; seed 1 trains another adapter from the same rows.
-    _sft_stage(preset("tiny", "taxi"), "policy", out / "data" / "policy.jsonl", False, tmp_path / "single")
+    _sft_stage(preset("tiny", "taxi"), "policy", out / "data" / "policy.jsonl", StageLines(), tmp_path / "single")
     single = (tmp_path / "single" / "adapter_model.safetensors").read_bytes()
     assert (out / "seed-0" / "sft-policy" / "adapter_model.safetensors").read_bytes() == single
     assert (out / "seed-1" / "sft-policy" / "adapter_model.safetensors").read_bytes() != single
@@ -177,7 +178,7 @@ def test_a_killed_multi_seed_run_resumes_where_it_stopped(sequential, tmp_path):
     run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, command=COMMAND, log=messages.append, progress=False)
     assert _stage_records(out / "seed-0") == first_seed
     assert sum(m.startswith("[seed-0]") and "already done" in m for m in messages) == len(first_seed)
-    assert any(m.startswith("[seed-1] [rl-reflect] resuming") for m in messages)
+    assert any(m.startswith("[seed-1] [rl-reflect] done") and "(resumed)" in m for m in messages)
     assert _results(out) == _results(sequential)
 
     # A re-run adds nothing and rewrites the same report; more seeds can join later with the same settings.

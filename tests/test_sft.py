@@ -23,6 +23,7 @@ from reflectrl.trainers.sft import (
     pad_batch,
     run_warmup,
     split_rows,
+    step_callback,
     tokenize_rows,
 )
 
@@ -140,6 +141,18 @@ def test_plain_sft_writes_adapter_config_metrics_and_logs(taxi_data, tmp_path):
     assert isinstance(model, PeftModel)
     # The adapter changed the model: its LoRA B matrices are no longer zero.
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+def test_a_run_without_progress_prints_nothing_and_reports_every_step_to_its_callback(taxi_data, tmp_path, capfd):
+    reports: list[tuple[int, int, dict]] = []
+    run_warmup(
+        _config(taxi_data, tmp_path / "plain", logging_steps=2), show_progress=False,
+        callbacks=[step_callback(lambda step, steps, logs: reports.append((step, steps, logs)))],
+    )
+    assert capfd.readouterr().out == ""  # transformers printed each logged dict in place of the bar
+    assert [r[:2] for r in reports if not r[2]] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    logged = [r for r in reports if r[2]]
+    assert [r[0] for r in logged if "loss" in r[2]] == [2, 4] and "train_loss" in logged[-1][2]
 
 
 def test_training_lowers_the_eval_loss(taxi_data, tmp_path):

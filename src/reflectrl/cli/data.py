@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import fail
-from reflectrl.cli.options import apply_threads, bf16_option, threads_option
+from reflectrl.cli.options import apply_threads, bf16_option, threads_option, verbose_option
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
 
 
@@ -129,9 +129,11 @@ def sft(
     seed: int = typer.Option(0, help="Seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in OUT (adapter, metrics, checkpoints, logs) with a new one."),
+    verbose: bool = verbose_option(),
 ) -> None:
     """Warm up a player by SFT on gen-data rows (loss on the completion only); prints held-out metrics."""
     from reflectrl.models import ModelLoadError
+    from reflectrl.run_log import run_log
     from reflectrl.trainers.sft import WarmupConfig, WarmupError, run_warmup
 
     config = WarmupConfig(
@@ -143,7 +145,8 @@ def sft(
         extra={"argv": sys.argv[1:]},
     )
     try:
-        result = run_warmup(config)
+        with run_log(verbose=verbose):
+            result = run_warmup(config)
     except KeyboardInterrupt:
         fail("interrupted; run the same command with --resume to continue from the last checkpoint", 130)
     except (WarmupError, ModelLoadError, OSError) as err:

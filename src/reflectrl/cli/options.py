@@ -24,6 +24,12 @@ def bf16_option() -> Any:
     )
 
 
+def verbose_option() -> Any:
+    return typer.Option(
+        False, "--verbose", help="Show the libraries' own progress bars (model loading, datasets) and their known harmless warnings.",
+    )
+
+
 def apply_threads(threads: Optional[int]) -> None:
     """Set torch's CPU thread count; it changes speed and at most float rounding, not the method."""
     if threads is not None:
@@ -40,6 +46,7 @@ class RunOptions:
     bf16: Optional[bool] = None
     threads: Optional[int] = None
     quiet: bool = False
+    verbose: bool = False
 
 
 def _run_parameters() -> list[inspect.Parameter]:
@@ -48,8 +55,9 @@ def _run_parameters() -> list[inspect.Parameter]:
         "bf16": bf16_option(),
         "threads": threads_option(),
         "quiet": typer.Option(False, "--quiet", help="No progress bar."),
+        "verbose": verbose_option(),
     }
-    kinds = {"device": Optional[str], "bf16": Optional[bool], "threads": Optional[int], "quiet": bool}
+    kinds = {"device": Optional[str], "bf16": Optional[bool], "threads": Optional[int], "quiet": bool, "verbose": bool}
     return [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=typer_options[f.name], annotation=kinds[f.name])
         for f in fields(RunOptions)
@@ -57,7 +65,8 @@ def _run_parameters() -> list[inspect.Parameter]:
 
 
 def with_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`command` with --device, --bf16/--no-bf16, --threads and --quiet, passed to it as `run: RunOptions`.
+    """`command` with --device, --bf16/--no-bf16, --threads, --quiet and --verbose, passed to it as `run: RunOptions`;
+    it runs with the libraries' progress bars and known warnings off the console unless --verbose (`reflectrl.run_log`).
 
     typer reads a command's options from its signature, so the shared flags are
     added to the signature once here instead of being repeated by every command.
@@ -68,8 +77,11 @@ def with_run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
+        from reflectrl.run_log import run_log
+
         run = RunOptions(**{p.name: kwargs.pop(p.name) for p in added})
-        return command(**kwargs, run=run)
+        with run_log(verbose=run.verbose):
+            return command(**kwargs, run=run)
 
     parameters = own + added
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

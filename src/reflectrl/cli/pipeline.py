@@ -11,6 +11,7 @@ import typer
 
 from reflectrl.cli.errors import env_entry, fail
 from reflectrl.cli.options import apply_threads, threads_option
+from reflectrl.pipeline.console import LOG_FILE
 from reflectrl.pipeline.presets import PRESETS
 from reflectrl.pipeline.report import TIMING
 from reflectrl.serving.engines import ENGINES
@@ -21,7 +22,10 @@ def pipeline(
     preset_name: str = typer.Option("cpu", "--preset", help=f"Settings preset: {', '.join(PRESETS)}."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/pipeline-ENV); re-running resumes it."),
     rows: str = typer.Option("core", "--rows", help="core: prompted, SFT and RL with and without reflection, oracle, random; all: also the paper's ablation without negative examples."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", help="No live progress line (each stage's line is still printed when it ends)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also print each stage's details (RL iterations, SFT losses) and the libraries' own progress bars and warnings.",
+    ),
     threads: Optional[int] = threads_option(),
     serve_reflector: Optional[str] = typer.Option(
         None, "--serve-reflector", metavar="ENGINE",
@@ -86,7 +90,7 @@ def pipeline(
     ) + (f" --rows {rows}" if rows != "core" else "") + (f" --serve-reflector {serve_reflector}" if serve_reflector else "")
     if seeds is not None:
         command += f" --seeds {seeds_text}"
-    typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption)")
+    typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption; log: {folder / LOG_FILE})")
     server_options = {"threads": threads, "engine_python_path": engine_python}
     try:
         if seeds is not None:
@@ -96,13 +100,13 @@ def pipeline(
             outcome = run_seeds(
                 entry.name, settings, folder, seeds, parallel=parallel, ray_address=ray_address, gpus_per_seed=gpus, threads=threads,
                 command=command, progress=not quiet and parallel == 1 and ray_address is None, log=typer.echo, rows=rows,
-                serve_reflector=serve_reflector, server_options=server_options,
+                serve_reflector=serve_reflector, server_options=server_options, verbose=verbose,
             )
             typer.echo(f"{outcome.verdict}\nReport over the seeds: {outcome.report} (each seed's own: {folder}/seed-K/report.md)")
             return
         result = run_pipeline(
             entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows,
-            serve_reflector=serve_reflector, server_options=server_options,
+            serve_reflector=serve_reflector, server_options=server_options, verbose=verbose,
         )
     except typer.Exit:
         raise

@@ -162,8 +162,12 @@ def generate(
     overwrite: bool = False,
     show_progress: bool = True,
     teacher_options: dict[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> GenResult:
     """Generate (or finish generating) the dataset described by `config`.
+
+    `show_progress` shows a bar; `on_progress(done, planned)` is called with the episodes done (those of an
+    interrupted run included) before generating and after each episode.
 
     `teacher` defaults to `make_teacher(config.teacher, **teacher_options)`,
     built only when some episode still needs reflections; it is put behind the
@@ -202,6 +206,8 @@ def generate(
             teacher = CachedTeacher(teacher, TeacherCache(cache_path or out / CACHE_FILE))
         cached = teacher
         split_index = list(SPLIT_SEED_OFFSETS).index(config.split)
+        if on_progress is not None:
+            on_progress(len(done), config.episodes)
         try:
             for i in tqdm(todo, desc=f"gen-data {entry.name}", unit="episode", disable=not show_progress):
                 seed = config.seed_of(i)
@@ -228,6 +234,8 @@ def generate(
                 record = {"episode": i, "seed": seed, "summary": asdict(summary), "rows": rows}
                 journal.append(record)
                 done[i] = record
+                if on_progress is not None:
+                    on_progress(len(done), config.episodes)
         finally:
             teacher.close()
 

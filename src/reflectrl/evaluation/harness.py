@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -245,7 +245,7 @@ class EvalResult:
 
 def evaluate(
     agent, config: EvalConfig, *, max_actions: int | None = None, description: str = "agent", progress: bool = False,
-    judge: bool = True,
+    judge: bool = True, on_progress: Callable[[int, int, int], None] | None = None,
 ) -> EvalResult:
     """Play the episodes of `config` with `agent` (greedy) and summarise them.
 
@@ -253,6 +253,8 @@ def evaluate(
     environment); `description` names the agent in the result. `judge`: a label-head agent's
     every decision is judged against the oracle (`reflection_diagnostics.StepJudge`; the
     environment's oracle runs once per step, which nothing the agent sees depends on).
+    `progress` shows a bar; `on_progress(done, planned, successes)` is called before the first
+    episode and after each one (e.g. for a display of the caller's own).
     """
     import torch
     from tqdm.auto import tqdm
@@ -270,12 +272,16 @@ def evaluate(
         engine.judge = StepJudge(plan.env)
     bar = tqdm(total=len(plan.requests), desc=f"eval {plan.env}", unit="episode", disable=not progress, dynamic_ncols=True)
     wins = [0, 0]
+    if on_progress is not None:
+        on_progress(0, len(plan.requests), 0)
 
     def finished(episode: Episode) -> None:
         wins[0] += int(episode.success)
         wins[1] += 1
         bar.set_postfix({"success": f"{wins[0]}/{wins[1]}"}, refresh=False)
         bar.update(1)
+        if on_progress is not None:
+            on_progress(wins[1], len(plan.requests), wins[0])
 
     engine.on_episode_end = finished
     start = time.perf_counter()

@@ -18,9 +18,12 @@ the model is loaded straight from the GGUF file with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -108,8 +111,27 @@ def cached_model_folder(gguf: Path) -> Path | None:
     return target
 
 
+GGUF_BAR = "Converting and de-quantizing GGUF tensors"
+"""The description of transformers' progress bar over a GGUF file's tensors."""
+
+
 def load_gguf_model(gguf: Path):
     """Load and dequantise a GGUF model with transformers (float32)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
-    return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    def load():
+        return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+
+    if hf_logging.is_progress_bar_enabled():
+        return load()
+    # transformers draws this one bar with plain tqdm, outside its own switch for progress bars; with the
+    # switch off (`reflectrl.run_log`) the bar's frames are dropped and anything else written meanwhile is passed on.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            return load()
+    finally:
+        rest = [line for line in printed.getvalue().replace("\r", "\n").splitlines() if line.strip() and GGUF_BAR not in line]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)

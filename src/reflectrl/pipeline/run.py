@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from reflectrl.envs import lookup
 from reflectrl.evaluation.viewer import PAGE_FILE, write_page
+from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
@@ -147,6 +148,7 @@ def run_pipeline(
     rows: str = "core",
     serve_reflector: str | None = None,
     server_options: dict[str, Any] | None = None,
+    verbose: bool = False,
 ) -> PipelineResult:
     """Run (or finish) the pipeline for `env` with `preset` in the folder `out`; returns the report's path and rows.
 
@@ -154,13 +156,22 @@ def run_pipeline(
     the run's settings: every stage is the same either way, so ``all`` later adds the ablation's stages.
     `serve_reflector` names an engine (`reflectrl.serving.engines.ENGINES`) that serves the reflectors;
     `server_options` are `start_reflector_server` keywords (threads, engine_python_path, ...).
-    """
-    if serve_reflector is None:
-        return _run_stages(env, preset, out, command, log, progress, rows, _local_reflector)
-    from reflectrl.serving.reflector_pool import ReflectorServers
 
-    with ReflectorServers(serve_reflector, Path(out) / REFLECTOR_SERVERS, **(server_options or {})) as servers:
-        return _run_stages(env, preset, out, command, log, progress, rows, servers.spec_for)
+    `log` gets one line per stage (`reflectrl.pipeline.console`); with `progress` the running stage's line is
+    drawn live on a terminal. Third-party progress bars and known warnings are kept off the console unless
+    `verbose`, which also logs each stage's details (RL iterations, SFT losses); all of it is appended to
+    the run folder's log file (`LOG_FILE`).
+    """
+    from reflectrl.run_log import run_log
+
+    lines = StageLines(log, live=progress, verbose=verbose)
+    with run_log(Path(out) / LOG_FILE, verbose):
+        if serve_reflector is None:
+            return _run_stages(env, preset, out, command, lines, rows, _local_reflector)
+        from reflectrl.serving.reflector_pool import ReflectorServers
+
+        with ReflectorServers(serve_reflector, Path(out) / REFLECTOR_SERVERS, **(server_options or {})) as servers:
+            return _run_stages(env, preset, out, command, lines, rows, servers.spec_for)
 
 
 def _local_reflector(adapter: Path) -> str:
@@ -168,8 +179,8 @@ def _local_reflector(adapter: Path) -> str:
 
 
 def _run_stages(
-    env: str, preset: Preset, out: str | os.PathLike, command: str | None, log: Callable[[str], None], progress: bool,
-    rows: str, reflector_for: Callable[[Path], str],
+    env: str, preset: Preset, out: str | os.PathLike, command: str | None, lines: StageLines, rows: str,
+    reflector_for: Callable[[Path], str],
 ) -> PipelineResult:
     wanted = set(stage_names(rows))
     entry = lookup(env)
@@ -178,34 +189,30 @@ def _run_stages(
         import torch
 
         torch.set_num_threads(int(preset.threads))
-    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, log, {"preset": saved_defaults()})
+    runner = StageRunner(out, {"env": entry.name, "preset": saved_settings(entry.name, preset)}, defaults={"preset": saved_defaults()}, lines=lines)
+    lines.note(f"{command or 'run_pipeline'} in {out}")
     started = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
-    records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, progress)))
+    records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, lines)))
     for name, role, data_file in SFT_JOBS:
         if name in wanted:
-            records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, progress)))
+            records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, lines)))
     for name, policy, reflector, _ in RL_JOBS:
         if name in wanted:
-            stage = partial(
-                _rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, _prefixed(log, name)
-            )
+            stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, lines)
             records[name] = runner.run(Stage(name, stage))
     for setting in SETTINGS:
         name = f"eval-{setting.key}"
         if name in wanted:
-            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress, reflector_for)))
+            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, lines, reflector_for)))
     verdict = _verdict(preset, records)
     report = _write_report(entry, preset, out, records, verdict, command, time.perf_counter() - started)
+    lines.note(f"{verdict} Report: {report}")
     return PipelineResult(out, report, _rows(preset, records), records, verdict)
 
 
-def _prefixed(log: Callable[[str], None], name: str) -> Callable[[str], None]:
-    return lambda message: log(f"[{name}] {message}")
-
-
 # ------------------------------------------------------------------ stages
-def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[str, Any]:
+def _data_stage(env: str, preset: Preset, lines: StageLines, folder: Path) -> dict[str, Any]:
     from reflectrl.datagen import GenConfig, generate
 
     config = GenConfig(
@@ -215,8 +222,12 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
         level=preset.level, horizon=preset.horizon, env_kwargs=dict(preset.env_kwargs), model=preset.model,
         shuffle_labels=preset.shuffle_labels, label_after=preset.label_after,
     )
-    result = generate(config, show_progress=progress)
+    result = generate(config, show_progress=False, on_progress=lambda done, planned: lines.update(done, planned, "episodes"))
     stats = result.stats
+    lines.update(
+        preset.data.episodes, preset.data.episodes, "episodes",
+        f"{sum(stats['rows'].values())} rows, the teacher won {stats['expert']['success_rate']:.0%}",
+    )
     return {
         "episodes": preset.data.episodes,
         "rows": stats["rows"],
@@ -226,8 +237,8 @@ def _data_stage(env: str, preset: Preset, progress: bool, folder: Path) -> dict[
     }
 
 
-def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Path) -> dict[str, Any]:
-    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+def _sft_stage(preset: Preset, role: str, data: Path, lines: StageLines, folder: Path) -> dict[str, Any]:
+    from reflectrl.trainers.sft import WarmupConfig, run_warmup, step_callback
 
     config = WarmupConfig(
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
@@ -235,7 +246,23 @@ def _sft_stage(preset: Preset, role: str, data: Path, progress: bool, folder: Pa
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
         resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {})},
     )
-    metrics = run_warmup(config, show_progress=progress).metrics
+
+    def report(step: int, steps: int, logs: dict[str, float]) -> None:
+        if logs:
+            lines.detail(f"[{lines.name}] step {step}/{steps}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
+        if "loss" in logs:  # the latest logged training loss
+            lines.update(step, steps, "steps", f"loss {logs['loss']:.3f}")
+        elif "train_loss" in logs and not lines.metric:  # a run shorter than its logging interval: its mean
+            lines.update(step, steps, "steps", f"mean loss {logs['train_loss']:.3f}")
+        else:
+            lines.update(step, steps, "steps")
+
+    metrics = run_warmup(config, show_progress=False, callbacks=[step_callback(report)]).metrics
+    if "label_accuracy" in metrics:
+        held_out = f"held-out label accuracy {metrics['label_accuracy']:.0%}"
+    else:
+        held_out = f"held-out loss {metrics['eval_loss']:.3f}" if "eval_loss" in metrics else ""
+    lines.update(metrics["global_step"], metrics["max_steps"], "steps", ", ".join(filter(None, (lines.metric, held_out))))
     keys = (
         "role", "global_step", "max_steps", "stopped_by_time_limit", "train_rows", "eval_rows", "eval_loss",
         "label_accuracy", "chance_accuracy", "resumed_from",
@@ -261,20 +288,22 @@ def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
 
 
 def _rl_stage(
-    env: str, preset: Preset, policy: Path, reflector: Path | None, reflector_for: Callable[[Path], str], log: Callable[[str], None],
+    env: str, preset: Preset, policy: Path, reflector: Path | None, reflector_for: Callable[[Path], str], lines: StageLines,
     folder: Path,
 ) -> dict[str, Any]:
     from reflectrl.trainers.recipe import build_rl_run
 
     config = rl_config(env, preset)
+    name = lines.name
 
     def report(record: dict[str, Any]) -> None:
         if "train/success" in record:
             seconds = record.get("time/iteration", 0.0)
-            log(
-                f"iteration {record['iteration']}/{config.iterations}: training success {record['train/success']:.0%}, "
+            lines.detail(
+                f"[{name}] iteration {record['iteration']}/{config.iterations}: training success {record['train/success']:.0%}, "
                 f"return {record['train/return']:+.2f}, {record['train/length']:.1f} steps per episode ({seconds:.0f} s)"
             )
+            lines.update(record["iteration"], config.iterations, "iterations", f"training success {record['train/success']:.0%}")
 
     run = build_rl_run(
         config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
@@ -285,10 +314,11 @@ def _rl_stage(
     try:
         resumed = trainer.resume()
         if resumed:
-            log(f"resuming after iteration {resumed}")
+            lines.detail(f"[{name}] resuming after iteration {resumed}")
+        lines.update(resumed, config.iterations, "iterations")
         trainer.train()
         if trainer.stopped_by_time_limit:
-            log(f"time limit of {config.max_minutes} min reached: stopping after iteration {trainer.iteration}")
+            lines.say(f"[{name}] time limit of {config.max_minutes} min reached: stopping after iteration {trainer.iteration}")
         trainer.save_final(folder / RL_FINAL)
     finally:
         run.close()  # its engines' environments (and Ray actors with a Ray engine) outlive the trainer otherwise
@@ -303,7 +333,7 @@ def _rl_stage(
 
 
 def _eval_stage(
-    env: str, preset: Preset, setting: Setting, root: Path, progress: bool, reflector_for: Callable[[Path], str], folder: Path
+    env: str, preset: Preset, setting: Setting, root: Path, lines: StageLines, reflector_for: Callable[[Path], str], folder: Path
 ) -> dict[str, Any]:
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate, summarize_played
@@ -338,13 +368,21 @@ def _eval_stage(
         episodes_wanted = preset.eval.prompted_episodes
     loaded = load_agent(spec)
     episodes, plans, seconds, exact = [], [], 0.0, True
+
+    def report(done: int, planned: int, successes: int) -> None:
+        # Levels one after the other on one line: the episodes of the finished ones come first.
+        wins = sum(e.success for e in episodes) + successes
+        lines.update(len(episodes) + done, len(episodes) + planned, "episodes", f"success {wins}/{len(episodes) + done}")
+
     try:
         for level in levels:
             config = EvalConfig(
                 env=env, split="test", episodes=episodes_wanted, level=level, horizon=preset.horizon,
                 batch_size=preset.eval.batch_size, seed=preset.seed, env_kwargs=dict(preset.env_kwargs),
             )
-            result = evaluate(loaded.agent, config, max_actions=loaded.max_actions, description=_label(setting, preset), progress=progress)
+            result = evaluate(
+                loaded.agent, config, max_actions=loaded.max_actions, description=_label(setting, preset), on_progress=report
+            )
             result.write(folder / level)
             episodes += result.episodes
             plans.append(result.plan)

@@ -44,10 +44,12 @@ from typing import Any
 
 from reflectrl.envs import lookup
 from reflectrl.pipeline.aggregate import UNTRAINED, seed_folder, write_aggregate
+from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import REPORT
 from reflectrl.pipeline.run import SETTINGS, _data_stage, _eval_stage, _local_reflector, run_pipeline, saved_settings, stage_names
 from reflectrl.pipeline.stages import DONE, Stage, StageRunner
+from reflectrl.run_log import run_log
 
 LAYOUT = "one pipeline run folder per training seed (seed-N), the stages no seed changes shared"
 """Saved in the multi-seed folder's pipeline.json: a single run refuses the folder, and the reverse."""
@@ -129,6 +131,7 @@ def run_seeds(
     rows: str = "core",
     serve_reflector: str | None = None,
     server_options: dict[str, Any] | None = None,
+    verbose: bool = False,
 ) -> SeedsResult:
     """Run (or finish) the pipeline once per training seed under `out`, then write the aggregate report.
 
@@ -152,43 +155,48 @@ def run_seeds(
         import torch
 
         torch.set_num_threads(int(preset.threads))
-    runner = StageRunner(
-        out, {"env": entry.name, "preset": saved_settings(entry.name, preset), "layout": LAYOUT}, log, {"preset": saved_defaults()}
-    )
-    shared = shared_stages(rows)
-    for name in shared:
-        if name == "data":
-            runner.run(Stage(name, partial(_data_stage, entry.name, preset, progress)))
-        else:
-            setting = next(s for s in SETTINGS if f"eval-{s.key}" == name)
-            runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, progress, _local_reflector)))
-    if ray_address is not None:
-        per_seed = threads or preset.threads or 1
-    elif parallel > 1:
-        per_seed = max(1, (threads or os.cpu_count() or 1) // parallel)
-    else:
-        per_seed = None  # this process's threads, as the caller set them
-    jobs = [
-        SeedJob(
-            entry.name, replace(preset, training_seed=seed), str((out / seed_folder(seed)).absolute()), str(out.absolute()),
-            tuple(shared), f"{command} (training seed {seed})" if command else None, rows, per_seed, serve_reflector,
-            dict(server_options or {}),
+    with run_log(out / LOG_FILE, verbose):
+        lines = StageLines(log, live=progress, verbose=verbose)
+        runner = StageRunner(
+            out, {"env": entry.name, "preset": saved_settings(entry.name, preset), "layout": LAYOUT}, defaults={"preset": saved_defaults()},
+            lines=lines,
         )
-        for seed in seeds
-    ]
-    if ray_address is not None:
-        _run_on_ray(jobs, ray_address, gpus_per_seed, log)
-    elif parallel > 1:
-        _run_in_processes(jobs, parallel, log)
-    else:
-        for job in jobs:
-            log(f"[{seed_folder(job.seed)}] training seed {job.seed} of {', '.join(map(str, seeds))}")
-            run_seed(job, log, progress)
-    report, verdict = write_aggregate(out, entry.name, preset, seeds, shared, command, time.perf_counter() - started)
-    return SeedsResult(out, report, verdict, seeds)
+        shared = shared_stages(rows)
+        for name in shared:
+            if name == "data":
+                runner.run(Stage(name, partial(_data_stage, entry.name, preset, lines)))
+            else:
+                setting = next(s for s in SETTINGS if f"eval-{s.key}" == name)
+                runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, lines, _local_reflector)))
+        if ray_address is not None:
+            per_seed = threads or preset.threads or 1
+        elif parallel > 1:
+            per_seed = max(1, (threads or os.cpu_count() or 1) // parallel)
+        else:
+            per_seed = None  # this process's threads, as the caller set them
+        jobs = [
+            SeedJob(
+                entry.name, replace(preset, training_seed=seed), str((out / seed_folder(seed)).absolute()), str(out.absolute()),
+                tuple(shared), f"{command} (training seed {seed})" if command else None, rows, per_seed, serve_reflector,
+                dict(server_options or {}),
+            )
+            for seed in seeds
+        ]
+        if ray_address is not None:
+            _run_on_ray(jobs, ray_address, gpus_per_seed, lines.say)
+        elif parallel > 1:
+            _run_in_processes(jobs, parallel, lines.say)
+        else:
+            for job in jobs:
+                lines.say(f"[{seed_folder(job.seed)}] training seed {job.seed} of {', '.join(map(str, seeds))}")
+                run_seed(job, log, progress, verbose=verbose)
+        report, verdict = write_aggregate(out, entry.name, preset, seeds, shared, command, time.perf_counter() - started)
+        return SeedsResult(out, report, verdict, seeds)
 
 
-def run_seed(job: SeedJob, log: Callable[[str], None] = print, progress: bool = False, shared: bytes | None = None) -> None:
+def run_seed(
+    job: SeedJob, log: Callable[[str], None] = print, progress: bool = False, shared: bytes | None = None, verbose: bool = False
+) -> None:
     """Run one seed's pipeline in its folder after copying the shared stages in (from `job.shared`, or from
     `shared`, an archive of them, where that folder is not on this machine)."""
     folder = Path(job.folder)
@@ -202,7 +210,7 @@ def run_seed(job: SeedJob, log: Callable[[str], None] = print, progress: bool = 
     tag = f"[{seed_folder(job.seed)}] "
     run_pipeline(
         job.env, job.preset, folder, command=job.command, log=lambda message: log(tag + message), progress=progress, rows=job.rows,
-        serve_reflector=job.serve_reflector, server_options=job.server_options,
+        serve_reflector=job.serve_reflector, server_options=job.server_options, verbose=verbose,
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reflectrl.pipeline.console import StageLines
 from reflectrl.run_settings import ConfigMismatch, as_saved, read_saved
 from reflectrl.storage import atomic_write_json
 
@@ -44,14 +45,18 @@ class StageRunner:
     """Runs stages in order, skipping those already done.
 
     `defaults` mirrors `config`'s nesting with the value each setting had before it was saved (see
-    `changed_keys`); a folder that lacks a setting is compared as if it held that value.
+    `changed_keys`); a folder that lacks a setting is compared as if it held that value. Each stage runs
+    inside `lines.stage` and ends with one line of `lines` (default: printed with `log`): how long it took
+    and what it reported (`StageLines.summary`).
     """
 
     def __init__(
-        self, root: Path, config: dict[str, Any], log: Callable[[str], None] = print, defaults: Mapping[str, Any] | None = None
+        self, root: Path, config: dict[str, Any], log: Callable[[str], None] = print, defaults: Mapping[str, Any] | None = None,
+        lines: StageLines | None = None,
     ):
         self.root = Path(root)
-        self.log = log
+        self.lines = lines if lines is not None else StageLines(log)
+        self.log = self.lines.say
         if self.root.exists() and not self.root.is_dir():
             raise ConfigMismatch(f"{self.root} exists and is not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -83,10 +88,14 @@ class StageRunner:
         folder = self.root / stage.name
         resumed = folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
-        self.log(f"[{stage.name}] {'resuming (an earlier run stopped in this stage)' if resumed else 'running'}")
+        self.lines.detail(f"[{stage.name}] {'resuming (an earlier run stopped in this stage)' if resumed else 'running'}")
         start = time.perf_counter()
         try:
-            summary = stage.run(folder) or {}
+            with self.lines.stage(stage.name):
+                summary = stage.run(folder) or {}
+        except BaseException:
+            self.lines.detail(f"[{stage.name}] stopped after {time.perf_counter() - start:.0f} s ({self.lines.summary() or 'no progress reported'})")
+            raise
         finally:
             gc.collect()  # models of one stage should not stay in memory during the next
         record = {
@@ -97,8 +106,13 @@ class StageRunner:
             "summary": summary,
         }
         atomic_write_json(folder / DONE, record)
-        self.log(f"[{stage.name}] done in {record['seconds']:.0f} s")
+        progress = self.lines.summary()
+        self.log(f"[{stage.name}] done in {_duration(record['seconds'])}{' (resumed)' if resumed else ''}{': ' + progress if progress else ''}")
         return record
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def changed_keys(saved: Mapping[str, Any], wanted: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> list[str]:

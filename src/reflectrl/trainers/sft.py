@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -537,15 +538,35 @@ def _label_after(rows: list[dict[str, Any]]) -> bool:
     return layouts.pop()
 
 
+def step_callback(report: Callable[[int, int, dict[str, float]], None]):
+    """A `transformers.TrainerCallback` for `run_warmup` that calls `report(step, max_steps, logs)` when training
+    starts (a resumed run at its checkpoint's step), after each optimizer step (`logs` empty) and with each set of
+    logged metrics (the training loss every `logging_steps`, the run's averages at the end)."""
+    from transformers import TrainerCallback
+
+    class StepReport(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            report(state.global_step, state.max_steps, {})
+
+        def on_step_end(self, args, state, control, **kwargs):
+            report(state.global_step, state.max_steps, {})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            report(state.global_step, state.max_steps, {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))})
+
+    return StepReport()
+
+
 def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list | None = None) -> WarmupResult:
     """Train one player by SFT as `config` says; returns the final metrics (also in OUT/metrics.json).
 
-    `callbacks` are extra `transformers.TrainerCallback`s.
+    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `step_callback`). Without `show_progress`
+    nothing is printed: no progress bar, and the logged metrics only go to tensorboard and the callbacks.
     """
     import torch
     from datasets import Dataset
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, TrainerCallback, TrainingArguments
     from transformers.integrations import TensorBoardCallback
 
     from reflectrl.models import load_model
@@ -671,6 +692,8 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         data_collator=lambda features: pad_batch(features, pad_id),
         callbacks=all_callbacks,
     )
+    if not show_progress:
+        trainer.remove_callback(PrinterCallback)  # transformers' stand-in for the bar prints every logged dict
     started = time.monotonic()
     if resume_from is not None and _checkpoint_step(resume_from) >= total_steps:
         # Killed after its last checkpoint: transformers' loop takes one optimizer step before it
