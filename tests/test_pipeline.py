@@ -265,6 +265,7 @@ def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
             folder.mkdir(parents=True)
             episodes = [{"seed": 100 + i, "level": level, "success": bool(s), "return": 20.0 if s else -5.0} for i, s in enumerate(outcomes)]
             (folder / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
+            (folder / "eval.json").write_text(json.dumps({"summary": {"exact": False}}))
     chosen = preset("cpu", "autoexplore")
     assert chosen.eval_levels == ("depth1", "depth2")
     comparisons = {after: result for after, _, result in _paired(lookup("autoexplore"), chosen, tmp_path)}
