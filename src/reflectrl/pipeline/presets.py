@@ -47,6 +47,7 @@ two threads then fight the other processes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -387,11 +388,23 @@ def saved_defaults() -> dict[str, Any]:
     return as_saved(defaults)
 
 
+def _env_overrides(env: str) -> Mapping[str, Mapping[str, Any]]:
+    """`ENV_OVERRIDES` of a built-in environment, else the presets its registration gives (`EnvEntry.presets`)."""
+    if env in ENV_OVERRIDES:
+        return ENV_OVERRIDES[env]
+    from reflectrl.envs import lookup
+
+    try:
+        return lookup(env).presets
+    except KeyError:
+        return {}
+
+
 def preset(name: str, env: str) -> Preset:
     """The named preset with `env`'s overrides applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    chosen = _changed(PRESETS[name], ENV_OVERRIDES.get(env, {}).get(name, {}))
+    chosen = _changed(PRESETS[name], _env_overrides(env).get(name, {}))
     unknown = sorted(set(chosen.sft).union(*chosen.sft_by_role.values()) - {f.name for f in fields(WarmupConfig)})
     if unknown:
         raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
