@@ -96,7 +96,7 @@ def test_readme_example_is_found_listed_played_and_checked(registered, monkeypat
     assert re.search(r"100\.0%", evaluated.output)
 
 
-@pytest.mark.slow  # about 30 s: every stage of the pipeline with the tiny model
+@pytest.mark.slow  # about 35 s of CPU: every stage of the pipeline with the tiny model
 def test_readme_example_runs_the_tiny_pipeline_from_the_command_line(registered, monkeypatch):
     variables, words = _readme_commands(registered)[2]
     monkeypatch.setenv(PLUGINS_VARIABLE, variables[PLUGINS_VARIABLE])
