@@ -197,6 +197,12 @@ register(
 )
 register(EnvEntry(name="autoexplore", gym_id="reflectrl/AutoExplore-v0", entry_point="reflectrl.envs.autoexplore.env:AutoExploreEnv", summary="Find the file of a repository that answers a question, with cd, cat and id (sandboxed, read-only)."))
 register(EnvEntry(name="alfworld", gym_id="reflectrl/ALFWorld-v0", entry_point="reflectrl.envs.alfworld.env:ALFWorldEnv", summary="ALFWorld household tasks (pick and place by default) on the alfworld text engine; real data or generated games."))
+register_env(
+    "textworld", "reflectrl.envs.textworld:TextWorldEnv", gym_id="reflectrl/TextWorld-v0",
+    summary="TextWorld's coin collector (default) or treasure hunter games, generated offline; levels from the challenge's difficulty.",
+    splits={"train": "train", "validation": "validation", "test": "test"},
+    explainer="reflectrl.teachers.oracle_textworld:EXPLAINER",
+)
 
 __all__ = [
     "ENVIRONMENTS",
