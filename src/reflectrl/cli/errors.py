@@ -24,3 +24,5 @@ def env_entry(name: str) -> EnvEntry:
         return lookup(name)
     except KeyError as err:
         fail(err.args[0])
+    except ImportError as err:  # a module of $REFLECTRL_ENVS that does not import
+        fail(str(err))

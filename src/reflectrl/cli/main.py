@@ -8,6 +8,7 @@ from reflectrl.cli.alfworld import app as alfworld_app
 from reflectrl.cli.autoexplore import app as autoexplore_app
 from reflectrl.cli.baselines import baselines
 from reflectrl.cli.data import gen_data, reflect_data, sft
+from reflectrl.cli.errors import fail
 from reflectrl.cli.evaluate import evaluate
 from reflectrl.cli.export import export
 from reflectrl.cli.pipeline import pipeline
@@ -16,7 +17,7 @@ from reflectrl.cli.plot import plot
 from reflectrl.cli.serve import serve_reflector
 from reflectrl.cli.train import train
 from reflectrl.cli.view import view
-from reflectrl.envs import ENVIRONMENTS
+from reflectrl.envs import environments
 
 app = typer.Typer(
     name="reflectrl",
@@ -30,7 +31,11 @@ app = typer.Typer(
 @app.command("envs")
 def list_envs() -> None:
     """List the environments, their gymnasium ids and curriculum levels."""
-    for entry in ENVIRONMENTS.values():
+    try:
+        registered = environments()
+    except ImportError as err:
+        fail(str(err))
+    for entry in registered.values():
         levels = ", ".join(entry.env_class().levels)
         typer.echo(f"{entry.name:12s} {entry.gym_id:28s} levels: {levels}")
         typer.echo(f"{'':12s} {entry.summary}")

@@ -65,7 +65,8 @@ TASK_SPLITS: dict[str, dict[str, str]] = {
     "autoexplore": {"train": "train", "test": "test"},
     "alfworld": {"train": "train", "valid_seen": "valid_seen", "valid_unseen": "valid_unseen", "test": "valid_unseen"},
 }
-"""Environments that pick tasks from a split: our split name -> the environment's `split` keyword."""
+"""Environments that pick tasks from a split: our split name -> the environment's `split` keyword (registered
+environments give theirs in `EnvEntry.splits`)."""
 RESULT_FILE = "eval.json"
 TABLE_FILE = "eval.md"
 EPISODES_FILE = "episodes.jsonl"
@@ -134,8 +135,8 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
     kwargs = dict(config.env_kwargs)
     if config.horizon is not None:
         kwargs["horizon"] = config.horizon
-    if entry.name in TASK_SPLITS:
-        names = TASK_SPLITS[entry.name]
+    names = TASK_SPLITS.get(entry.name, entry.splits)
+    if names:
         if config.split not in names:
             raise ValueError(f"unknown split {config.split!r} for {entry.name}; choose from {', '.join(names)}")
         kwargs["split"] = names[config.split]
@@ -168,7 +169,7 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
 
 
 def _task_count(env) -> int:
-    """Tasks that `reset(options={"index": i})` chooses from (AutoExplore: num_tasks, ALFWorld: games)."""
+    """Tasks that `reset(options={"index": i})` chooses from (AutoExplore and wrapped environments: num_tasks, ALFWorld: games)."""
     if hasattr(env, "num_tasks"):
         return int(env.num_tasks)
     return len(env.games)

@@ -9,7 +9,8 @@ An `Explainer` bundles three functions:
 * `explain(request, rng)`: the reflection text, worded with `rng`.
 
 Adding an environment is one small module with a module-level `EXPLAINER`
-plus one line in `EXPLAINERS` below (or a call to `register_explainer`).
+plus one line in `EXPLAINERS` below (or a call to `register_explainer`, or
+``register_env(..., explainer=...)`` with the environment).
 Environments without one get `GENERIC`, which only knows the oracle's
 action and whether the last action matched it.
 """
@@ -60,10 +61,19 @@ def register_explainer(env_name: str, target: str) -> None:
 
 
 def explainer_for(env_name: str) -> Explainer:
-    """The explainer of an environment, or `GENERIC`."""
+    """The explainer of an environment (`EXPLAINERS`, else its registration's `EnvEntry.explainer`), or `GENERIC`."""
     target = EXPLAINERS.get(env_name)
     if target is None:
+        from reflectrl.envs import lookup
+
+        try:
+            target = lookup(env_name).explainer
+        except KeyError:
+            target = None
+    if target is None:
         return GENERIC
+    if isinstance(target, Explainer):
+        return target
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
 
