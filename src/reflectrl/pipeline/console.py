@@ -5,9 +5,8 @@ episodes done of those planned, and its key metric: loss, training success,
 success). On a terminal the running stage's line is drawn in place (rich): a bar,
 done/planned, the rate, the time left and the metric. When the stage ends the
 `StageRunner` writes the stage's one line: how long it took, how far it went,
-the rate and the metric. What used to print between those lines (each RL
-iteration, SFT's logged losses) goes to the log file only, or to the console
-too with ``verbose``.
+the rate and the metric. The details (each RL iteration, SFT's logged losses)
+go to the log file only, or to the console too with ``verbose``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from rich.text import Text
 LOG_FILE = "pipeline.log"
 """The run folder's log file: every console line, the details and third-party warnings (`reflectrl.run_log`)."""
 
-_details = logging.getLogger(__name__)
+_file_log = logging.getLogger(__name__)
 
 
 class StageLines:
@@ -48,15 +47,15 @@ class StageLines:
     def say(self, message: str) -> None:
         """A console line (also in the log file)."""
         self._log(message)
-        _details.info(message)
+        _file_log.info(message)
 
     def note(self, message: str) -> None:
         """A line for the log file only (what the caller prints itself, such as the command and the verdict)."""
-        _details.info(message)
+        _file_log.info(message)
 
     def detail(self, message: str) -> None:
         """A line for the log file (and the console when verbose)."""
-        _details.info(message)
+        _file_log.info(message)
         if self.verbose:
             self._log(message)
 
