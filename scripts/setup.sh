@@ -47,7 +47,7 @@ pip install -q --upgrade pip
 # pull the multi-GB CUDA build).
 pip install -q "torch==2.13.0"
 if [ "$with_test" = 1 ]; then
-  pip install -q -e ".[test]"
+  pip install -q -e ".[test,trackers]"
 else
   pip install -q -e .
 fi

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import fail
-from reflectrl.cli.options import apply_threads, bf16_option, threads_option, verbose_option
+from reflectrl.cli.options import apply_threads, bf16_option, report_to_names, report_to_option, threads_option, verbose_option
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
 
 
@@ -130,6 +130,7 @@ def sft(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in OUT (adapter, metrics, checkpoints, logs) with a new one."),
     verbose: bool = verbose_option(),
+    report_to: str = report_to_option(),
 ) -> None:
     """Warm up a player by SFT on gen-data rows (loss on the completion only); prints held-out metrics."""
     from reflectrl.models import ModelLoadError
@@ -142,7 +143,7 @@ def sft(
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, eval_fraction=eval_fraction,
         max_eval_rows=max_eval_rows, eval_steps=eval_steps, save_steps=save_steps, lr_scheduler=lr_scheduler,
         warmup_ratio=warmup_ratio, bf16=bf16, threads=threads, seed=seed, resume=resume, overwrite=overwrite,
-        extra={"argv": sys.argv[1:]},
+        report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]},
     )
     try:
         with run_log(verbose=verbose):

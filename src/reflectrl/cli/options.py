@@ -9,6 +9,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from reflectrl.cli.errors import fail
+
 
 def threads_option() -> Any:
     return typer.Option(
@@ -28,6 +30,24 @@ def verbose_option() -> Any:
     return typer.Option(
         False, "--verbose", help="Show the libraries' own progress bars (model loading, datasets) and their known harmless warnings.",
     )
+
+
+def report_to_option() -> Any:
+    return typer.Option(
+        "tensorboard", "--report-to", metavar="TRACKERS",
+        help="Experiment trackers that get the run's settings and metrics, comma-separated: tensorboard, wandb, mlflow, "
+        "trackio, or none; each reads its own environment (WANDB_MODE, MLFLOW_TRACKING_URI, ...). The metrics files are written either way.",
+    )
+
+
+def report_to_names(text: str) -> tuple[str, ...]:
+    """The trackers of a ``--report-to`` value; an unknown or uninstalled one fails the command."""
+    from reflectrl.trainers.trackers import TrackerError, parse_report_to
+
+    try:
+        return parse_report_to(text)
+    except TrackerError as err:
+        fail(str(err))
 
 
 def apply_threads(threads: Optional[int]) -> None:

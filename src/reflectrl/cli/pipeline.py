@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from reflectrl.cli.errors import env_entry, fail
-from reflectrl.cli.options import apply_threads, threads_option
+from reflectrl.cli.options import apply_threads, report_to_names, report_to_option, threads_option
 from reflectrl.pipeline.console import LOG_FILE
 from reflectrl.pipeline.presets import PRESETS
 from reflectrl.pipeline.report import TIMING
@@ -44,6 +44,7 @@ def pipeline(
         "--threads CPUs (default: the preset's threads, else 1); a seed whose worker is lost is re-run.",
     ),
     seed_gpus: Optional[float] = typer.Option(None, "--seed-gpus", min=0, help="With --ray-address: GPUs each seed's task asks for (default: 1 with the gpu preset, else 0)."),
+    report_to: str = report_to_option(),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
@@ -65,6 +66,7 @@ def pipeline(
         fail("choose --parallel (local processes) or --ray-address (Ray tasks), not both")
     if serve_reflector is not None and serve_reflector not in ENGINES:
         fail(f"unknown --serve-reflector {serve_reflector!r}; choose from {', '.join(ENGINES)}")
+    trackers = report_to_names(report_to)  # not part of the preset either: the trackers only show what the stages compute
     # Not part of the preset (it overrides the preset's own setting).
     apply_threads(threads)
     try:
@@ -100,13 +102,13 @@ def pipeline(
             outcome = run_seeds(
                 entry.name, settings, folder, seeds, parallel=parallel, ray_address=ray_address, gpus_per_seed=gpus, threads=threads,
                 command=command, progress=not quiet and parallel == 1 and ray_address is None, log=typer.echo, rows=rows,
-                serve_reflector=serve_reflector, server_options=server_options, verbose=verbose,
+                serve_reflector=serve_reflector, server_options=server_options, verbose=verbose, report_to=trackers,
             )
             typer.echo(f"{outcome.verdict}\nReport over the seeds: {outcome.report} (each seed's own: {folder}/seed-K/report.md)")
             return
         result = run_pipeline(
             entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows,
-            serve_reflector=serve_reflector, server_options=server_options, verbose=verbose,
+            serve_reflector=serve_reflector, server_options=server_options, verbose=verbose, report_to=trackers,
         )
     except typer.Exit:
         raise

@@ -4,7 +4,7 @@ The run folder (`--out`) holds:
 
 * ``run.json``: the command's settings (a resumed run must use the same ones);
 * ``metrics.jsonl``: one JSON line per iteration (and one for the start);
-* ``tensorboard/``: the same metrics for TensorBoard;
+* ``tensorboard/``: the same metrics for TensorBoard (``--report-to`` chooses the trackers);
 * ``checkpoints/iter-NNNNNN/``: atomic checkpoints (see `reflectrl.trainers.checkpoint`);
 * ``final/``: the trained policy adapter (PEFT folder, plus ``value_head.safetensors``
   for PPO), loadable with `load_model` or as `--policy` of another run.
@@ -21,7 +21,7 @@ from typing import Any, Optional
 import typer
 
 from reflectrl.cli.errors import fail
-from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
+from reflectrl.cli.options import RunOptions, apply_threads, report_to_names, report_to_option, with_run_options
 from reflectrl.envs import lookup
 from reflectrl.run_settings import ConfigMismatch, changed_settings, read_saved
 from reflectrl.storage import atomic_write_json
@@ -93,6 +93,7 @@ def train(
     ),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
+    report_to: str = report_to_option(),
     *,
     run: RunOptions,
 ) -> None:
@@ -139,6 +140,7 @@ def _run(args: dict[str, Any]) -> None:
     from reflectrl.models.served_spec import ServedSpec, is_served_spec
     from reflectrl.trainers.checkpoint import latest_checkpoint
     from reflectrl.trainers.recipe import build_rl_run
+    from reflectrl.trainers.trackers import RunTrackers
 
     entry = lookup(args["env_name"])
     if args["no_reflection"] and args["reflector"] is not None:
@@ -168,6 +170,8 @@ def _run(args: dict[str, Any]) -> None:
         "config": config.to_dict(),
     }
     _check_run_folder(out, settings, args["resume"], latest_checkpoint(out) is not None, args["overwrite"])
+    # Not a setting: where the metrics are shown does not change them, so a resume may report elsewhere.
+    trackers = RunTrackers(report_to_names(args["report_to"]), out, out.absolute().name, settings)
     apply_threads(args["run"].threads)
 
     from reflectrl.trainers.data_parallel import launched_processes, make_accelerator
@@ -182,7 +186,7 @@ def _run(args: dict[str, Any]) -> None:
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
         lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
         label_after=args["label_after"], device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
-        accelerator=accelerator,
+        accelerator=accelerator, trackers=trackers,
     )
     try:
         _train_built(run.trainer, args, settings, config, out, bar)

@@ -28,6 +28,11 @@ generating in-process; the servers' exports and logs are in
 ``reflector-servers/``. It is not part of the run's settings (a float32
 engine writes the same reflections), but the evaluation reflection caches of
 served reflectors are kept apart from the in-process ones.
+
+``report_to`` (``reflectrl pipeline --report-to``) names the experiment
+trackers of the SFT and RL stages (`reflectrl.trainers.trackers`), each
+stage a tracker run named ``FOLDER/STAGE``; it is not part of the run's
+settings either (the trackers only show what the stages compute).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
+from reflectrl.trainers.trackers import DEFAULT_REPORT_TO
 
 if TYPE_CHECKING:
     from reflectrl.trainers.online import RLConfig
@@ -149,13 +155,15 @@ def run_pipeline(
     serve_reflector: str | None = None,
     server_options: dict[str, Any] | None = None,
     verbose: bool = False,
+    report_to: tuple[str, ...] = DEFAULT_REPORT_TO,
 ) -> PipelineResult:
     """Run (or finish) the pipeline for `env` with `preset` in the folder `out`; returns the report's path and rows.
 
     `command` is recorded in the report as the way to reproduce it. `rows` (see `ROWS`) is not part of
     the run's settings: every stage is the same either way, so ``all`` later adds the ablation's stages.
     `serve_reflector` names an engine (`reflectrl.serving.engines.ENGINES`) that serves the reflectors;
-    `server_options` are `start_reflector_server` keywords (threads, engine_python_path, ...).
+    `server_options` are `start_reflector_server` keywords (threads, engine_python_path, ...). `report_to`
+    names the trackers of the SFT and RL stages (not part of the run's settings either).
 
     `log` gets one line per stage (`reflectrl.pipeline.console`); with `progress` the running stage's line is
     drawn live on a terminal. Third-party progress bars and known warnings are kept off the console unless
@@ -167,11 +175,11 @@ def run_pipeline(
     lines = StageLines(log, live=progress, verbose=verbose)
     with run_log(Path(out) / LOG_FILE, verbose):
         if serve_reflector is None:
-            return _run_stages(env, preset, out, command, lines, rows, _local_reflector)
+            return _run_stages(env, preset, out, command, lines, rows, _local_reflector, report_to)
         from reflectrl.serving.reflector_pool import ReflectorServers
 
         with ReflectorServers(serve_reflector, Path(out) / REFLECTOR_SERVERS, **(server_options or {})) as servers:
-            return _run_stages(env, preset, out, command, lines, rows, servers.spec_for)
+            return _run_stages(env, preset, out, command, lines, rows, servers.spec_for, report_to)
 
 
 def _local_reflector(adapter: Path) -> str:
@@ -180,7 +188,7 @@ def _local_reflector(adapter: Path) -> str:
 
 def _run_stages(
     env: str, preset: Preset, out: str | os.PathLike, command: str | None, lines: StageLines, rows: str,
-    reflector_for: Callable[[Path], str],
+    reflector_for: Callable[[Path], str], report_to: tuple[str, ...],
 ) -> PipelineResult:
     wanted = set(stage_names(rows))
     entry = lookup(env)
@@ -196,10 +204,13 @@ def _run_stages(
     records["data"] = runner.run(Stage("data", partial(_data_stage, entry.name, preset, lines)))
     for name, role, data_file in SFT_JOBS:
         if name in wanted:
-            records[name] = runner.run(Stage(name, partial(_sft_stage, preset, role, out / "data" / data_file, lines)))
+            stage = partial(_sft_stage, preset, role, out / "data" / data_file, lines, report_to=report_to)
+            records[name] = runner.run(Stage(name, stage))
     for name, policy, reflector, _ in RL_JOBS:
         if name in wanted:
-            stage = partial(_rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, lines)
+            stage = partial(
+                _rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, lines, report_to=report_to
+            )
             records[name] = runner.run(Stage(name, stage))
     for setting in SETTINGS:
         name = f"eval-{setting.key}"
@@ -209,6 +220,11 @@ def _run_stages(
     report = _write_report(entry, preset, out, records, verdict, command, time.perf_counter() - started)
     lines.note(f"{verdict} Report: {report}")
     return PipelineResult(out, report, _rows(preset, records), records, verdict)
+
+
+def _tracker_run_name(folder: Path) -> str:
+    """A stage's name in the trackers: the run folder's name, then the stage's (``pipeline-taxi/rl-reflect``)."""
+    return f"{folder.absolute().parent.name}/{folder.name}"
 
 
 # ------------------------------------------------------------------ stages
@@ -237,12 +253,14 @@ def _data_stage(env: str, preset: Preset, lines: StageLines, folder: Path) -> di
     }
 
 
-def _sft_stage(preset: Preset, role: str, data: Path, lines: StageLines, folder: Path) -> dict[str, Any]:
+def _sft_stage(
+    preset: Preset, role: str, data: Path, lines: StageLines, folder: Path, *, report_to: tuple[str, ...] = DEFAULT_REPORT_TO
+) -> dict[str, Any]:
     from reflectrl.trainers.sft import WarmupConfig, run_warmup, step_callback
 
     config = WarmupConfig(
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
-        eval_steps=0, save_total_limit=1,
+        eval_steps=0, save_total_limit=1, report_to=report_to, run_name=_tracker_run_name(folder),
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
         resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {})},
     )
@@ -289,11 +307,13 @@ def saved_settings(env: str, preset: Preset) -> dict[str, Any]:
 
 def _rl_stage(
     env: str, preset: Preset, policy: Path, reflector: Path | None, reflector_for: Callable[[Path], str], lines: StageLines,
-    folder: Path,
+    folder: Path, *, report_to: tuple[str, ...] = DEFAULT_REPORT_TO,
 ) -> dict[str, Any]:
     from reflectrl.trainers.recipe import build_rl_run
+    from reflectrl.trainers.trackers import RunTrackers
 
     config = rl_config(env, preset)
+    settings = {"preset": preset.name, "policy": str(policy), "reflector": str(reflector) if reflector else None, "config": config.to_dict()}
     name = lines.name
 
     def report(record: dict[str, Any]) -> None:
@@ -309,6 +329,7 @@ def _rl_stage(
         config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
         env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
         reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
+        trackers=RunTrackers(report_to, folder / RL_RUN, _tracker_run_name(folder), settings),
     )
     trainer = run.trainer
     try:

@@ -50,6 +50,7 @@ from reflectrl.pipeline.report import REPORT
 from reflectrl.pipeline.run import SETTINGS, _data_stage, _eval_stage, _local_reflector, run_pipeline, saved_settings, stage_names
 from reflectrl.pipeline.stages import DONE, Stage, StageRunner
 from reflectrl.run_log import run_log
+from reflectrl.trainers.trackers import DEFAULT_REPORT_TO
 
 LAYOUT = "one pipeline run folder per training seed (seed-N), the stages no seed changes shared"
 """Saved in the multi-seed folder's pipeline.json: a single run refuses the folder, and the reverse."""
@@ -99,6 +100,8 @@ class SeedJob:
     """torch threads (None: leave them as they are)."""
     serve_reflector: str | None = None
     server_options: dict[str, Any] = field(default_factory=dict)
+    report_to: tuple[str, ...] = DEFAULT_REPORT_TO
+    """Experiment trackers of the SFT and RL stages (`run_pipeline`'s)."""
 
     @property
     def seed(self) -> int:
@@ -132,6 +135,7 @@ def run_seeds(
     serve_reflector: str | None = None,
     server_options: dict[str, Any] | None = None,
     verbose: bool = False,
+    report_to: tuple[str, ...] = DEFAULT_REPORT_TO,
 ) -> SeedsResult:
     """Run (or finish) the pipeline once per training seed under `out`, then write the aggregate report.
 
@@ -178,7 +182,7 @@ def run_seeds(
             SeedJob(
                 entry.name, replace(preset, training_seed=seed), str((out / seed_folder(seed)).absolute()), str(out.absolute()),
                 tuple(shared), f"{command} (training seed {seed})" if command else None, rows, per_seed, serve_reflector,
-                dict(server_options or {}),
+                dict(server_options or {}), tuple(report_to),
             )
             for seed in seeds
         ]
@@ -210,7 +214,7 @@ def run_seed(
     tag = f"[{seed_folder(job.seed)}] "
     run_pipeline(
         job.env, job.preset, folder, command=job.command, log=lambda message: log(tag + message), progress=progress, rows=job.rows,
-        serve_reflector=job.serve_reflector, server_options=job.server_options, verbose=verbose,
+        serve_reflector=job.serve_reflector, server_options=job.server_options, verbose=verbose, report_to=job.report_to,
     )
 
 

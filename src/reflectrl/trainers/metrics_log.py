@@ -1,4 +1,5 @@
-"""What an RL run records: one JSON line per iteration (``metrics.jsonl``) and the same scalars for TensorBoard.
+"""What an RL run records: one JSON line per iteration (``metrics.jsonl``) and the same scalars for its
+trackers (TensorBoard by default; see `reflectrl.trainers.trackers`).
 
 A resumed run truncates ``metrics.jsonl`` to its size at the checkpoint (the
 lines after it belong to iterations that run again) and hides the
@@ -13,7 +14,6 @@ a short file with zero bytes up to the recorded size.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from reflectrl.storage import atomic_write_bytes
+from reflectrl.trainers.trackers import TENSORBOARD, RunTrackers
 
 METRICS_FILE = "metrics.jsonl"
-TENSORBOARD = "tensorboard"
 
 
 class MetricsLog:
-    """Appends iteration records to ``RUN/metrics.jsonl`` and ``RUN/tensorboard/``."""
+    """Appends iteration records to ``RUN/metrics.jsonl`` and to the run's `trackers` (whose folder is RUN)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, trackers: RunTrackers):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
-        self._writer = None
+        self.trackers = trackers
 
     def append(self, record: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -41,12 +41,9 @@ class MetricsLog:
             # A checkpoint records how much of the file it covers; that much must survive a power cut.
             handle.flush()
             os.fsync(handle.fileno())
-        writer = self._tensorboard(int(record["iteration"]))
-        if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    writer.add_scalar(key, value, record["iteration"])
-            writer.flush()
+        # The first record after a resumed checkpoint at iteration k is k + 1: the trackers open there,
+        # and TensorBoard hides the events of the iterations that run again.
+        self.trackers.log(record, int(record["iteration"]))
 
     def size(self) -> int:
         """Bytes written so far (a checkpoint records it, to truncate to on resume)."""
@@ -85,21 +82,7 @@ class MetricsLog:
         shutil.rmtree(self.run_dir / TENSORBOARD, ignore_errors=True)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def _tensorboard(self, iteration: int):
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional at runtime; JSONL metrics are always written
-                return None
-            # The first record after a resumed checkpoint at iteration k is k + 1: purging from
-            # there hides the events of the iterations that run again.
-            purge = iteration if iteration > 1 else None
-            self._writer = SummaryWriter(str(self.run_dir / TENSORBOARD), purge_step=purge)
-        return self._writer
+        self.trackers.finish()
 
 
 @dataclass

@@ -68,6 +68,7 @@ from reflectrl.trainers.curriculum import Curriculum, resolve_levels
 from reflectrl.trainers.metrics_log import MetricsLog
 from reflectrl.trainers.replay import ReplayBuffer
 from reflectrl.trainers.rl_config import ADVANTAGE_ESTIMATORS, ALGORITHMS, PG_BASELINES, RLConfig, derive_seed
+from reflectrl.trainers.trackers import DEFAULT_REPORT_TO, RunTrackers
 from reflectrl.trainers.update import PolicyUpdate
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class OnlineTrainer:
         reflection_cache: CachedReflector | None = None,
         log: Callable[[dict[str, Any]], None] | None = None,
         accelerator: Any = None,
+        trackers: RunTrackers | None = None,
     ):
         """
         Args:
@@ -118,6 +120,8 @@ class OnlineTrainer:
             log: called with each iteration's metrics (e.g. to update a progress bar).
             accelerator: an accelerate `Accelerator` whose processes share the updates (see the module
                 docstring); None: this process alone.
+            trackers: where the main process reports each iteration's metrics besides metrics.jsonl (their
+                folder is `run_dir`); default: TensorBoard under `run_dir`, with `config` as the run's settings.
         """
         self.config = config
         self.policy = policy
@@ -140,7 +144,11 @@ class OnlineTrainer:
         """Metrics of every iteration of this process (also in metrics.jsonl)."""
         self.stopped_by_time_limit = False
         """Whether the last `train` call stopped early at `config.max_minutes`."""
-        self.metrics = MetricsLog(self.run_dir) if self.run_dir is not None and self.is_main else None
+        self.metrics: MetricsLog | None = None
+        if self.run_dir is not None and self.is_main:
+            if trackers is None:
+                trackers = RunTrackers(DEFAULT_REPORT_TO, self.run_dir, self.run_dir.absolute().name, {"config": config.to_dict()})
+            self.metrics = MetricsLog(self.run_dir, trackers)
         self._last_saved = -1
 
     # ---------------------------------------------------------------- running

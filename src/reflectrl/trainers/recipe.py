@@ -26,6 +26,7 @@ from reflectrl.trainers.online import OnlineTrainer
 from reflectrl.trainers.curriculum import resolve_levels
 from reflectrl.trainers.rl_config import RLConfig
 from reflectrl.trainers.rl_players import RLPlayers, load_rl_players
+from reflectrl.trainers.trackers import RunTrackers
 
 
 @dataclass
@@ -55,6 +56,7 @@ def build_rl_run(
     max_concurrent: int = 16,
     log: Callable[[dict[str, Any]], None] | None = None,
     accelerator: Any = None,
+    trackers: RunTrackers | None = None,
     **player_options: Any,
 ) -> RLRun:
     """Load the players of `config` and build the engines and the trainer.
@@ -64,6 +66,8 @@ def build_rl_run(
 
     `accelerator` (under `accelerate launch`) shares the updates among its processes; only its main
     process plays episodes, so only it starts Ray actors.
+
+    `trackers` receive the metrics besides metrics.jsonl (see `OnlineTrainer`).
 
     `env_kwargs` reach every training environment, `eval_env_kwargs` (default:
     the same) the validation ones; menus are capped at the label set's size and
@@ -88,6 +92,7 @@ def build_rl_run(
         run.trainer = OnlineTrainer(
             config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference,
             eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log, accelerator=accelerator,
+            trackers=trackers,
         )
     except BaseException:
         run.close()  # no Ray actors or session left behind by a run that could not be built

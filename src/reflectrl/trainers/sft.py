@@ -25,7 +25,9 @@ What it does:
 * periodic checkpoints under ``OUT/checkpoints``, each recording the run it
   belongs to, ``resume=True`` continues from the last complete one (and of a
   run that trained all its steps returns the result); a finished run is only
-  replaced with ``overwrite=True``; tensorboard logs under ``OUT/logs``;
+  replaced with ``overwrite=True``; tensorboard logs under ``OUT/logs``, and the
+  other trackers of ``report_to`` through transformers' integrations
+  (`reflectrl.trainers.trackers`);
 * output: ``OUT`` is a standard PEFT adapter folder (``load_model(OUT)`` or
   ``PeftModel.from_pretrained``), or a full model folder with ``full=True``,
   plus ``OUT/warmup_config.json`` (the exact settings) and ``OUT/metrics.json``.
@@ -47,6 +49,7 @@ import numpy as np
 
 from reflectrl.run_settings import ConfigMismatch, as_saved, changed_settings, read_saved
 from reflectrl.storage import atomic_files, atomic_write_json, recover_folder
+from reflectrl.trainers.trackers import DEFAULT_REPORT_TO, RunTrackers, TrackerError, check_report_to
 
 ROLES = ("reflector", "policy", "plain")
 CONFIG_FILE = "warmup_config.json"
@@ -70,9 +73,9 @@ class WarmupError(ValueError):
 class WarmupConfig:
     """Settings of one SFT warm-up run (saved as OUT/warmup_config.json)."""
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("resume", "overwrite", "max_minutes", "threads", "extra", "out")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("resume", "overwrite", "max_minutes", "threads", "extra", "out", "report_to", "run_name")
     """Settings a resumed run may change (see `reflectrl.run_settings`); `extra` holds notes such as the command line,
-    and `out` is the folder being resumed, however it is spelled."""
+    `out` is the folder being resumed, however it is spelled, and the trackers only show the run."""
 
     role: str
     """reflector, policy or plain."""
@@ -138,6 +141,11 @@ class WarmupConfig:
     """Policy/plain: also measure held-out label accuracy at every evaluation (logged as eval_label_accuracy)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the config (e.g. the command line)."""
+    report_to: tuple[str, ...] = DEFAULT_REPORT_TO
+    """Experiment trackers (`reflectrl.trainers.trackers.TRACKERS`): tensorboard writes OUT/logs, the others get this
+    config once and the `Trainer`'s logs through transformers' integrations."""
+    run_name: str | None = None
+    """The run's name in the trackers (None: OUT's folder name)."""
 
     def check(self) -> None:
         if self.role not in ROLES:
@@ -157,6 +165,10 @@ class WarmupConfig:
             raise WarmupError("max_minutes must be > 0")
         if self.resume and self.overwrite:
             raise WarmupError("choose either resume (continue the run in out) or overwrite (replace it), not both")
+        try:
+            check_report_to(self.report_to)
+        except TrackerError as err:
+            raise WarmupError(str(err)) from err
         from transformers import SchedulerType
 
         schedules = [s.value for s in SchedulerType]
@@ -561,13 +573,13 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     """Train one player by SFT as `config` says; returns the final metrics (also in OUT/metrics.json).
 
     `callbacks` are extra `transformers.TrainerCallback`s (e.g. `step_callback`). Without `show_progress`
-    nothing is printed: no progress bar, and the logged metrics only go to tensorboard and the callbacks.
+    nothing is printed: no progress bar, and the logged metrics only go to the trackers and the callbacks.
     """
     import torch
     from datasets import Dataset
     from torch.utils.tensorboard import SummaryWriter
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments
-    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations import TensorBoardCallback, get_reporting_integration_callbacks
 
     from reflectrl.models import load_model
     from reflectrl.protocol import LabelSet, save_label_order
@@ -621,6 +633,9 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
 
     bf16 = resolve_bf16(config.bf16)
     do_eval = bool(eval_data)
+    # TensorBoard keeps its own writer (the label evaluations write to it too); the others are transformers'.
+    integrations = [name for name in config.report_to if name != "tensorboard"]
+    run_name = config.run_name or out.absolute().name
     args = TrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         per_device_train_batch_size=config.batch_size,
@@ -642,7 +657,8 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
         use_cpu=not torch.cuda.is_available(),
         seed=config.seed,
         data_seed=config.seed,
-        report_to="none",
+        report_to=integrations or "none",
+        run_name=run_name,
         disable_tqdm=not show_progress,
         remove_unused_columns=False,
         prediction_loss_only=True,
@@ -672,15 +688,22 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
 
     def record(step: int) -> dict[str, float]:
         result = evaluate_labels(trainer.model, tokenizer, label_set, kept_eval_rows, config.batch_size, bf16)
-        trainer.state.log_history.append({"eval_loss": result["eval_loss"], "eval_label_accuracy": result["label_accuracy"], "step": step})
-        writer.add_scalar("eval/loss", result["eval_loss"], step)
-        writer.add_scalar("eval/label_accuracy", result["label_accuracy"], step)
-        writer.flush()
+        logs = {"eval_loss": result["eval_loss"], "eval_label_accuracy": result["label_accuracy"]}
+        trainer.state.log_history.append({**logs, "step": step})
+        if writer is not None:
+            writer.add_scalar("eval/loss", result["eval_loss"], step)
+            writer.add_scalar("eval/label_accuracy", result["label_accuracy"], step)
+            writer.flush()
+        # As the trainer's own evaluations reach them, under each tracker's names for them.
+        reporting = tuple(get_reporting_integration_callbacks(trainer.args.report_to))
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, reporting):
+                callback.on_log(trainer.args, trainer.state, trainer.control, logs=logs)
         return result
 
-    writer = SummaryWriter(log_dir=str(out / LOGS))
+    writer = SummaryWriter(log_dir=str(out / LOGS)) if "tensorboard" in config.report_to else None
     timer = TimeLimit()
-    all_callbacks = [TensorBoardCallback(tb_writer=writer), timer] + list(callbacks or [])
+    all_callbacks = ([TensorBoardCallback(tb_writer=writer)] if writer is not None else []) + [timer] + list(callbacks or [])
     if config.role != "reflector" and config.accuracy_each_eval and do_eval:
         all_callbacks.append(LabelEval())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -694,52 +717,60 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     )
     if not show_progress:
         trainer.remove_callback(PrinterCallback)  # transformers' stand-in for the bar prints every logged dict
-    started = time.monotonic()
-    if resume_from is not None and _checkpoint_step(resume_from) >= total_steps:
-        # Killed after its last checkpoint: transformers' loop takes one optimizer step before it
-        # checks max_steps, so resuming through `train` would train a step the straight run never took.
-        from transformers import TrainerState
+    # Opened before training: the integrations then log into these runs (and do not end them when training
+    # ends, before the final evaluation) instead of opening runs of their own.
+    trackers = RunTrackers(integrations if args.process_index == 0 else (), out, run_name, {"sft": asdict(config)})
+    trackers.start()
+    try:
+        started = time.monotonic()
+        if resume_from is not None and _checkpoint_step(resume_from) >= total_steps:
+            # Killed after its last checkpoint: transformers' loop takes one optimizer step before it
+            # checks max_steps, so resuming through `train` would train a step the straight run never took.
+            from transformers import TrainerState
 
-        trainer._load_from_checkpoint(str(resume_from))
-        trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
-    else:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.monotonic() - started
+            trainer._load_from_checkpoint(str(resume_from))
+            trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+        else:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_seconds = time.monotonic() - started
 
-    metrics: dict[str, Any] = {
-        "role": config.role,
-        "train_rows": len(train_data),
-        "eval_rows": len(eval_data),
-        "dropped_too_long": dropped,
-        "global_step": trainer.state.global_step,
-        "max_steps": total_steps,
-        "epochs_done": round(trainer.state.global_step * config.batch_size * config.grad_accum / len(train_data), 3),
-        "train_seconds_this_session": round(train_seconds, 1),
-        # What a step costs: tokens per training row (padding excluded) and rows trained per second this session.
-        "tokens_per_row": round(float(np.mean([len(f["input_ids"]) for f in train_data])), 1),
-        "rows_per_second": round(
-            (trainer.state.global_step - (_checkpoint_step(resume_from) if resume_from else 0))
-            * config.batch_size * config.grad_accum / max(train_seconds, 1e-9), 3,
-        ),
-        "resumed_from": resume_from.name if resume_from else None,
-        "stopped_by_time_limit": timer.hit,
-        "bf16": bf16,
-    }
-    if do_eval and config.role == "reflector":
-        metrics["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
-    elif do_eval:
-        started_eval = time.monotonic()
-        final = record(trainer.state.global_step)
-        metrics["eval_loss"] = round(final["eval_loss"], 4)
-        metrics["label_accuracy"] = round(final["label_accuracy"], 4)
-        metrics["eval_seconds"] = round(time.monotonic() - started_eval, 1)
-        metrics.update(baseline_accuracies(kept_eval_rows))
-    # Only what the run computed: transformers adds run times, which differ between equal runs.
-    kept = ("step", "epoch", "eval_loss", "eval_label_accuracy")
-    metrics["eval_history"] = [
-        {k: h[k] for k in kept if k in h} for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h
-    ]
-    writer.close()
+        metrics: dict[str, Any] = {
+            "role": config.role,
+            "train_rows": len(train_data),
+            "eval_rows": len(eval_data),
+            "dropped_too_long": dropped,
+            "global_step": trainer.state.global_step,
+            "max_steps": total_steps,
+            "epochs_done": round(trainer.state.global_step * config.batch_size * config.grad_accum / len(train_data), 3),
+            "train_seconds_this_session": round(train_seconds, 1),
+            # What a step costs: tokens per training row (padding excluded) and rows trained per second this session.
+            "tokens_per_row": round(float(np.mean([len(f["input_ids"]) for f in train_data])), 1),
+            "rows_per_second": round(
+                (trainer.state.global_step - (_checkpoint_step(resume_from) if resume_from else 0))
+                * config.batch_size * config.grad_accum / max(train_seconds, 1e-9), 3,
+            ),
+            "resumed_from": resume_from.name if resume_from else None,
+            "stopped_by_time_limit": timer.hit,
+            "bf16": bf16,
+        }
+        if do_eval and config.role == "reflector":
+            metrics["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
+        elif do_eval:
+            started_eval = time.monotonic()
+            final = record(trainer.state.global_step)
+            metrics["eval_loss"] = round(final["eval_loss"], 4)
+            metrics["label_accuracy"] = round(final["label_accuracy"], 4)
+            metrics["eval_seconds"] = round(time.monotonic() - started_eval, 1)
+            metrics.update(baseline_accuracies(kept_eval_rows))
+        # Only what the run computed: transformers adds run times, which differ between equal runs.
+        kept = ("step", "epoch", "eval_loss", "eval_label_accuracy")
+        metrics["eval_history"] = [
+            {k: h[k] for k in kept if k in h} for h in trainer.state.log_history if "eval_label_accuracy" in h or "eval_loss" in h
+        ]
+    finally:
+        trackers.finish()
+    if writer is not None:
+        writer.close()
     # One set, so that a kill leaves the previous result or this one: never weights without their tokenizer or
     # label order (a loader would fill a missing label order in with defaults), nor a finished run's metrics
     # next to another run's adapter. The file that marks the folder as a model goes in last.
