@@ -126,6 +126,7 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     out = tmp_path / "run"
     session = start_ray(None, num_cpus=2)
     killed: list[int] = []
+    messages: list[str] = []
     run_dir = out / "seed-1" / "rl-reflect" / "run"
     killer = threading.Thread(
         target=_kill_ray_worker_when, args=("reflectrl seed-1", lambda: run_dir.is_dir() and latest_checkpoint(run_dir) is not None, killed),
@@ -134,7 +135,7 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     try:
         killer.start()
         started = time.perf_counter()
-        run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, ray_address="auto", command=COMMAND, log=lambda message: None, progress=False)
+        run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, ray_address="auto", command=COMMAND, log=messages.append, progress=False)
         elapsed = time.perf_counter() - started
     finally:
         session.stop()
@@ -143,6 +144,10 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     assert killed, "the seed's worker was never killed"
     rl = json.loads((out / "seed-1" / "rl-reflect" / DONE).read_text())
     assert rl["resumed"] and rl["summary"]["resumed_from_iteration"] >= 1  # Ray re-ran the seed, which resumed
+    # The tasks' messages reached the driver's log (through a Ray queue), the re-run's too.
+    assert any(m.startswith("[seed-1] [rl-reflect] resuming after iteration") for m in messages)
+    for seed in SEEDS:
+        assert f"[seed-{seed}] [eval-rl-reflect] running" in messages and f"[seed-{seed}] done" in messages
     assert _results(out) == _results(sequential)
     assert (out / "report.md").read_bytes() == (sequential / "report.md").read_bytes()  # the same command line too
     assert elapsed < 120, f"two tiny seeds on Ray took {elapsed:.0f} s"
