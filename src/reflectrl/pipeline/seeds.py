@@ -20,8 +20,10 @@ Where the seeds run: one after another (default); ``parallel`` local processes, 
 between them; or as Ray tasks (``ray_address``: ``auto`` or ``HOST:PORT`` of a cluster started with
 ``ray start --head``), each asking Ray for its CPUs (= its torch threads) and GPUs. A Ray task whose
 worker or node is lost is re-run by Ray (`SEED_RETRIES`), resuming from the stages and checkpoints its
-folder kept. A worker on another machine that cannot see OUT receives the shared stages from the
-driver and sends its folder back (without checkpoints) when it is done.
+folder kept. The tasks' messages reach the driver's console through a Ray queue; the rest of the
+workers' output (library warnings and progress bars) stays in Ray's worker logs. A worker on another
+machine that cannot see OUT receives the shared stages from the driver and sends its folder back
+(without checkpoints) when it is done.
 
 Re-running the same command resumes: finished stages are skipped in every seed folder, a killed
 stage resumes from its checkpoints, and the aggregate is rewritten; more seeds can be added later
@@ -56,6 +58,8 @@ LAYOUT = "one pipeline run folder per training seed (seed-N), the stages no seed
 """Saved in the multi-seed folder's pipeline.json: a single run refuses the folder, and the reverse."""
 SEED_RETRIES = 3
 """Times Ray re-runs a seed whose worker process or node was lost (an error inside the run is not retried)."""
+MESSAGE_POLL_S = 0.5
+"""Seconds between the driver's looks for the Ray tasks' messages."""
 SKIPPED_WHEN_SENT = "checkpoints"
 """Folders a remote worker leaves out when it sends a seed folder back (the final adapters are kept)."""
 
@@ -286,25 +290,37 @@ def _seed_process(job: SeedJob) -> None:
 
 # ------------------------------------------------------------------ Ray
 def _run_on_ray(jobs: Sequence[SeedJob], address: str, gpus: float, log: Callable[[str], None]) -> None:
+    from ray.util.queue import Queue
+
     from reflectrl.rollout.env_worker import import_ray
     from reflectrl.rollout.ray_session import start_ray
 
     ray = import_ray()
-    session = start_ray(address)
+    # Forwarded by Ray, the workers' output came in Ray's colour codes, amid the libraries' warnings and progress
+    # bars, and Ray's deduplication folded one seed's progress lines into another's (they differ only in numbers).
+    session = start_ray(address, log_to_driver=False)
     try:
         here = ray.get_runtime_context().get_node_id()
         shared = ray.put(_pack(Path(jobs[0].shared), jobs[0].stages))
+        messages = Queue(actor_options={"num_cpus": 0})  # no CPU: the seeds may ask for all of them
         task = ray.remote(_seed_task)
         pending = {
             task.options(
                 num_cpus=job.threads or 1, num_gpus=gpus, name=f"reflectrl {seed_folder(job.seed)}", max_retries=SEED_RETRIES,
                 retry_exceptions=False,
-            ).remote(job, shared, here): job
+            ).remote(job, shared, here, messages): job
             for job in jobs
         }
-        log(f"{len(jobs)} seeds submitted to Ray at {address}, each asking for {jobs[0].threads or 1} CPUs and {gpus:g} GPUs")
+        cpus = jobs[0].threads or 1
+        log(
+            f"{len(jobs)} seeds submitted to Ray at {address}, each asking for {cpus} CPU{'s' if cpus != 1 else ''} and {gpus:g} "
+            "GPUs; the workers' other output goes to Ray's worker logs (/tmp/ray/session_latest/logs on each node by default)"
+        )
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=MESSAGE_POLL_S)
+            _print_queued(messages, log)
+            if not ready:
+                continue
             job = pending.pop(ready[0])
             try:
                 folder = ray.get(ready[0])
@@ -322,11 +338,19 @@ def _run_on_ray(jobs: Sequence[SeedJob], address: str, gpus: float, log: Callabl
         session.stop()
 
 
-def _seed_task(job: SeedJob, shared: bytes, driver_node: str) -> bytes | None:
-    """A seed as a Ray task: its folder, without checkpoints, when it ran on another node than the driver's."""
+def _print_queued(messages, log: Callable[[str], None]) -> None:
+    """Log the seeds' messages waiting in the Ray queue `messages`, in the order they came."""
+    count = messages.size()
+    for message in messages.get_nowait_batch(count) if count else ():
+        log(message)
+
+
+def _seed_task(job: SeedJob, shared: bytes, driver_node: str, messages) -> bytes | None:
+    """A seed as a Ray task, its messages put into the Ray queue `messages`: its folder, without checkpoints, when it
+    ran on another node than the driver's."""
     import ray
 
-    run_seed(job, lambda message: print(message, flush=True), shared=shared)
+    run_seed(job, messages.put, shared=shared)
     if ray.get_runtime_context().get_node_id() == driver_node:
         return None
     folder = Path(job.folder)

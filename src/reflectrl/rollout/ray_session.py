@@ -42,15 +42,16 @@ class RaySession:
             self.started = False
 
 
-def start_ray(address: str | None = None, num_cpus: float | None = None) -> RaySession:
+def start_ray(address: str | None = None, num_cpus: float | None = None, log_to_driver: bool = True) -> RaySession:
     """Join the cluster at `address`, or start a local Ray with `num_cpus` CPUs (None: all of this machine's).
 
+    `log_to_driver`: Ray prints the workers' output here (False: it stays in Ray's worker logs).
     A Ray already initialised in this process (by a caller) is used as it is.
     """
     ray = import_ray()
     if ray.is_initialized():
         return RaySession(address, started=False)
-    options = {"include_dashboard": False, "configure_logging": False}
+    options = {"include_dashboard": False, "configure_logging": False, "log_to_driver": log_to_driver}
     # Workers must import the same reflectrl as the driver: pass on a source tree given by PYTHONPATH.
     if os.environ.get("PYTHONPATH"):
         options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
