@@ -186,3 +186,68 @@ def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path)
     assert reopened.count_tokens("Task: a") == reflector.count_tokens("Task: a")
     with pytest.raises(ValueError, match="sampling"):
         CachedReflector(LocalReflector(model, tokenizer, max_new_tokens=3, temperature=1.0))
+
+
+def _played_states(agent) -> list[int]:
+    """Counts the states `agent` is asked to act on (one entry per call)."""
+    calls, act = [], agent.act
+
+    def counted(states, **kwargs):
+        calls.append(len(states))
+        return act(states, **kwargs)
+
+    agent.act = counted
+    return calls
+
+
+def _files(result, folder) -> tuple[dict, bytes, bytes]:
+    result.write(folder)
+    data = json.loads((folder / "eval.json").read_text())
+    del data["seconds"], data["timings"]  # the time it took: the only thing meant to change
+    return data, (folder / "eval.md").read_bytes(), (folder / "episodes.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("env, level, episodes, kind", [
+    ("corridor", "short", 5, "reflect"), ("taxi", "dropoff", 24, "plain"), ("taxi", "dropoff", 24, "oracle"),
+])
+def test_a_deterministic_agent_plays_each_start_state_once_with_the_same_files(tmp_path, env, level, episodes, kind):
+    from reflectrl.agents import PlainAgent, ReflectiveAgent
+    from reflectrl.models import LabelPolicy, LocalReflector, load_model
+
+    def make_agent():
+        if kind == "oracle":
+            return OracleAgent()
+        model, tokenizer = load_model("tiny-random", device="cpu")
+        policy = LabelPolicy(model, tokenizer)
+        if kind == "plain":
+            return PlainAgent(policy, shuffle_labels=False)
+        return ReflectiveAgent(LocalReflector(model, tokenizer, max_new_tokens=3), policy, shuffle_labels=False)
+
+    config = EvalConfig(env, episodes=episodes, level=level, batch_size=4)
+    files, played = {}, {}
+    for repeats in (True, False):
+        agent = make_agent()
+        played[repeats] = _played_states(agent)
+        result = evaluate(agent, config, max_actions=6, description=kind, play_repeats=repeats)
+        files[repeats] = _files(result, tmp_path / str(repeats))
+    assert files[False] == files[True]
+    assert sum(played[False]) < sum(played[True])
+
+
+def test_agents_whose_play_is_not_a_function_of_the_state_play_every_episode():
+    from reflectrl.agents import PlainAgent, ReflectiveAgent
+    from reflectrl.models import LabelPolicy, LocalReflector, load_model
+
+    model, tokenizer = load_model("tiny-random", device="cpu")
+    policy = LabelPolicy(model, tokenizer)
+    agents = [
+        RandomAgent(),
+        PlainAgent(policy, shuffle_labels=True),
+        ReflectiveAgent(LocalReflector(model, tokenizer, max_new_tokens=2, temperature=1.0), policy, shuffle_labels=False),
+    ]
+    config = EvalConfig("corridor", episodes=3, level="short", horizon=2, batch_size=3)
+    for agent in agents:
+        assert not agent.deterministic
+        calls = _played_states(agent)
+        evaluate(agent, config, max_actions=6)
+        assert calls[0] == 3  # all three episodes start together, although the corridor has one start state

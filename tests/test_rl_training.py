@@ -155,13 +155,48 @@ def test_ratios_start_at_exactly_one_under_bfloat16(refresh, monkeypatch):
     assert trainer.engine.agent.policy is trainer.policy  # the shift reaches the rollouts and the update alike
     _batch_dependent(trainer.policy, monkeypatch)
     if not refresh:  # the check must be able to fail: the rollout's first step ran all 8 episodes in one batch
-        monkeypatch.setattr(trainer.updater, "_refresh_old_log_probs", lambda micro_batches: None)
+        monkeypatch.setattr(trainer.updater, "_refresh_old_log_probs", lambda micro_batches, first_step=0: None)
     record = trainer.step()
     if refresh:
         assert record["loss/approx_kl"] == 0.0 and record["loss/clip_fraction"] == 0.0
     else:
         # A batch of 8 against micro-batches of at most 3: log-ratios of -0.5 +- 0.07, beyond the 0.1 clip.
         assert record["loss/approx_kl"] > 0.0 and record["loss/clip_fraction"] > 0.0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"algo": "grpo", "epochs": 1, "minibatch_size": 6, "micro_batch_size": 3},
+        {"algo": "grpo", "epochs": 1, "bf16": True},
+        {"algo": "ppo", "epochs": 2, "minibatch_size": 4, "micro_batch_size": 2},
+    ],
+)
+def test_ratio_denominators_from_the_first_forward_pass_change_no_number(settings, monkeypatch):
+    """The first optimizer step's micro-batches take their old log-probs from their own forward pass: the same
+    metrics and weights, byte for byte, as with a no-grad pass of their own, with fewer passes."""
+    settings = dict(settings)
+    bf16 = settings.pop("bf16", False)
+    config = RLConfig(env="corridor", levels=("short",), episodes_per_iter=6, group_size=3, eval_every=0, lr=1e-2, seed=3, **settings)
+    runs = {}
+    for reuse in (True, False):
+        trainer = _trainer(config, bf16=bf16)
+        trainer.updater.reuse_first_forward = reuse
+        forward, no_grad_passes = trainer.policy.forward_ids, []
+
+        def counted(prompt_ids, label_ids, temperature=1.0, forward=forward, passes=no_grad_passes):
+            passes.append(not torch.is_grad_enabled())
+            return forward(prompt_ids, label_ids, temperature)
+
+        monkeypatch.setattr(trainer.policy, "forward_ids", counted)
+        records = _without_time([trainer.step() for _ in range(3)])
+        runs[reuse] = (records, _weights(trainer), sum(no_grad_passes))
+    (records, weights, passes), (old_records, old_weights, old_passes) = runs[True], runs[False]
+    assert records == old_records
+    assert all(torch.equal(weights[k], old_weights[k]) for k in weights)
+    assert any(r["update/replay_steps"] > 0 for r in records)  # replayed steps keep their own denominators
+    # Every optimizer step's first micro-batch at least: one no-grad pass fewer per update.
+    assert passes <= old_passes - 3
 
 
 def test_training_continues_from_a_saved_adapter_with_its_value_head_and_a_frozen_reference(tmp_path):

@@ -91,6 +91,8 @@ class Agent(Protocol):
     """Whether menu entries read "action (label)" (`protocol.Menu.label_after`); saved with a trained policy too."""
     reflect_seconds: float
     """Seconds spent writing reflections so far (0 without a reflector), to split rollout time into reflect/decide."""
+    deterministic: bool
+    """Whether greedy play is a function of the states alone (see `SeededAgent.deterministic`)."""
 
     def reseed(self, seed: int) -> None:
         """Restart the agent's own random choices (label shuffling, random actions) from `seed`."""
@@ -110,6 +112,9 @@ class SeededAgent:
     shuffle_labels = False
     label_after = False
     reflect_seconds = 0.0
+    deterministic = False
+    """Whether greedy play is a function of the states alone (no draws from `rng`, a sampler or a server), so
+    that a repeated start state plays out alike; evaluation then plays it once (`harness.evaluate`)."""
 
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
@@ -127,6 +132,11 @@ class _LabelHeadAgent(SeededAgent):
         self.shuffle_labels = bool(shuffle_labels)
         self.label_after = bool(label_after)
         self._count = policy.count_tokens
+
+    @property
+    def deterministic(self) -> bool:
+        """Fixed menus: a shuffled one comes from `rng`, drawn in the order the states are met."""
+        return not self.shuffle_labels
 
     def _menus(self, states: Sequence[State]) -> list[Menu]:
         for state in states:
@@ -191,6 +201,11 @@ class ReflectiveAgent(_LabelHeadAgent):
     ):
         super().__init__(policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=seed)
         self.reflector = reflector
+
+    @property
+    def deterministic(self) -> bool:
+        """Fixed menus and a reflector that writes the same reflection for the same prompt."""
+        return super().deterministic and bool(getattr(self.reflector, "deterministic", False))
 
     def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Reflect on every state (one batch), then pick one action per state (one forward pass)."""
@@ -315,6 +330,11 @@ class PromptedAgent(SeededAgent):
             raise TypeError(
                 f"PromptedAgent needs a causal LM or an OpenAIChatClient, got {type(model_or_client).__name__}"
             )
+
+    @property
+    def deterministic(self) -> bool:
+        """A local model (greedy decoding) and fixed menus; a server's answers may depend on what else it serves."""
+        return self.client is None and not self.shuffle_labels
 
     def act(self, states, *, greedy: bool = False, generator: torch.Generator | None = None, envs=()):
         """Ask the model for a label per state; sampling at temperature 1 unless `greedy`."""

@@ -28,6 +28,7 @@ Subclasses implement the `_` hooks below plus `oracle_action`.
 from __future__ import annotations
 
 import string
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -155,6 +156,15 @@ class TextEnv(gymnasium.Env):
         that plays each once measures an agent exactly instead of by a sample of seeds (several seeds can
         draw the same start, and some starts are never drawn). None where the environment does not list
         them (too many, or not known in advance).
+        """
+        return None
+
+    def start_key(self) -> Hashable | None:
+        """Right after `reset`: a hashable name of the state the episode starts in, where everything that follows
+        is a function of that state and the actions played (no draws from `np_random` after `reset`); equal keys of
+        one configuration play out alike. None where that does not hold (the default).
+
+        Evaluation plays a repeated start state once when the agent's choices are deterministic (`harness.evaluate`).
         """
         return None
 

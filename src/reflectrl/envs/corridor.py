@@ -66,6 +66,10 @@ class CorridorEnv(TextEnv):
         # callers that shuffle labels or sample actions from `np_random`.
         self._position = 0
 
+    def start_key(self) -> tuple[str]:
+        # Every episode of a level starts in cell 0, and the corridor draws nothing at random.
+        return (self.level,)
+
     def _task(self) -> str:
         return f"Walk to the exit at the end of the corridor ({self.length} cells long)."
 

@@ -178,6 +178,10 @@ class DangerousTaxiEnv(TextEnv):
         self._check_level(level)
         return [{"state": s} for s in sorted(_start_states(level))]
 
+    def start_key(self) -> tuple[str, int]:
+        # The transition table is deterministic and `np_random` is only read by `_reset`.
+        return (self.level, self._state)
+
     def _task(self) -> str:
         return f"{TASKS[self.level]} {DANGER_NOTE}\n{LEGEND}"
 

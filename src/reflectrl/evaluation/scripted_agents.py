@@ -33,6 +33,8 @@ def _record(action: int, log_prob: float, entropy: float) -> StepRecord:
 class OracleAgent(SeededAgent):
     """Plays `env.oracle_index()` of every running environment."""
 
+    deterministic = True
+
     def act(self, states: Sequence[State], *, envs=(), greedy: bool = True, generator=None):
         if len(envs) != len(states):
             raise ValueError(f"the oracle needs one environment per state, got {len(envs)} for {len(states)}")

@@ -8,10 +8,24 @@ gradients up to float rounding, with (rows - 1) x prefix positions less work.
 `hidden_states` is that forward pass for right-padded rows (policy and SFT);
 the reflector, which generates and so needs left-padded suffixes, uses
 `prefix_cache` directly.
+
+Without gradients the batch-1 pass is also kept across batches, keyed by the
+prefix's tokens, for as long as the weights it ran with are unchanged: the
+frozen reflector's for a whole run, the policy's rollouts until the next
+optimizer step. A kept pass is the very tensors a new pass would compute
+(the same tokens through the same weights at batch size 1). The weights
+count as unchanged while the same parameter tensors (the same objects, with
+the same storage) are in place with the same version counters, which every
+in-place write (an optimizer step, a ``load_state_dict``) advances, and while
+the same adapters are active; writes through ``param.data``, which bypass
+the counter, would go unseen (nothing in this project writes weights that way).
 """
 
 from __future__ import annotations
 
+import copy
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +35,13 @@ from reflectrl.models.adapters import is_peft_model
 
 MIN_SHARED_PREFIX = 32
 """Below this many shared tokens the saved work is too small to pay for the extra batch-1 pass."""
+KEPT_PREFIXES = 8
+"""Batch-1 prefix passes kept per model (the most recently used): one environment's batches share one or two
+prefixes per player, and a pass of SmolLM2 over DangerousTaxi's 120-token prefix holds about 5 MiB."""
+
+_kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""decoder -> OrderedDict of (prefix tokens, autocast, weights) -> (its batch-1 KV cache, weak references to the
+tensors it read), oldest first."""
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]], first_target: int | None = None) -> int:
@@ -65,11 +86,59 @@ def bare_decoder(model):
 def prefix_cache(decoder, prefix_ids: Tensor, rows: int):
     """The KV cache of `prefix_ids` ([1, P]) run once through `decoder`, repeated for `rows` rows.
 
-    Gradients flow back through the copies into the single prefix pass.
+    Gradients flow back through the copies into the single prefix pass. Without
+    gradients (and with `decoder` in eval mode, so no dropout draws) the pass is
+    kept for later batches with the same prefix (see the module docstring).
     """
-    cache = decoder(input_ids=prefix_ids, use_cache=True).cache
+    if torch.is_grad_enabled() or decoder.training:
+        cache = decoder(input_ids=prefix_ids, use_cache=True).cache
+    else:
+        # A copy: generation appends to the cache it is given.
+        cache = copy.deepcopy(_kept_prefix(decoder, prefix_ids))
     cache.batch_repeat_interleave(rows)
     return cache
+
+
+def _kept_prefix(decoder, prefix_ids: Tensor):
+    """The batch-1 cache of `prefix_ids` under the current weights, computed only when none is kept."""
+    kind = prefix_ids.device.type
+    autocast = (torch.get_autocast_dtype(kind),) if torch.is_autocast_enabled(kind) else ()
+    adapters, tensors = _weights_state(decoder)
+    key = (tuple(prefix_ids[0].tolist()), autocast, adapters, tuple((t.data_ptr(), t._version) for t in tensors))
+    kept = _kept.setdefault(decoder, OrderedDict())
+    # The same objects too: a freed tensor's storage and version could come back in a new one.
+    if key in kept and all(ref() is tensor for ref, tensor in zip(kept[key][1], tensors)):
+        kept.move_to_end(key)
+        return kept[key][0]
+    kept[key] = (decoder(input_ids=prefix_ids, use_cache=True).cache, [weakref.ref(t) for t in tensors])
+    kept.move_to_end(key)
+    while len(kept) > KEPT_PREFIXES:
+        kept.popitem(last=False)
+    return kept[key][0]
+
+
+def _weights_state(decoder) -> tuple[tuple, list[Tensor]]:
+    """What the decoder's output depends on besides its input: the active adapters of each LoRA layer, and every
+    tensor they read (base weights, buffers and the active adapters' LoRA weights).
+
+    Inactive adapters' weights are left out, so that training the policy's adapter leaves the reflector's kept
+    passes valid on a base model the two share.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    active: set[str] = set()
+    layers = []
+    for module in decoder.modules():
+        if isinstance(module, BaseTunerLayer):
+            names = () if module.disable_adapters else tuple(module.active_adapters)
+            active.update(names)
+            layers.append((names, tuple(module.merged_adapters), tuple(sorted(getattr(module, "scaling", {}).items()))))
+    tensors = [
+        param
+        for name, param in decoder.named_parameters()
+        if "lora_" not in name or any(f".{adapter}." in name or name.endswith(f".{adapter}") for adapter in active)
+    ]
+    return tuple(layers), tensors + list(decoder.buffers())
 
 
 def hidden_states(decoder, input_ids: Tensor, attention_mask: Tensor, prefix: int = 0) -> Tensor:

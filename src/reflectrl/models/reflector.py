@@ -126,6 +126,11 @@ class LocalReflector:
         self.last_stats: dict[str, int] = {}
         """Token counts of the last call: prompt_tokens, prefix_tokens, new_tokens."""
 
+    @property
+    def deterministic(self) -> bool:
+        """Greedy decoding: the same prompt gets the same reflection."""
+        return self.temperature == 0
+
     def reseed(self, seed: int) -> None:
         """Sample from `seed` on (no effect on greedy decoding)."""
         self.seed = int(seed)

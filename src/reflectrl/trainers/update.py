@@ -3,7 +3,8 @@
 The steps are split once into micro-batches (one forward pass each) that stay
 together for the whole update; a minibatch is a run of whole micro-batches
 whose gradients are accumulated. Algorithms that use a ratio first recompute
-its denominators with these same micro-batches (`_refresh_old_log_probs`).
+its denominators with these same micro-batches (`_refresh_old_log_probs`),
+except where the update's own first forward pass of a micro-batch gives them.
 What is optimised is the run's algorithm (`reflectrl.trainers.algorithms`) on
 the on-policy steps plus the self-imitation loss on replayed ones
 (`reflectrl.trainers.replay`); the order of random draws and float operations
@@ -45,10 +46,16 @@ class _Item:
     advantage: float
     target: float
     replay: bool
+    old_from_forward: bool = False
+    """`old_log_prob` is still to be taken from this step's first forward pass with gradients (see `_refresh_old_log_probs`)."""
 
 
 class PolicyUpdate:
     """Optimises a `LabelPolicy` (LoRA weights and value head) with the algorithm of an `RLConfig`."""
+
+    reuse_first_forward = True
+    """Take the ratio denominators of the first optimizer step's micro-batches from their own forward pass instead
+    of a no-grad pass of their own (the same numbers, see `_refresh_old_log_probs`); False runs the extra pass."""
 
     def __init__(self, config: RLConfig, policy: LabelPolicy, reference: LabelPolicy | None = None, accelerator=None):
         """`accelerator`: an accelerate `Accelerator` whose processes share each update (None: this process alone)."""
@@ -97,9 +104,11 @@ class PolicyUpdate:
         # so ratios are only exact between passes over the same micro-batch.
         order = rng.permutation(len(items)) if epochs > 1 or 0 < cfg.minibatch_size < len(items) else np.arange(len(items))
         micro = [[items[int(i)] for i in order[s : s + cfg.micro_batch_size]] for s in range(0, len(items), cfg.micro_batch_size)]
-        if self.algorithm.refreshes_old_log_probs:
-            self._refresh_old_log_probs(micro)
         per_step = max(1, cfg.minibatch_size // cfg.micro_batch_size) if cfg.minibatch_size else len(micro)
+        if self.algorithm.refreshes_old_log_probs:
+            # Under data parallelism a later epoch may deal a micro-batch to a process that did not run its first pass.
+            reuse = self.reuse_first_forward and (epochs == 1 or self.processes.count == 1)
+            self._refresh_old_log_probs(micro, per_step if reuse else 0)
         sums = WeightedMeans()
         for epoch in range(epochs):
             sequence = rng.permutation(len(micro)) if epoch > 0 else np.arange(len(micro))
@@ -110,16 +119,26 @@ class PolicyUpdate:
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
         return {**stats, **counts}
 
-    def _refresh_old_log_probs(self, micro_batches: list[list[_Item]]) -> None:
+    def _refresh_old_log_probs(self, micro_batches: list[list[_Item]], first_step: int = 0) -> None:
         """Ratio denominators from the update's own forward pass, before any step.
 
         The rollout sampled with the same weights, but in other batches (and
         possibly with other kernels), so its log-probs can differ from the
         update's by rounding; the ratio must start at exactly 1. Replayed steps
         keep the log-probs of the policy that played them (see `replay_loss`).
+
+        The first `first_step` micro-batches make up the first optimizer step:
+        their forward pass with gradients runs before any weight changes, on the
+        same rows in the same order, so it computes these very numbers (recording
+        gradients runs the same kernels; tests/test_rl_training.py compares both
+        paths byte for byte). They are taken from it there (`_accumulate`)
+        instead of from a no-grad pass of their own.
         """
+        for micro in micro_batches[:first_step]:
+            for item in micro:
+                item.old_from_forward = not item.replay
         with torch.no_grad():
-            for micro in micro_batches:
+            for micro in micro_batches[first_step:]:
                 out = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
                 picked = out.log_probs.gather(1, torch.tensor([[i.action] for i in micro], device=out.log_probs.device))
                 for item, value in zip(micro, picked.squeeze(1).tolist()):
@@ -151,6 +170,10 @@ class PolicyUpdate:
         out = self.processes.forward([i.prompt_ids for i in micro], [i.label_ids for i in micro])
         actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
         chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
+        if any(i.old_from_forward for i in micro):
+            for item, value in zip(micro, chosen.tolist()):
+                if item.old_from_forward:
+                    item.old_log_prob, item.old_from_forward = value, False
         old = torch.tensor([i.old_log_prob for i in micro], device=chosen.device)
         on = torch.tensor([not i.replay for i in micro], device=chosen.device)
         total = chosen.new_zeros(())
