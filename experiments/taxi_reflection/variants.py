@@ -38,6 +38,12 @@ VARIANTS: dict[str, dict] = {
     # described-reasoned without misleading rows: the reflector copies the facts the observation states, the policy
     # learns to follow it (the first variant showed a 120-step reflector cannot read positions off the map).
     "described-reasoned-trusting": {"teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120, "misleading": 0.0},
+    # described-reasoned-trusting with each menu entry as "action (label)": the label comes right after the
+    # words the reflection recommends, as on ALFWorld and AutoExplore, where this layout raised the reflective
+    # policy's follow rate (34% -> 92% of held-out rows on ALFWorld).
+    "described-reasoned-trusting-label-after": {
+        "teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120, "misleading": 0.0, "label_after": True,
+    },
     # map-reasoned with reflections sampled at temperature 1 during RL (the paper's setting).
     "map-reasoned-sampled": {
         "env_kwargs": {"observation": "map"}, "teacher": "oracle:reasoned", "reflection_tokens": 60, "reflector_steps": 120,

@@ -265,8 +265,13 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # start states with them (its own reflector: 52%); without, it followed them in 82% and won 69%
         # (experiments/taxi_reflection). The described observation, not the paper's map: a 120-step 135M
         # reflector did not learn to read positions off the map (right in 41% of steps, its agent 0%).
+        # Menus as "move south (0)": the label right after the words the reflection recommends. With "0. move south"
+        # the SFT policy's label loss sat on a plateau and fell at a step that varied with the seed: over 6 seeds
+        # the policy reading the teacher's own reflections won 9% to 99% of the start states (experiments/taxi_seeds);
+        # with the label after, seed 0's policy reached held-out label accuracy 100% and won all 100 with them
+        # (experiments/taxi_reflection).
         "cpu": {
-            "level": "dropoff", "shuffle_labels": False, "reflection_tokens": 60,
+            "level": "dropoff", "shuffle_labels": False, "label_after": True, "reflection_tokens": 60,
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, "teacher": "oracle:reasoned", "misleading": 0.0},
             "sft_by_role": {"reflector": {"max_steps": 120, "lr_scheduler": "cosine"}},
