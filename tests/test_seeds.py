@@ -148,9 +148,10 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     rl = json.loads((out / "seed-1" / "rl-reflect" / DONE).read_text())
     assert rl["resumed"] and rl["summary"]["resumed_from_iteration"] >= 1  # Ray re-ran the seed, which resumed
     # The tasks' messages reached the driver's log (through a Ray queue), the re-run's too.
-    assert any(m.startswith("[seed-1] [rl-reflect] resuming after iteration") for m in messages)
+    # (the "resuming after iteration" line is a detail, for the log file unless verbose; the stage's line says it)
+    assert any(m.startswith("[seed-1] [rl-reflect] done in") and "(resumed)" in m for m in messages)
     for seed in SEEDS:
-        assert f"[seed-{seed}] [eval-rl-reflect] running" in messages and f"[seed-{seed}] done" in messages
+        assert any(m.startswith(f"[seed-{seed}] [eval-rl-reflect] done in") for m in messages) and f"[seed-{seed}] done" in messages
     assert _results(out) == _results(sequential)
     assert (out / "report.md").read_bytes() == (sequential / "report.md").read_bytes()  # the same command line too
     assert elapsed < 120, f"two tiny seeds on Ray took {elapsed:.0f} s"
