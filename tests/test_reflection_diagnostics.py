@@ -122,7 +122,7 @@ def test_reasoned_reflections_end_with_the_oracle_s_entry_after_the_verdict(env_
         if terminated or truncated:
             break
     if env_name == "taxi":
-        assert text.startswith("Taxi at row") and "was a mistake" in text
+        assert text.startswith("Last move") and "Taxi at row" in text and "was a mistake" in text
 
 
 def test_sampled_rl_reflections_resume_like_a_straight_run_and_use_no_cache(tmp_path):

@@ -20,6 +20,7 @@ from reflectrl.envs.taxi import (
     IN_TAXI,
     STOP_NAMES,
     _distances,
+    _offset_words,
     _stop,
     _taxi,
     _transitions,
@@ -244,32 +245,35 @@ def taxi_explain_concise(request: ReflectionRequest, rng: np.random.Generator) -
 
 
 def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) -> str:
-    """What the map shows, then the verdict on the last move, then the next move; one template.
+    """The verdict on the last move, what the observation states, then the next move; one template.
 
-    e.g. "Taxi at row 2, column 3; destination Y at row 4, column 0: 2 down, 3 left; blocked: east.
-    Last move (south) was good. Next: move south."
+    e.g. "Last move (south) was good. Taxi at row 2, column 3; destination Y at row 4, column 0: 2 rows
+    south and 3 columns west of the taxi; blocked: east. Next: move south."
 
-    The paper's teacher order (consequence of the last action, good or bad, next action): a reflector
-    trained on it writes down the positions it reads off the map before it names a move, so the move is
-    conditioned on them (on the map-only observation nothing else states them).
+    The paper's teacher order (consequence of the last action, good or bad, next action), with the analysis
+    right before the move so that the move is conditioned on it. Every fact is written in the observation's
+    own words (its offsets, "at the taxi's square", the compass names of the blocked moves), so a small
+    reflector copies them instead of converting them, and the one decision left, the move, reads the offset's
+    direction next to the blocked list. The same sentence shape on the target's square as anywhere else: with
+    a shape of its own ("Taxi at row 4, column 3, on B.") the choice came before the reflector had written
+    the target's position, and SFT reflectors wrote "move north" there in most episodes
+    (experiments/taxi_reflection).
     """
     facts, best = request.facts, request.best_action
     (row, col), (trow, tcol) = facts["taxi"], facts["target"]
     name = facts["target_name"].removeprefix("the ")
-    if (row, col) == (trow, tcol):
-        where = f"Taxi at row {row}, column {col}, on {name}."
-    else:
-        where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_text(facts)}"
-        blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
-        where += f"; blocked: {', '.join(blocked)}." if blocked else "."
-        if best in MOVES and not _closes_gap(facts, best):
-            where += " A wall is in the way."
-    parts = [where]
+    parts = []
     last = request.last
     if last is not None:
         done = f"({DIRECTION[last.action]})" if last.action in MOVES else f"({last.action})"
         parts.append(f"Last move {done} was {'a mistake' if last.mistake else 'good'}.")
-    parts.append(f"Next: {best}.")
+    where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_words(trow - row, tcol - col)}"
+    if (row, col) != (trow, tcol):
+        blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
+        where += f"; blocked: {', '.join(blocked) or 'none'}"
+        if best in MOVES and not _closes_gap(facts, best):
+            where += ". A wall is in the way"
+    parts += [where + ".", f"Next: {best}."]
     return " ".join(parts)
 
 
