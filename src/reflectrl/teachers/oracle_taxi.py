@@ -248,13 +248,13 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     """The verdict on the last move, what the observation states, then the next move; one template.
 
     e.g. "Last move (south) was good. Taxi at row 2, column 3; destination Y at row 4, column 0: 2 rows
-    south and 3 columns west of the taxi; blocked: east. Next: move south."
+    south and 3 columns west; blocked: east. Next: move south."
 
     The paper's teacher order (consequence of the last action, good or bad, next action), with the analysis
     right before the move so that the move is conditioned on it. Every fact is written in the observation's
-    own words (its offsets, "at the taxi's square", the compass names of the blocked moves), so a small
-    reflector copies them instead of converting them, and the one decision left, the move, reads the offset's
-    direction next to the blocked list. The same sentence shape on the target's square as anywhere else: with
+    own words (its offsets, less "of the taxi" to fit 60 tokens; "at the taxi's square"; the compass names of
+    the blocked moves), so a small reflector copies them instead of converting them, and the one decision left,
+    the move, reads the offset's direction next to the blocked list. The same sentence shape on the target's square as anywhere else: with
     a shape of its own ("Taxi at row 4, column 3, on B.") the choice came before the reflector had written
     the target's position, and SFT reflectors wrote "move north" there in most episodes
     (experiments/taxi_reflection).
@@ -267,7 +267,7 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     if last is not None:
         done = f"({DIRECTION[last.action]})" if last.action in MOVES else f"({last.action})"
         parts.append(f"Last move {done} was {'a mistake' if last.mistake else 'good'}.")
-    where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_words(trow - row, tcol - col)}"
+    where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_words(trow - row, tcol - col).removesuffix(' of the taxi')}"
     if (row, col) != (trow, tcol):
         blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
         where += f"; blocked: {', '.join(blocked) or 'none'}"
