@@ -136,9 +136,7 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
     )
     try:
         killer.start()
-        started = time.perf_counter()
         run_seeds("taxi", preset("tiny", "taxi"), out, SEEDS, ray_address="auto", command=COMMAND, log=messages.append, progress=False)
-        elapsed = time.perf_counter() - started
     finally:
         finished.set()
         session.stop()
@@ -154,7 +152,6 @@ def test_seeds_as_ray_tasks_give_the_same_adapters_and_reports_even_when_a_worke
         assert any(m.startswith(f"[seed-{seed}] [eval-rl-reflect] done in") for m in messages) and f"[seed-{seed}] done" in messages
     assert _results(out) == _results(sequential)
     assert (out / "report.md").read_bytes() == (sequential / "report.md").read_bytes()  # the same command line too
-    assert elapsed < 120, f"two tiny seeds on Ray took {elapsed:.0f} s"
 
 
 @pytest.mark.slow  # about 40 s: two tiny pipelines in two processes side by side
