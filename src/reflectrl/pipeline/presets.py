@@ -270,11 +270,17 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # the policy reading the teacher's own reflections won 9% to 99% of the start states (experiments/taxi_seeds);
         # with the label after, seed 0's policy reached held-out label accuracy 100% and won all 100 with them
         # (experiments/taxi_reflection).
+        # No entropy bonus: the label-after reflective policy leaves SFT near-deterministic (entropy 1e-4 nats), so
+        # the bonus's gradient is tiny and Adam, which divides by its size, turns it into full-size steps in no
+        # useful direction: seed 0's first RL update moved the policy by 0.87 nats of KL, after which it never
+        # dropped the passenger off (Reflect-RL 0%, from 68% after SFT); without it the update is exactly zero
+        # (experiments/taxi_seeds_v2).
         "cpu": {
             "level": "dropoff", "shuffle_labels": False, "label_after": True, "reflection_tokens": 60,
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, "teacher": "oracle:reasoned", "misleading": 0.0},
             "sft_by_role": {"reflector": {"max_steps": 120, "lr_scheduler": "cosine"}},
+            "rl": {**TAXI_CPU_LESSONS["rl"], "entropy_coef": 0.0},
             "eval": {"episodes": "all", "batch_size": 100, "prompted_episodes": 10},
         },
         "gpu": {
@@ -392,6 +398,7 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, "teacher": "oracle:reasoned", "misleading": 0.0},
             "sft_by_role": {"reflector": {"max_steps": 120, "lr_scheduler": "cosine"}},
+            "rl": {**TAXI_CPU_LESSONS["rl"], "entropy_coef": 0.0},
             "rl": {**TAXI_CPU_LESSONS["rl"], "levels": ("easy", "medium"), "curriculum_schedule": (2,), "skip_zero_advantage": True},
             "eval": {"episodes": None, "levels": ("easy", "medium"), "batch_size": 64, "prompted_episodes": 10},
         },
