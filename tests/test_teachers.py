@@ -284,3 +284,19 @@ def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm
     assert max(lengths) <= 45 and sum(lengths) < 0.9 * sum(len(smollm2_tokenizer.encode(t)) for t in full)
     # One template: the same request always gets the same text, whatever the teacher seed.
     assert OracleTeacher(seed=1, style="concise").reflect(requests) == concise
+
+
+def test_taxi_reasoned_reflections_copy_the_observation_and_fit_the_preset_budget(smollm2_tokenizer):
+    from reflectrl.pipeline.presets import preset
+
+    requests = requests_along_episodes("taxi", make_env("taxi", level="dropoff"), [{"seed": seed} for seed in range(40)])
+    texts = make_teacher("oracle:reasoned").reflect(requests)
+    budget = preset("cpu", "taxi").reflection_tokens
+    for request, text in zip(requests, texts):
+        offset = request.state.observation.split("The destination is ")[1].split(".\n")[0].removesuffix(" of the taxi")
+        # The offset in the observation's words, in the same sentence on the destination's square as anywhere else.
+        assert f": {offset}" in text and text.endswith(f"Next: {request.best_action}."), (request.state.observation, text)
+        assert ("at the taxi's square" in text) == (request.best_action == "drop off passenger"), text
+        assert text.startswith("Last move") == (request.last is not None), text
+        # Room for the end-of-text token within the reflection budget of the taxi cpu preset.
+        assert len(smollm2_tokenizer.encode(text)) < budget, text
