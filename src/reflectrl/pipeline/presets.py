@@ -259,9 +259,9 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # test seeds played before held only 64 distinct starts, and scored the RL rows 6-9 points above the
         # whole level). The prompted model (0 of 20 in the runs before, each episode to the horizon) plays 10
         # seeded episodes, which keeps the run within 45 minutes.
-        # Reasoned reflections (the stated facts, the verdict on the last move, then "Next:"; 43 tokens on
-        # average, 57 at most) and no misleading rows, the reflector as many steps as a policy: with misleading
-        # rows the SFT policy followed even the teacher's own reflections in 64% of steps and won 32% of the
+        # Reasoned reflections (the verdict on the last move, the observation's facts in its own words, then
+        # "Next:"; 47 tokens on average, 59 at most) and no misleading rows, the reflector as many steps as a
+        # policy: with misleading rows the SFT policy followed even the teacher's own reflections in 64% of steps and won 32% of the
         # start states with them (its own reflector: 52%); without, it followed them in 82% and won 69%
         # (experiments/taxi_reflection). The described observation, not the paper's map: a 120-step 135M
         # reflector did not learn to read positions off the map (right in 41% of steps, its agent 0%).
@@ -272,7 +272,7 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # (experiments/taxi_reflection).
         # No entropy bonus: the label-after reflective policy leaves SFT near-deterministic (entropy 1e-4 nats), so
         # the bonus's gradient is tiny and Adam, which divides by its size, turns it into full-size steps in no
-        # useful direction: seed 0's first RL update moved the policy by 0.87 nats of KL, after which it never
+        # useful direction: seed 0's first RL iteration moved the policy by 0.87 nats of KL, after which it never
         # dropped the passenger off (Reflect-RL 0%, from 68% after SFT); without it the update is exactly zero
         # (experiments/taxi_seeds_v2).
         "cpu": {
