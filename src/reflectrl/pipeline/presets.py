@@ -261,8 +261,9 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         # seeded episodes, which keeps the run within 45 minutes.
         # Reasoned reflections (the verdict on the last move, the observation's facts in its own words, then
         # "Next:"; 47 tokens on average, 59 at most) and no misleading rows, the reflector as many steps as a
-        # policy: with misleading rows the SFT policy followed even the teacher's own reflections in 64% of steps and won 32% of the
-        # start states with them (its own reflector: 52%); without, it followed them in 82% and won 69%
+        # policy: with misleading rows the SFT policy followed even the teacher's own reflections in 64% of steps
+        # and won 32% of the start states with them (its own reflector: 52%); without, it followed them in 82% and
+        # won 69%
         # (experiments/taxi_reflection). The described observation, not the paper's map: a 120-step 135M
         # reflector did not learn to read positions off the map (right in 41% of steps, its agent 0%).
         # Menus as "move south (0)": the label right after the words the reflection recommends. With "0. move south"
@@ -398,7 +399,6 @@ ENV_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             **TAXI_CPU_LESSONS,
             "data": {"episodes": 120, "teacher": "oracle:reasoned", "misleading": 0.0},
             "sft_by_role": {"reflector": {"max_steps": 120, "lr_scheduler": "cosine"}},
-            "rl": {**TAXI_CPU_LESSONS["rl"], "entropy_coef": 0.0},
             "rl": {**TAXI_CPU_LESSONS["rl"], "levels": ("easy", "medium"), "curriculum_schedule": (2,), "skip_zero_advantage": True},
             "eval": {"episodes": None, "levels": ("easy", "medium"), "batch_size": 64, "prompted_episodes": 10},
         },

@@ -254,10 +254,10 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     right before the move so that the move is conditioned on it. Every fact is written in the observation's
     own words (its offsets, less "of the taxi" to fit 60 tokens; "at the taxi's square"; the compass names of
     the blocked moves), so a small reflector copies them instead of converting them, and the one decision left,
-    the move, reads the offset's direction next to the blocked list. The same sentence shape on the target's square as anywhere else: with
-    a shape of its own ("Taxi at row 4, column 3, on B.") the choice came before the reflector had written
-    the target's position, and SFT reflectors wrote "move north" there in most episodes
-    (experiments/taxi_reflection).
+    the move, reads the offset's direction next to the blocked list. The same sentence shape on the target's
+    square as anywhere else: with a shape of its own ("Taxi at row 4, column 3, on B.") the choice came before
+    the reflector had written the target's position, and SFT reflectors wrote "move north" there in most
+    episodes (experiments/taxi_reflection).
     """
     facts, best = request.facts, request.best_action
     (row, col), (trow, tcol) = facts["taxi"], facts["target"]
@@ -267,7 +267,8 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     if last is not None:
         done = f"({DIRECTION[last.action]})" if last.action in MOVES else f"({last.action})"
         parts.append(f"Last move {done} was {'a mistake' if last.mistake else 'good'}.")
-    where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {_offset_words(trow - row, tcol - col).removesuffix(' of the taxi')}"
+    offset = _offset_words(trow - row, tcol - col).removesuffix(" of the taxi")
+    where = f"Taxi at row {row}, column {col}; {name} at row {trow}, column {tcol}: {offset}"
     if (row, col) != (trow, tcol):
         blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
         where += f"; blocked: {', '.join(blocked) or 'none'}"
