@@ -20,7 +20,7 @@ from reflectrl.cli.main import app
 from reflectrl.envs import lookup
 from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import PRESETS, preset
-from reflectrl.pipeline.run import SETTINGS, rl_config, run_pipeline, stage_names
+from reflectrl.pipeline.run import evaluated_settings, rl_config, run_pipeline, stage_names
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
 from reflectrl.trainers.checkpoint import latest_checkpoint
 
@@ -82,7 +82,7 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
 
     report = result.report.read_text()
     rows = _report_rows(report)
-    labels = [s.label.replace("{model}", "tiny-random") for s in SETTINGS]
+    labels = [s.label.replace("{model}", "tiny-random") for s in evaluated_settings("all")]
     assert set(labels) <= set(rows), f"missing rows: {set(labels) - set(rows)}"
     assert rows["Oracle (upper bound)"][0] == "100.0%"  # optimal drop-offs take at most 9 steps
     assert all(cells[2] == "4" for cells in rows.values())  # episodes per row
@@ -97,7 +97,7 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     assert "[view.html](view.html)" in report
     page = json.loads((out / "view.html").read_text().split('id="reflectrl-data">', 1)[1].split("</script>", 1)[0])
     names = [row["name"] for row in page["rows"]]
-    assert len(names) == len(SETTINGS) and all(name.endswith("/dropoff") for name in names)
+    assert len(names) == len(evaluated_settings("all")) and all(name.endswith("/dropoff") for name in names)
     assert (names[page["left"]], names[page["right"]]) == ("eval-rl-reflect/dropoff", "eval-sft-reflect/dropoff")
     timing = (out / "timing.md").read_text()
     assert "| sft-policy |" in timing and "torch threads" in timing

@@ -71,7 +71,8 @@ def replay(env: TextEnv, seed: int, actions: list[str]) -> dict[str, Any]:
     return info
 
 
-def _sample(env: TextEnv, info, episode: int, seed: int, taken: list[str], last, explainer: Explainer, source: str) -> StepSample:
+def sample_state(env: TextEnv, info, episode: int, seed: int, taken: list[str], last, explainer: Explainer, source: str) -> StepSample:
+    """The state `env` stands in (its last `info`), with the oracle's choice and the facts the teacher writes from."""
     return StepSample(
         episode=episode,
         seed=seed,
@@ -96,7 +97,7 @@ def expert_episode(
     taken: list[str] = []
     last: Assessment | None = None
     while True:
-        sample = _sample(env, info, episode, seed, taken, last, explainer, EXPERT)
+        sample = sample_state(env, info, episode, seed, taken, last, explainer, EXPERT)
         samples.append(sample)
         menu = info["actions"]
         if rng.random() < random_prob:
@@ -144,6 +145,6 @@ def negative_samples(
             fresh = False
             if terminated or truncated or after["invalid_action"]:
                 continue
-            made.append(_sample(env, after, base.episode, base.seed, base.taken + [action], verdict, explainer, NEGATIVE))
+            made.append(sample_state(env, after, base.episode, base.seed, base.taken + [action], verdict, explainer, NEGATIVE))
             break
     return made

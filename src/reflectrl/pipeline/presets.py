@@ -105,6 +105,19 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class DaggerSettings:
+    """A further SFT round of the reflector on the states its SFT agent visits, labelled by the teacher
+    (`reflectrl.datagen.dagger`); Reflect-RL then trains its policy with, and is evaluated with, that reflector."""
+
+    episodes: int = 0
+    """Train-split episodes the SFT reflective agent plays greedily (0: no round)."""
+    steps: int = 60
+    """SFT steps of the round, starting from the SFT reflector's weights (its other SFT settings apply)."""
+    first_round_share: float = 1.0
+    """Rows of the first round's reflector data mixed in, as a multiple of the visited states' rows."""
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything `reflectrl pipeline` does for one environment."""
 
@@ -144,6 +157,7 @@ class Preset:
     """Further `WarmupConfig` overrides for one role (reflector, policy, plain), e.g. more steps for the reflector."""
     rl: RLConfig = field(default_factory=lambda: RL)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    dagger: DaggerSettings = field(default_factory=DaggerSettings)
 
     @property
     def eval_levels(self) -> tuple[str | None, ...]:
@@ -205,7 +219,7 @@ change fields of a stage's settings, the same way `ENV_OVERRIDES` changes a pres
 
 def _changed(base: Preset, changes: dict[str, Any]) -> Preset:
     changes = dict(changes)
-    for part in ("data", "rl", "eval"):
+    for part in ("data", "rl", "eval", "dagger"):
         if part in changes:
             changes[part] = replace(getattr(base, part), **changes[part])
     if "sft" in changes:

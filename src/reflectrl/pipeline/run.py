@@ -21,6 +21,14 @@ Stages (one folder each under the run folder; see `stages` for skipping and resu
 The ``-positive`` stages (the paper's "no negative examples" ablation) run
 only with ``rows="all"`` (``reflectrl pipeline --rows all``).
 
+With ``Preset.dagger`` (a number of episodes), ``dagger-data`` plays the SFT
+reflective agent on train-split episodes and labels every state it visits
+with the teacher's reflection, ``sft-reflector-dagger`` trains the SFT
+reflector a further round on those rows (`reflectrl.datagen.dagger`), and
+Reflect-RL trains and is evaluated with that reflector; the row
+``eval-sft-reflect-dagger`` (the SFT policy with it) tells the round's share
+of Reflect-RL's gain from RL's.
+
 With ``serve_reflector`` (``reflectrl pipeline --serve-reflector llamacpp``)
 the RL and evaluation stages ask the frozen SFT reflector through an
 inference server that the run starts (`reflectrl.serving`) instead of
@@ -42,7 +50,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +111,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("sft-plain", "SFT only, no reflection", "plain", "sft-plain"),
     Setting("sft-reflect", "SFT only, with reflection", "reflect", "sft-policy", "sft-reflector"),
+    Setting("sft-reflect-dagger", "SFT only, with reflection, reflector after its DAgger round", "reflect", "sft-policy", "sft-reflector-dagger"),
     Setting("rl-plain", "SFT + RL, no reflection", "plain", f"rl-plain/{RL_FINAL}"),
     Setting("rl-reflect-positive", "Reflect-RL, no negative examples", "reflect", f"rl-reflect-positive/{RL_FINAL}", "sft-reflector-positive"),
     Setting("rl-reflect", "Reflect-RL", "reflect", f"rl-reflect/{RL_FINAL}", "sft-reflector"),
@@ -133,14 +142,44 @@ ROWS = ("core", "all")
 reflection, oracle, random) or ``all`` (adds the paper's ablation: Reflect-RL without negative examples)."""
 ABLATION_STAGES = frozenset({"sft-reflector-positive", "sft-policy-positive", "rl-reflect-positive", "eval-rl-reflect-positive"})
 """Stages of the rows that only ``--rows all`` makes."""
+DAGGER_DATA = "dagger-data"
+DAGGER_REFLECTOR = "sft-reflector-dagger"
+DAGGER_STAGES = frozenset({DAGGER_DATA, DAGGER_REFLECTOR, "eval-sft-reflect-dagger"})
+"""Stages that only a preset with a DAgger round (`Preset.dagger`) makes."""
 
 
-def stage_names(rows: str = "all") -> list[str]:
-    """Every stage `rows` makes, in the order they run."""
+def stage_names(rows: str = "all", dagger: bool = False) -> list[str]:
+    """Every stage `rows` makes, in the order they run (with `dagger`: a preset with a DAgger round)."""
     if rows not in ROWS:
         raise ValueError(f"unknown rows {rows!r}; choose from {', '.join(ROWS)}")
-    names = ["data"] + [job[0] for job in SFT_JOBS] + [job[0] for job in RL_JOBS] + [f"eval-{s.key}" for s in SETTINGS]
-    return [n for n in names if rows == "all" or n not in ABLATION_STAGES]
+    names = (
+        ["data"] + [job[0] for job in SFT_JOBS] + [DAGGER_DATA, DAGGER_REFLECTOR] + [job[0] for job in RL_JOBS]
+        + [f"eval-{s.key}" for s in SETTINGS]
+    )
+    return [n for n in names if (rows == "all" or n not in ABLATION_STAGES) and (dagger or n not in DAGGER_STAGES)]
+
+
+def evaluated_settings(rows: str = "all", dagger: bool = False) -> list[Setting]:
+    """The rows of the comparison that `stage_names(rows, dagger)` evaluates, in `SETTINGS` order."""
+    names = set(stage_names(rows, dagger))
+    return [s for s in SETTINGS if f"eval-{s.key}" in names]
+
+
+def has_dagger(preset: Preset) -> bool:
+    """Whether `preset` trains the reflector a DAgger round (`Preset.dagger`)."""
+    return preset.dagger.episodes > 0
+
+
+def trained_reflector(preset: Preset, stage: str) -> str:
+    """The reflector stage an RL run and its evaluation use: the DAgger round's where the preset has one."""
+    return DAGGER_REFLECTOR if stage == "sft-reflector" and has_dagger(preset) else stage
+
+
+def with_trained_reflector(setting: Setting, preset: Preset) -> Setting:
+    """`setting` with the reflector its RL run trained with (`trained_reflector`); other settings as they are."""
+    if setting.key == "rl-reflect" and setting.reflector:
+        return replace(setting, reflector=trained_reflector(preset, setting.reflector))
+    return setting
 
 
 def run_pipeline(
@@ -190,7 +229,7 @@ def _run_stages(
     env: str, preset: Preset, out: str | os.PathLike, command: str | None, lines: StageLines, rows: str,
     reflector_for: Callable[[Path], str], report_to: tuple[str, ...],
 ) -> PipelineResult:
-    wanted = set(stage_names(rows))
+    wanted = set(stage_names(rows, has_dagger(preset)))
     entry = lookup(env)
     out = Path(out)
     if preset.threads:
@@ -206,8 +245,18 @@ def _run_stages(
         if name in wanted:
             stage = partial(_sft_stage, preset, role, out / "data" / data_file, lines, report_to=report_to)
             records[name] = runner.run(Stage(name, stage))
+    if DAGGER_DATA in wanted:
+        from reflectrl.datagen.dagger import ROUND_FILE
+
+        records[DAGGER_DATA] = runner.run(Stage(DAGGER_DATA, partial(_dagger_stage, entry.name, preset, out, lines)))
+        stage = partial(
+            _sft_stage, preset, "reflector", out / DAGGER_DATA / ROUND_FILE, lines, report_to=report_to,
+            changes={"init_adapter": str(out / "sft-reflector"), "max_steps": preset.dagger.steps},
+        )
+        records[DAGGER_REFLECTOR] = runner.run(Stage(DAGGER_REFLECTOR, stage))
     for name, policy, reflector, _ in RL_JOBS:
         if name in wanted:
+            reflector = trained_reflector(preset, reflector) if reflector else None
             stage = partial(
                 _rl_stage, entry.name, preset, out / policy, out / reflector if reflector else None, reflector_for, lines, report_to=report_to
             )
@@ -215,7 +264,8 @@ def _run_stages(
     for setting in SETTINGS:
         name = f"eval-{setting.key}"
         if name in wanted:
-            records[name] = runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, lines, reflector_for)))
+            stage = partial(_eval_stage, entry.name, preset, with_trained_reflector(setting, preset), out, lines, reflector_for)
+            records[name] = runner.run(Stage(name, stage))
     verdict = _verdict(preset, records)
     report = _write_report(entry, preset, out, records, verdict, command, time.perf_counter() - started)
     lines.note(f"{verdict} Report: {report}")
@@ -254,15 +304,17 @@ def _data_stage(env: str, preset: Preset, lines: StageLines, folder: Path) -> di
 
 
 def _sft_stage(
-    preset: Preset, role: str, data: Path, lines: StageLines, folder: Path, *, report_to: tuple[str, ...] = DEFAULT_REPORT_TO
+    preset: Preset, role: str, data: Path, lines: StageLines, folder: Path, *, report_to: tuple[str, ...] = DEFAULT_REPORT_TO,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One SFT run with the preset's settings for `role`, and `changes` (a DAgger round's start and steps) over them."""
     from reflectrl.trainers.sft import WarmupConfig, run_warmup, step_callback
 
     config = WarmupConfig(
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
         eval_steps=0, save_total_limit=1, report_to=report_to, run_name=_tracker_run_name(folder),
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
-        resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {})},
+        resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {}), **(changes or {})},
     )
 
     def report(step: int, steps: int, logs: dict[str, float]) -> None:
@@ -286,6 +338,56 @@ def _sft_stage(
         "label_accuracy", "chance_accuracy", "resumed_from",
     )
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folder: Path) -> dict[str, Any]:
+    """The DAgger round's rows: the SFT reflective agent's visited states with the teacher's reflections (see
+    `reflectrl.datagen.dagger`), mixed with a share of the first round's reflector rows."""
+    from reflectrl.datagen.dagger import VisitStats, advice_share, mix_rows, teacher_rows, visited_samples, write_round
+    from reflectrl.datagen.generate import load_rows
+    from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
+    from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
+    from reflectrl.models.loading import load_tokenizer
+    from reflectrl.models.tokens import token_counter
+    from reflectrl.protocol import LabelSet
+    from reflectrl.teachers.registry import make_teacher
+
+    spec = AgentSpec(
+        kind="reflect", policy=str(root / "sft-policy"), reflector=str(root / "sft-reflector"), reflection_tokens=preset.reflection_tokens,
+        seed=preset.train_seed, device=preset.device, env=env,
+    )
+    config = EvalConfig(
+        env=env, split="train", episodes=preset.dagger.episodes, level=preset.level, horizon=preset.horizon,
+        batch_size=preset.eval.batch_size, seed=preset.train_seed, env_kwargs=dict(preset.env_kwargs),
+    )
+    loaded = load_agent(spec)
+    try:
+        played = evaluate(
+            loaded.agent, config, max_actions=loaded.max_actions, description="SFT reflective agent (DAgger round)",
+            on_progress=lambda done, planned, wins: lines.update(done, planned, "episodes", f"success {wins}/{done}"),
+        )
+    finally:
+        loaded.close()
+    plan = plan_episodes(config)
+    kwargs = {**plan.env_kwargs, **({"max_actions": loaded.max_actions} if loaded.max_actions is not None else {})}
+    samples = visited_samples(env, played.episodes, kwargs)
+    tokenizer = load_tokenizer(preset.model)
+    teacher = make_teacher(preset.data.teacher, seed=preset.seed)
+    try:
+        visited = teacher_rows(
+            env, samples, teacher, level=plan.level, label_set=LabelSet.for_tokenizer(tokenizer), count=token_counter(tokenizer),
+        )
+    finally:
+        teacher.close()
+    first_round = load_rows(root / "data" / "reflector.jsonl")
+    mixed = mix_rows(visited, first_round, preset.dagger.first_round_share, preset.train_seed)
+    stats = VisitStats(
+        episodes=len(played.episodes), success=float(played.summary["success"]), states=len(samples), rows=len(visited),
+        advice_optimal=advice_share(played.episodes), round_rows=len(mixed),
+    )
+    write_round(folder, visited, mixed, stats)
+    lines.update(stats.episodes, stats.episodes, "episodes", f"{stats.rows} visited states, reflection right in {stats.advice_optimal or 0:.0%}")
+    return stats.to_dict()
 
 
 def rl_config(env: str, preset: Preset) -> RLConfig:
@@ -537,7 +639,11 @@ def _write_report(
         + ", ".join(f"{n} {name} rows" for name, n in sorted(data["rows"].items()))
         + f"; negative share {data['negative_share']:.1%}",
         "RL": f"{_algo_text(preset.rl)}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
-        f"reflections up to {preset.reflection_tokens} tokens",
+        f"reflections up to {preset.reflection_tokens} tokens"
+        + (
+            f"; Reflect-RL's reflector after a DAgger round ({preset.dagger.episodes} train episodes of the SFT reflective agent, "
+            f"{preset.dagger.steps} SFT steps)" if has_dagger(preset) else ""
+        ),
     }
     total = sum(r["seconds"] for r in records.values())
     timing_meta = {
@@ -632,6 +738,14 @@ def _note(record: dict[str, Any]) -> str:
             f"{summary['episodes']} teacher episodes (the teacher won {summary['expert_success_rate']:.0%}); "
             f"{rows['reflector']} reflector rows, {rows['policy']} policy rows "
             f"({summary['negative_share']:.0%} negatives), {rows['plain']} plain rows"
+        )
+    if "round_rows" in summary:
+        advice = summary.get("advice_optimal")
+        notes.append(
+            f"the SFT reflective agent played {summary['episodes']} train episodes (success {summary['success']:.0%}): "
+            f"{summary['states']} states, {summary['rows']} distinct"
+            + (f", its reflection right in {advice:.0%} of them" if advice is not None else "")
+            + f"; {summary['round_rows']} rows in the reflector's round"
         )
     if "global_step" in summary:
         notes.append(f"{summary['global_step']} of {summary['max_steps']} steps")

@@ -41,7 +41,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -146,6 +146,9 @@ class WarmupConfig:
     config once and the `Trainer`'s logs through transformers' integrations."""
     run_name: str | None = None
     """The run's name in the trackers (None: OUT's folder name)."""
+    init_adapter: str | None = None
+    """Start from this LoRA adapter folder's weights instead of a fresh adapter (a further round of SFT on new rows,
+    e.g. `reflectrl.datagen.dagger`); its rank and layers are kept, so the LoRA settings above do not apply."""
 
     def check(self) -> None:
         if self.role not in ROLES:
@@ -165,6 +168,11 @@ class WarmupConfig:
             raise WarmupError("max_minutes must be > 0")
         if self.resume and self.overwrite:
             raise WarmupError("choose either resume (continue the run in out) or overwrite (replace it), not both")
+        if self.init_adapter is not None:
+            if self.full:
+                raise WarmupError("init_adapter continues a LoRA adapter; it cannot start a full fine-tune")
+            if not (Path(self.init_adapter) / "adapter_config.json").is_file():
+                raise WarmupError(f"init_adapter {self.init_adapter} is not a LoRA adapter folder (no adapter_config.json)")
         try:
             check_report_to(self.report_to)
         except TrackerError as err:
@@ -345,6 +353,11 @@ def run_identity(config: WarmupConfig, digest: str) -> dict[str, Any]:
     model folder by its resolved path, and none of the settings a resume may change (the folder itself among them)."""
     identity = as_saved({k: v for k, v in asdict(config).items() if k not in WarmupConfig.RESUMABLE})
     identity.update(data=digest, model=_resolved_spec(config.model))
+    if config.init_adapter is not None:
+        from reflectrl.models.reflection_cache import adapter_content_identity
+
+        # By content: a moved run folder still resumes, an adapter retrained in place does not.
+        identity["init_adapter"] = adapter_content_identity(config.init_adapter)
     return identity
 
 
@@ -356,6 +369,9 @@ def _saved_identity(saved: dict[str, Any], config: WarmupConfig, digest: str) ->
         before = WarmupConfig(**{k: v for k, v in saved.items() if k in known})
     except TypeError:  # role, data or out missing: not a config this code wrote
         return saved
+    if before.init_adapter is not None and config.init_adapter is not None and not Path(before.init_adapter).is_dir():
+        # The run folder moved with its starting adapter: the checkpoints' own record compares its content.
+        before = replace(before, init_adapter=config.init_adapter)
     if DATA_DIGEST in saved:
         saved_digest = saved[DATA_DIGEST]
     elif Path(before.data).resolve() == Path(config.data).resolve():
@@ -620,6 +636,10 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     if config.full:
         for param in model.parameters():
             param.requires_grad_(True)
+    elif config.init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
     else:
         # LoRA's first matrix is drawn from torch's global generator: seed it here, or the adapter
         # depends on whatever ran earlier in the process (a pipeline's data stage, an earlier SFT).
