@@ -45,6 +45,14 @@ def pipeline(
     ),
     seed_gpus: Optional[float] = typer.Option(None, "--seed-gpus", min=0, help="With --ray-address: GPUs each seed's task asks for (default: 1 with the gpu preset, else 0)."),
     report_to: str = report_to_option(),
+    assignments: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="Change one preset setting, by its dotted name (rl.iterations=8, sft.max_steps=200, dagger.episodes=200, "
+        "reflection_tokens=40); repeatable; saved with the run (pipeline.json), and a resume with another value is refused, naming it.",
+    ),
+    config_file: Optional[Path] = typer.Option(
+        None, "--config", metavar="FILE", help="Preset changes from a TOML file ([rl] then iterations = 8), applied before --set.",
+    ),
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
@@ -70,7 +78,13 @@ def pipeline(
     # Not part of the preset (it overrides the preset's own setting).
     apply_threads(threads)
     try:
-        settings = get_preset(preset_name, entry.name)
+        from reflectrl.pipeline.presets import merge_changes, parse_assignments, read_changes
+
+        changes = merge_changes(read_changes(config_file) if config_file else {}, parse_assignments(assignments or []))
+        settings = get_preset(preset_name, entry.name, changes)
+        from reflectrl.pipeline.run import rl_config
+
+        rl_config(entry.name, settings)  # a bad RL value fails here, not after the SFT stages
     except ValueError as err:
         fail(str(err))
     games = ""
@@ -90,6 +104,9 @@ def pipeline(
     command = games + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
     ) + (f" --rows {rows}" if rows != "core" else "") + (f" --serve-reflector {serve_reflector}" if serve_reflector else "")
+    if config_file is not None:
+        command += f" --config {shlex.quote(str(config_file))}"
+    command += "".join(f" --set {shlex.quote(text)}" for text in assignments or [])
     if seeds is not None:
         command += f" --seeds {seeds_text}"
     typer.echo(f"{command}\nRun folder: {folder} (re-run the same command to resume after an interruption; log: {folder / LOG_FILE})")

@@ -47,8 +47,10 @@ two threads then fight the other processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from reflectrl.run_settings import as_saved
@@ -455,12 +457,108 @@ def _env_overrides(env: str) -> Mapping[str, Mapping[str, Any]]:
         return {}
 
 
-def preset(name: str, env: str) -> Preset:
-    """The named preset with `env`'s overrides applied."""
+def preset(name: str, env: str, changes: Mapping[str, Any] | None = None) -> Preset:
+    """The named preset with `env`'s overrides applied, then `changes` (nested like `PRESET_CHANGES`; see
+    `parse_assignments` and `read_changes` for the command line's ``--set`` and ``--config``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     chosen = _changed(PRESETS[name], _env_overrides(env).get(name, {}))
+    if changes:
+        chosen = _changed(chosen, _checked_changes(chosen, changes))
     unknown = sorted(set(chosen.sft).union(*chosen.sft_by_role.values()) - {f.name for f in fields(WarmupConfig)})
     if unknown:
         raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
     return chosen
+
+
+def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
+    """``["rl.iterations=8", "sft.max_steps=200"]`` -> ``{"rl": {"iterations": 8}, "sft": {"max_steps": 200}}``.
+
+    A value is read as JSON where it parses (numbers, true/false, null, lists), else taken as text, so
+    ``data.teacher=oracle:concise`` needs no quotes. Keys are checked against the preset by `preset`.
+    """
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ValueError(f"--set takes KEY=VALUE with a dotted KEY (rl.iterations=8), not {text!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, last = key.strip().split(".")
+        target = changes
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"--set {text!r}: {part} is given a value and sub-settings")
+        target[last] = value
+    return changes
+
+
+def read_changes(path: str | os.PathLike) -> dict[str, Any]:
+    """Preset changes from a TOML file, nested as `parse_assignments` makes them (``[rl]`` then ``iterations = 8``)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as err:
+        raise ValueError(f"cannot read the settings file {path}: {err.strerror or err}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from err
+
+
+def merge_changes(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """`first` with `second` over it, nested dicts merged key by key (a file's settings, then ``--set``)."""
+    merged = dict(first)
+    for key, value in second.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_changes(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_FREE_FORM = frozenset({"env_kwargs", "sft", "sft_by_role"})
+"""Preset fields that are dicts of their own: any key goes (SFT keys are checked against `WarmupConfig` afterwards)."""
+
+
+def _checked_changes(base: Preset, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`changes` with each value given the type of the setting it replaces; an unknown key names the known ones."""
+    known = {f.name for f in fields(Preset)}
+    checked: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in known or key == "name":
+            raise ValueError(f"unknown setting {key!r}; choose from {', '.join(sorted(known - {'name'}))}")
+        current = getattr(base, key)
+        if key in _FREE_FORM:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{key} takes sub-settings ({key}.NAME=VALUE), not one value")
+            checked[key] = dict(value)
+        elif is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{key} takes sub-settings ({key}.NAME=VALUE), not one value")
+            parts = {f.name for f in fields(current)}
+            for name in value:
+                if name not in parts:
+                    raise ValueError(f"unknown setting {key}.{name}; choose from {', '.join(sorted(parts))}")
+            checked[key] = {name: _typed(f"{key}.{name}", getattr(current, name), v) for name, v in value.items()}
+        else:
+            checked[key] = _typed(key, current, value)
+    return checked
+
+
+def _typed(key: str, current: Any, value: Any) -> Any:
+    """`value` as the type of the setting's `current` value (a list for a tuple, an int for a float)."""
+    if isinstance(value, Mapping):
+        raise ValueError(f"{key} takes one value, not sub-settings")
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ValueError(f"{key} takes true or false, not {value!r}")
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and isinstance(value, str):
+        raise ValueError(f"{key} takes a number, not {value!r}")
+    return value
