@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reflectrl.datagen.dagger import VISITED, mix_rows, teacher_rows, visited_samples
+from reflectrl.datagen.dagger import VISITED, Visit, mix_rows, teacher_rows, visited_states
 from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
 from reflectrl.evaluation.scripted_agents import RandomAgent
 from reflectrl.pipeline.presets import DaggerSettings, preset
@@ -34,8 +34,10 @@ def random_play():
 
 def test_visited_states_are_the_states_the_agent_saw(random_play):
     episodes, kwargs = random_play
-    samples = visited_samples("taxi", episodes, kwargs)
+    visits = visited_states("taxi", episodes, kwargs)
+    samples = [visit.sample for visit in visits]
     seen = [step.state_key for e in episodes for step in e.steps]
+    assert all(visit.reflection is None for visit in visits)  # the random agent reads no reflection
     assert len(samples) == len(seen) and all(s.source == VISITED for s in samples)
     # The replay reaches each recorded state: its task and observation are the step's.
     assert [f"{s.state.task}\n{s.state.observation}" for s in samples] == seen
@@ -50,9 +52,14 @@ def test_visited_states_are_the_states_the_agent_saw(random_play):
 
 def test_teacher_rows_write_the_teachers_reflection_once_per_state(random_play, smollm2_tokenizer):
     episodes, kwargs = random_play
-    samples = visited_samples("taxi", episodes, kwargs)
+    visits = visited_states("taxi", episodes, kwargs)
+    samples = [visit.sample for visit in visits]
     teacher = make_teacher("oracle:reasoned", seed=0)
-    rows = teacher_rows("taxi", samples + samples, teacher, level="pickup", label_set=LabelSet.for_tokenizer(smollm2_tokenizer))
+    # The agent "read" the teacher's own reflection in the first state, something else in the others.
+    first = samples[0]
+    own = teacher.reflect([ReflectionRequest("taxi", first.state, first.best_action, first.last, first.facts)])[0]
+    read = [Visit(visits[0].sample, own)] + [Visit(v.sample, "Next: move north.") for v in visits[1:]]
+    rows = teacher_rows("taxi", read + read, teacher, level="pickup", label_set=LabelSet.for_tokenizer(smollm2_tokenizer))
     prompts = [row["prompt"] for row in rows]
     assert len(prompts) == len(set(prompts)) and 0 < len(rows) <= len(samples)
     for row in rows:
@@ -60,6 +67,8 @@ def test_teacher_rows_write_the_teachers_reflection_once_per_state(random_play, 
         request = ReflectionRequest("taxi", sample.state, sample.best_action, sample.last, sample.facts)
         assert row["completion"] == " " + teacher.reflect([request])[0].strip()
         assert row["source"] == VISITED and row["oracle_action"] == sample.best_action
+        assert row["agreed"] == (row["prompt"] == rows[0]["prompt"]) or row["completion"].strip() == "Next: move north."
+    assert rows[0]["agreed"] and rows[0]["agent_reflection"] == own.strip()
     # The teacher judges the agent's own moves, the random ones among them: some were mistakes.
     assert any("was a mistake" in row["completion"] for row in rows)
 
@@ -102,7 +111,7 @@ def test_a_further_round_starts_from_the_given_adapter(taxi_reflector_data, tiny
 
 @pytest.mark.slow  # about 20 s: the tiny pipeline with its DAgger stages
 def test_the_pipeline_trains_and_evaluates_reflect_rl_with_the_dagger_reflector(tmp_path):
-    chosen = replace(preset("tiny", "taxi"), dagger=DaggerSettings(episodes=6, steps=2))
+    chosen = replace(preset("tiny", "taxi"), dagger=DaggerSettings(episodes=6, steps=2, disagreements_only=True))
     out = tmp_path / "run"
     run_pipeline("taxi", chosen, out, log=lambda message: None, progress=False)
     names = stage_names("core", dagger=True)
@@ -110,7 +119,8 @@ def test_the_pipeline_trains_and_evaluates_reflect_rl_with_the_dagger_reflector(
     assert all((out / name / DONE).is_file() for name in names)
     stats = json.loads((out / "dagger-data" / "stats.json").read_text())
     visited = (out / "dagger-data" / "visited.jsonl").read_text().splitlines()
-    assert stats["rows"] == len(visited) > 0 and stats["episodes"] == 6
+    assert stats["rows"] == stats["distinct"] - stats["agreed"] == len(visited) > 0 and stats["episodes"] == 6
+    assert not any(json.loads(line)["agreed"] for line in visited)
     rl_settings = (out / "rl-reflect" / "run").rglob("hparams.yml")
     assert any("sft-reflector-dagger" in p.read_text() for p in rl_settings)
     done = {name: json.loads((out / name / DONE).read_text())["summary"] for name in ("eval-rl-reflect", "eval-sft-reflect")}

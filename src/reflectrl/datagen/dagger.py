@@ -44,14 +44,23 @@ VISITED_FILE = "visited.jsonl"
 STATS_FILE = "stats.json"
 
 
-def visited_samples(env: str, episodes: Sequence[Episode], env_kwargs: dict[str, Any]) -> list[StepSample]:
+@dataclass(frozen=True)
+class Visit:
+    """A state the agent stood in, and the reflection it read there."""
+
+    sample: StepSample
+    reflection: str | None
+    """The reflector's text at that step (None for an agent without a reflector)."""
+
+
+def visited_states(env: str, episodes: Sequence[Episode], env_kwargs: dict[str, Any]) -> list[Visit]:
     """Every state of `episodes` where the agent chose an action, rebuilt by replaying its actions.
 
     `env_kwargs` are the keywords the episodes were played with (horizon, max_actions, split, ...);
     environments are deterministic under a seed, so the replay reaches the states the agent saw.
     """
     explainer = explainer_for(env)
-    samples: list[StepSample] = []
+    visits: list[Visit] = []
     for number, episode in enumerate(episodes):
         game = make_env(env, level=episode.level, **env_kwargs)
         try:
@@ -61,7 +70,7 @@ def visited_samples(env: str, episodes: Sequence[Episode], env_kwargs: dict[str,
             for step in episode.steps:
                 if step.action_text is None:  # an invalid answer: no state change to learn from beyond this one
                     break
-                samples.append(sample_state(game, info, number, episode.seed, taken, last, explainer, VISITED))
+                visits.append(Visit(sample_state(game, info, number, episode.seed, taken, last, explainer, VISITED), step.reflection))
                 last = explainer.assess(game, step.action_text)
                 taken.append(step.action_text)
                 _, _, terminated, truncated, info = game.step(step.action_text)
@@ -69,26 +78,32 @@ def visited_samples(env: str, episodes: Sequence[Episode], env_kwargs: dict[str,
                     break
         finally:
             game.close()
-    return samples
+    return visits
 
 
 def teacher_rows(
-    env: str, samples: Sequence[StepSample], teacher, *, level: str, label_set: LabelSet, count=None, budget: int | None = None
+    env: str, visits: Sequence[Visit], teacher, *, level: str, label_set: LabelSet, count=None, budget: int | None = None
 ) -> list[dict[str, Any]]:
-    """Reflector rows of `samples` with `teacher`'s reflections, one per distinct prompt (in first-seen order).
+    """Reflector rows of `visits` with `teacher`'s reflections, one per distinct prompt (in first-seen order).
 
     A looping agent meets one state many times; one row each keeps the round from learning mostly
     the loop. The teacher is deterministic per state, so repeats would carry the same completion.
+    Each row also keeps the reflection the agent read (``agent_reflection``) and whether it was the
+    teacher's, word for word (``agreed``).
     """
+    samples = [visit.sample for visit in visits]
     requests = [ReflectionRequest(env=env, state=s.state, best_action=s.best_action, last=s.last, facts=s.facts) for s in samples]
     reflections = [clean_reflection(text) for text in teacher.reflect(requests)] if requests else []
     rows = build_rows(
-        list(samples), reflections, env=env, level=level, split="train", label_set=label_set, rng=None, count=count, budget=budget,
+        samples, reflections, env=env, level=level, split="train", label_set=label_set, rng=None, count=count, budget=budget,
         roles=("reflector",),
     )["reflector"]
+    # build_rows leaves out a state whose teacher reflection is empty: pair the rest by their texts' order.
+    kept = [visit for visit, text in zip(visits, reflections) if text.strip()]
     distinct: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        distinct.setdefault(row["prompt"], row)
+    for row, visit in zip(rows, kept, strict=True):
+        played = visit.reflection.strip() if visit.reflection is not None else None
+        distinct.setdefault(row["prompt"], {**row, "agent_reflection": played, "agreed": played == row["completion"].strip()})
     return list(distinct.values())
 
 
@@ -112,8 +127,12 @@ class VisitStats:
     """The agent's success rate on them."""
     states: int
     """States visited (with repeats)."""
+    distinct: int
+    """Distinct reflector prompts among them."""
+    agreed: int
+    """Of those, the ones where the agent read the teacher's reflection word for word."""
     rows: int
-    """Distinct reflector prompts among them (the round's new rows)."""
+    """The round's new rows (the distinct ones, or only those without agreement: `DaggerSettings.disagreements_only`)."""
     advice_optimal: float | None
     """Share of visited states where the reflection recommended an optimal action (the evaluation's judge;
     None when the episodes were not judged)."""

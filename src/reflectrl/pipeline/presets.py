@@ -117,6 +117,9 @@ class DaggerSettings:
     """SFT steps of the round, starting from the SFT reflector's weights (its other SFT settings apply)."""
     first_round_share: float = 1.0
     """Rows of the first round's reflector data mixed in, as a multiple of the visited states' rows."""
+    disagreements_only: bool = False
+    """Keep only the visited states where the agent's reflection was not the teacher's word for word (the states the
+    first round got wrong); otherwise every distinct visited state."""
 
 
 @dataclass(frozen=True)

@@ -343,7 +343,7 @@ def _sft_stage(
 def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folder: Path) -> dict[str, Any]:
     """The DAgger round's rows: the SFT reflective agent's visited states with the teacher's reflections (see
     `reflectrl.datagen.dagger`), mixed with a share of the first round's reflector rows."""
-    from reflectrl.datagen.dagger import VisitStats, advice_share, mix_rows, teacher_rows, visited_samples, write_round
+    from reflectrl.datagen.dagger import VisitStats, advice_share, mix_rows, teacher_rows, visited_states, write_round
     from reflectrl.datagen.generate import load_rows
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
@@ -370,20 +370,23 @@ def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folde
         loaded.close()
     plan = plan_episodes(config)
     kwargs = {**plan.env_kwargs, **({"max_actions": loaded.max_actions} if loaded.max_actions is not None else {})}
-    samples = visited_samples(env, played.episodes, kwargs)
+    visits = visited_states(env, played.episodes, kwargs)
     tokenizer = load_tokenizer(preset.model)
     teacher = make_teacher(preset.data.teacher, seed=preset.seed)
     try:
         visited = teacher_rows(
-            env, samples, teacher, level=plan.level, label_set=LabelSet.for_tokenizer(tokenizer), count=token_counter(tokenizer),
+            env, visits, teacher, level=plan.level, label_set=LabelSet.for_tokenizer(tokenizer), count=token_counter(tokenizer),
         )
     finally:
         teacher.close()
+    distinct, agreed = len(visited), sum(row["agreed"] for row in visited)
+    if preset.dagger.disagreements_only:
+        visited = [row for row in visited if not row["agreed"]]
     first_round = load_rows(root / "data" / "reflector.jsonl")
     mixed = mix_rows(visited, first_round, preset.dagger.first_round_share, preset.train_seed)
     stats = VisitStats(
-        episodes=len(played.episodes), success=float(played.summary["success"]), states=len(samples), rows=len(visited),
-        advice_optimal=advice_share(played.episodes), round_rows=len(mixed),
+        episodes=len(played.episodes), success=float(played.summary["success"]), states=len(visits), distinct=distinct,
+        agreed=agreed, rows=len(visited), advice_optimal=advice_share(played.episodes), round_rows=len(mixed),
     )
     write_round(folder, visited, mixed, stats)
     lines.update(stats.episodes, stats.episodes, "episodes", f"{stats.rows} visited states, reflection right in {stats.advice_optimal or 0:.0%}")
@@ -743,7 +746,8 @@ def _note(record: dict[str, Any]) -> str:
         advice = summary.get("advice_optimal")
         notes.append(
             f"the SFT reflective agent played {summary['episodes']} train episodes (success {summary['success']:.0%}): "
-            f"{summary['states']} states, {summary['rows']} distinct"
+            f"{summary['states']} states, {summary.get('distinct', summary['rows'])} distinct"
+            + (f" ({summary['agreed']} of them with the teacher's own reflection)" if "agreed" in summary else "")
             + (f", its reflection right in {advice:.0%} of them" if advice is not None else "")
             + f"; {summary['round_rows']} rows in the reflector's round"
         )
