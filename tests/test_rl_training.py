@@ -126,6 +126,37 @@ def test_grpo_skips_steps_of_groups_whose_episodes_all_got_one_return():
         RLConfig(env="corridor", algo="ppo", skip_zero_advantage=True)
 
 
+def test_a_step_past_max_kl_is_undone_with_its_optimizer_state_and_ends_the_update():
+    base = dict(env="corridor", levels=("short",), algo="grpo", episodes_per_iter=8, group_size=4, eval_every=0, epochs=1, replay_size=0)
+    # A huge learning rate: Adam's first step moves every weight by about lr, far past any small trust region.
+    loose = _trainer(RLConfig(**base, lr=0.5, minibatch_size=4, micro_batch_size=4))
+    batch = loose.collect(1, "short")
+    batch.episodes[0].steps[-1].reward += 1.0  # one episode's return differs: every step of its group has an advantage
+    start = _weights(loose)
+    stats = loose.updater.update(batch, [], 1)
+    assert "update/rejected_steps" not in stats and any(not torch.equal(start[k], p) for k, p in _weights(loose).items())
+
+    strict = _trainer(RLConfig(**base, lr=0.5, minibatch_size=4, micro_batch_size=4, max_kl=1e-6))
+    batch = strict.collect(1, "short")
+    batch.episodes[0].steps[-1].reward += 1.0
+    start, state = _weights(strict), strict.updater.optimizer.state_dict()
+    stats = strict.updater.update(batch, [], 1)
+    assert stats["update/rejected_steps"] == 1.0 and stats["loss/step_kl"] > 1e-6
+    assert all(torch.equal(start[k], p) for k, p in _weights(strict).items())
+    assert strict.updater.optimizer.state_dict()["state"] == state["state"] == {}  # Adam's moments as before: none yet
+
+    # A trust region the steps stay within changes nothing: the same weights as without it.
+    within = _trainer(RLConfig(**base, lr=1e-6, minibatch_size=4, micro_batch_size=4, max_kl=10.0))
+    plain = _trainer(RLConfig(**base, lr=1e-6, minibatch_size=4, micro_batch_size=4))
+    for trainer in (within, plain):
+        batch = trainer.collect(1, "short")
+        batch.episodes[0].steps[-1].reward += 1.0
+        stats = trainer.updater.update(batch, [], 1)
+    assert all(torch.equal(a, b) for a, b in zip(_weights(within).values(), _weights(plain).values()))
+    with pytest.raises(ValueError, match="max_kl"):
+        RLConfig(env="corridor", max_kl=0.0)
+
+
 def _batch_dependent(policy, monkeypatch):
     """Make a row's log-probs depend on the batch it sits in, by a known shift, on every CPU.
 

@@ -63,6 +63,9 @@ def train(
     epochs: int = typer.Option(3, "--epochs", min=1, help="ppo/grpo: passes over each batch."),
     entropy_coef: float = typer.Option(0.01, "--entropy-coef", help="Entropy bonus weight."),
     kl_coef: float = typer.Option(0.0, "--kl-coef", help="KL penalty weight towards the starting policy."),
+    max_kl: Optional[float] = typer.Option(
+        None, "--max-kl", help="Trust region: undo an optimizer step that moves the policy more than this many nats of KL on its rows, and end the iteration's update.",
+    ),
     replay_size: int = typer.Option(16, "--replay-size", min=0, help="Replay buffer capacity (successful episodes); 0 disables it."),
     replay_episodes: int = typer.Option(2, "--replay-episodes", min=0, help="Replayed episodes per update."),
     replay_weight: float = typer.Option(0.5, "--replay-weight", help="Weight of the replayed-episode loss."),

@@ -83,6 +83,11 @@ class RLConfig:
     """Weight of the entropy bonus."""
     kl_coef: float = 0.0
     """Weight of the KL penalty to the starting (SFT) policy; 0 disables it."""
+    max_kl: float | None = None
+    """Trust region: after each optimizer step the policy's exact KL from its distribution before the step is
+    measured on that step's rows (one extra forward pass); a step past this many nats is undone, weights and
+    optimizer state, and the iteration's update ends there. None: no check. Adam divides a step by the gradient's
+    own size, so on a near-deterministic policy a tiny gradient still moves it fully (see `PolicyUpdate`)."""
     grpo_std_norm: bool = True
     """grpo: divide by the group's standard deviation."""
     step_groups: bool = False
@@ -150,6 +155,7 @@ class RLConfig:
             (self.ppo_clip > 0 and self.epochs >= 1, "ppo_clip must be > 0 and epochs >= 1"),
             (self.minibatch_size >= 0 and self.micro_batch_size >= 1, "minibatch_size must be >= 0, micro_batch_size >= 1"),
             (self.reflection_temperature >= 0, "reflection_temperature must be >= 0"),
+            (self.max_kl is None or self.max_kl > 0, "max_kl must be > 0 (or None for no check)"),
             (min(self.value_coef, self.entropy_coef, self.kl_coef, self.replay_weight) >= 0, "loss weights must be >= 0"),
             (self.replay_size >= 0 and self.replay_episodes >= 0, "replay sizes must be >= 0"),
             (min(self.eval_every, self.eval_episodes, self.checkpoint_every, self.keep_checkpoints) >= 0, "eval/checkpoint settings must be >= 0"),

@@ -15,6 +15,7 @@ each optimizer step's micro-batches are shared by the processes
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +52,14 @@ class _Item:
 
 
 class PolicyUpdate:
-    """Optimises a `LabelPolicy` (LoRA weights and value head) with the algorithm of an `RLConfig`."""
+    """Optimises a `LabelPolicy` (LoRA weights and value head) with the algorithm of an `RLConfig`.
+
+    With `RLConfig.max_kl` each optimizer step is a trust-region step: kept only if the policy's exact KL
+    from before the step, on the step's own rows, stays within it. Why: Adam scales each step to the
+    gradient's own size, so on a near-deterministic policy (a label-after reflective policy leaves SFT
+    with an entropy of about 1e-4 nats) gradients of 0.01 still move it as far as large ones would; on
+    DangerousTaxi such an update took one seed's Reflect-RL from 71% after SFT to 0% (experiments/taxi_seeds_v2).
+    """
 
     reuse_first_forward = True
     """Take the ratio denominators of the first optimizer step's micro-batches from their own forward pass instead
@@ -72,6 +80,10 @@ class PolicyUpdate:
             raise ValueError("the policy has no trainable parameters (add a LoRA adapter)")
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
         self.processes = UpdateProcesses(policy, self.params, accelerator)
+        if config.max_kl is not None and self.processes.count > 1:
+            raise ValueError("max_kl checks each step in one process; under data parallelism leave it unset")
+        self._before: list[tuple[list[_Item], torch.Tensor]] = []
+        """(micro-batch, its label log-probs before the step) of the current step, with `max_kl`."""
 
     def update(self, batch: Batch, replayed: Sequence[Episode], iteration: int) -> dict[str, float]:
         """Optimise the policy on one batch (plus replayed episodes); returns loss statistics."""
@@ -110,13 +122,20 @@ class PolicyUpdate:
             reuse = self.reuse_first_forward and (epochs == 1 or self.processes.count == 1)
             self._refresh_old_log_probs(micro, per_step if reuse else 0)
         sums = WeightedMeans()
+        rejected = 0
         for epoch in range(epochs):
             sequence = rng.permutation(len(micro)) if epoch > 0 else np.arange(len(micro))
             for start in range(0, len(micro), per_step):
-                self._optimise([micro[int(i)] for i in sequence[start : start + per_step]], sums)
+                if not self._optimise([micro[int(i)] for i in sequence[start : start + per_step]], sums):
+                    rejected = 1
+                    break
+            if rejected:
+                break
         stats = {f"loss/{k}": v for k, v in self.processes.merge(sums).means().items()}
         stats["update/steps"] = float(sum(not i.replay for i in items))
         stats["update/replay_steps"] = float(sum(i.replay for i in items))
+        if cfg.max_kl is not None:
+            stats["update/rejected_steps"] = float(rejected)
         return {**stats, **counts}
 
     def _refresh_old_log_probs(self, micro_batches: list[list[_Item]], first_step: int = 0) -> None:
@@ -145,19 +164,46 @@ class PolicyUpdate:
                     if not item.replay:
                         item.old_log_prob = value
 
-    def _optimise(self, micro_batches: list[list[_Item]], sums: WeightedMeans) -> None:
+    def _optimise(self, micro_batches: list[list[_Item]], sums: WeightedMeans) -> bool:
+        """One optimizer step over `micro_batches`; False when `max_kl` undid it (the update stops there)."""
         cfg = self.config
         n_on = sum(not i.replay for micro in micro_batches for i in micro)
         n_replay = sum(len(micro) for micro in micro_batches) - n_on
         self.optimizer.zero_grad(set_to_none=True)
         mine = self.processes.deal(micro_batches)
+        self._before = []
         for k, (micro, factor) in enumerate(mine):
             with self.processes.backward_context(last=k == len(mine) - 1):
                 self._accumulate(micro, factor, n_on, n_replay, sums)
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         sums.add("grad_norm", float(norm), 1.0 / self.processes.count)
+        if cfg.max_kl is not None:
+            weights = [p.detach().clone() for p in self.params]
+            optimizer_state = copy.deepcopy(self.optimizer.state_dict())
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if cfg.max_kl is None:
+            return True
+        kl = self._step_kl()
+        sums.add("step_kl", kl, 1.0)
+        if kl <= cfg.max_kl:
+            return True
+        with torch.no_grad():
+            for param, saved in zip(self.params, weights):
+                param.copy_(saved)
+        self.optimizer.load_state_dict(optimizer_state)
+        return False
+
+    def _step_kl(self) -> float:
+        """Mean exact KL(before || after) over the last step's rows, every menu label counted."""
+        total, rows = 0.0, 0
+        with torch.no_grad():
+            for micro, before in self._before:
+                after = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
+                total += float(losses.label_kl(before, after.log_probs, after.mask).sum())
+                rows += len(micro)
+        self._before = []
+        return total / max(rows, 1)
 
     def _accumulate(self, micro: list[_Item], factor: float, n_on: int, n_replay: int, sums: WeightedMeans) -> None:
         """Forward and backward of one micro-batch, its loss weighted by its share of the step times `factor`.
@@ -168,6 +214,8 @@ class PolicyUpdate:
         cfg = self.config
         counted = factor > 0
         out = self.processes.forward([i.prompt_ids for i in micro], [i.label_ids for i in micro])
+        if self.config.max_kl is not None and factor > 0:
+            self._before.append((micro, out.log_probs.detach()))
         actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
         chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
         if any(i.old_from_forward for i in micro):
