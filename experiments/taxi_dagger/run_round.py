@@ -1,14 +1,15 @@
-"""Taxi seeds with the reflector's DAgger round, forked from a finished multi-seed run of the same preset without it.
+"""Taxi seeds with today's taxi cpu preset, forked from a finished multi-seed run of an earlier preset that differs
+only after SFT.
 
-The round (`Preset.dagger`, `reflectrl.datagen.dagger`) changes only Reflect-RL's side after SFT: its reflector, so
-the ``rl-reflect`` stage, its evaluation and its ceiling row. Every other stage (teacher data, the three SFT runs, RL
-without reflection, every other evaluation) has the same settings and inputs with or without it, so this script
-copies them from SOURCE instead of training them again, writes the round's preset into the copy's pipeline.json
-files, and runs the multi-seed pipeline there: it skips the copied stages (their DONE.json) and runs the round, then
-Reflect-RL and its evaluations. A fresh `reflectrl pipeline taxi --seeds ...` with the round in the preset runs the
-same stages from scratch.
+The reflector's DAgger round (`Preset.dagger`, `reflectrl.datagen.dagger`) and the RL trust region
+(`RLConfig.max_kl`) change only what comes after the SFT stages: the round's stages, the two RL runs and the
+evaluations of their rows. The teacher data, the three SFT runs and the evaluations of the SFT rows have the same
+settings and inputs, so this script copies them from SOURCE instead of training them again, writes today's preset
+into the copy's pipeline.json files, removes the stages that change (`REDONE`), and runs the multi-seed pipeline
+there: it skips the copied stages (their DONE.json) and runs the rest. A fresh `reflectrl pipeline taxi --seeds ...`
+runs every stage from scratch and gives the same results on the same machine and thread count.
 
-    python experiments/taxi_dagger/run_round.py SOURCE OUT --seeds 3,4 --episodes 200 --steps 60 [--parallel 2]
+    python experiments/taxi_dagger/run_round.py SOURCE OUT --seeds 3,4 [--parallel 2]
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from reflectrl.pipeline.presets import DaggerSettings, preset
+from reflectrl.pipeline.presets import preset
 from reflectrl.pipeline.run import saved_settings
 from reflectrl.pipeline.seeds import parse_seeds, run_seeds, seed_folder
 from reflectrl.pipeline.stages import CONFIG
 from reflectrl.storage import atomic_write_json
 
-CHANGED = ("rl-reflect", "eval-rl-reflect", "eval-rl-ceiling")
-"""Stages whose inputs the round changes (everything else is copied)."""
+REDONE = ("rl-reflect", "rl-plain", "eval-rl-reflect", "eval-rl-plain", "eval-rl-ceiling")
+"""Stages whose settings or inputs the round and the trust region change (everything else is copied)."""
 
 
 def fork(source: Path, out: Path, seeds: list[int], chosen) -> None:
@@ -40,7 +41,7 @@ def fork(source: Path, out: Path, seeds: list[int], chosen) -> None:
         saved["preset"] = saved_settings("taxi", seed_preset)
         atomic_write_json(folder / CONFIG, saved)
         if folder != out:
-            for name in CHANGED:
+            for name in REDONE:
                 shutil.rmtree(folder / name, ignore_errors=True)
             for name in ("report.md", "success.png", "learning_curves.png", "timing.md", "view.html"):
                 (folder / name).unlink(missing_ok=True)
@@ -51,19 +52,15 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--seeds", required=True)
-    parser.add_argument("--episodes", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--share", type=float, default=1.0)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
-    chosen = replace(preset("cpu", "taxi"), dagger=DaggerSettings(args.episodes, args.steps, args.share))
+    chosen = preset("cpu", "taxi")
     fork(args.source, args.out, seeds, chosen)
     run_seeds(
         "taxi", chosen, args.out, seeds, parallel=args.parallel, threads=args.threads, progress=False,
-        command=f"python experiments/taxi_dagger/run_round.py SOURCE {args.out} --seeds {args.seeds} --episodes {args.episodes} "
-        f"--steps {args.steps} --share {args.share}",
+        command=f"python experiments/taxi_dagger/run_round.py SOURCE {args.out} --seeds {args.seeds}",
     )
 
 
