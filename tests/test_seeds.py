@@ -193,6 +193,25 @@ def test_a_killed_multi_seed_run_resumes_where_it_stopped(sequential, tmp_path):
     assert _results(out) == _results(sequential)
 
 
+@pytest.mark.slow  # about 20 s: a parallel two-seed CLI run whose parent is killed alone
+def test_seed_processes_end_when_the_parent_is_killed_alone(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "run"
+    workers: list = []
+
+    def seeds_started() -> bool:
+        # The parent's spawned seed workers, once both seed folders exist (their stages are under way).
+        if not all((out / f"seed-{seed}" / "pipeline.json").exists() for seed in SEEDS):
+            return False
+        parent = next(c for c in psutil.Process(os.getpid()).children() if str(out) in " ".join(c.cmdline()))
+        workers[:] = [c for c in parent.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
+        return len(workers) >= 2
+
+    kill_cli_when(["pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--seeds", "2", "--parallel", "2", "--quiet"], tmp_path, seeds_started)
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"seed processes still running after their parent was killed: {[p.pid for p in alive]}"
+
+
 def test_seed_lists_and_the_cli_refuse_bad_requests_without_traceback():
     assert parse_seeds("5") == [0, 1, 2, 3, 4] and parse_seeds("0,3,7") == [0, 3, 7] and parse_seeds("7,") == [7]
     for bad in ("0", "-1,2", "1,1", "a", ",", "2.5"):
