@@ -157,6 +157,19 @@ def test_a_step_past_max_kl_is_undone_with_its_optimizer_state_and_ends_the_upda
         RLConfig(env="corridor", max_kl=0.0)
 
 
+def test_a_resume_clears_what_a_kill_during_the_last_prune_left(tmp_path):
+    config = RLConfig(env="corridor", levels=("short",), iterations=1, episodes_per_iter=4, eval_every=0, checkpoint_every=1)
+    trainer = _trainer(config, run_dir=tmp_path / "run")
+    trainer.train()
+    checkpoints = tmp_path / "run" / "checkpoints"
+    # A kill between moving an old checkpoint aside and deleting it (`_discard`) leaves it under a temporary name.
+    leftover = checkpoints / ".tmp-old-abc123" / "iter-000000"
+    leftover.mkdir(parents=True)
+    (leftover / "trainer.json").write_text("{}")
+    assert _trainer(config, run_dir=tmp_path / "run").resume() == 1
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["iter-000001"]
+
+
 def _batch_dependent(policy, monkeypatch):
     """Make a row's log-probs depend on the batch it sits in, by a known shift, on every CPU.
 

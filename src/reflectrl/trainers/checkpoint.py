@@ -168,6 +168,17 @@ def _remove_temporaries(root: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def remove_leftovers(run_dir: str | Path) -> None:
+    """Delete what a killed save or prune left in a run's checkpoint folder (half-written or half-deleted copies).
+
+    A save clears them before it writes, but a run killed while pruning after its last save has no save left to
+    do: its resume clears them here.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        _remove_temporaries(root)
+
+
 def _write_manifest(folder: Path, iteration: int) -> None:
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):

@@ -60,6 +60,7 @@ from reflectrl.trainers.checkpoint import (
     latest_checkpoint,
     load_policy_weights,
     read_json,
+    remove_leftovers,
     restore_rng_state,
     save_checkpoint,
     write_json,
@@ -330,6 +331,7 @@ class OnlineTrainer:
         if checkpoint is None:
             if self.run_dir is None:
                 raise ValueError("no run folder to resume from")
+            remove_leftovers(self.run_dir)
             checkpoint = latest_checkpoint(self.run_dir)
             if checkpoint is None:
                 return 0
