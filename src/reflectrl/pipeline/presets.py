@@ -37,6 +37,10 @@ prompted row (10 seeds)        19
 oracle, random, report         1
 =============================  =======  =================================================
 
+Since then the taxi cpu preset adds the reflector's DAgger round (`DaggerSettings`: its play and labelling of 200
+train episodes, 60 reflector steps, one more evaluation row) and an RL trust region; by their stage times measured
+beside other jobs they add roughly 8-10 minutes on an idle machine (experiments/taxi_dagger), not yet timed end to end.
+
 Knobs, in order of effect: the SFT `max_steps`, `RLConfig.iterations` and `episodes_per_iter`,
 `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`. `max_minutes` (SFT) and
 `RLConfig.max_minutes` are opt-in safety nets for a time budget, off in every preset: a stage
