@@ -57,13 +57,24 @@ def visited_states(env: str, episodes: Sequence[Episode], env_kwargs: dict[str, 
     """Every state of `episodes` where the agent chose an action, rebuilt by replaying its actions.
 
     `env_kwargs` are the keywords the episodes were played with (horizon, max_actions, split, ...);
-    environments are deterministic under a seed, so the replay reaches the states the agent saw.
+    environments are deterministic under a seed, so the replay reaches the states the agent saw. An
+    episode that repeats an earlier one move for move from the same first state (a greedy agent's
+    start state drawn by several seeds: evaluation plays it once and copies it) is not replayed
+    again: it holds no state the first did not. One environment per level serves every replay.
     """
     explainer = explainer_for(env)
     visits: list[Visit] = []
-    for number, episode in enumerate(episodes):
-        game = make_env(env, level=episode.level, **env_kwargs)
-        try:
+    games: dict[str, Any] = {}
+    seen: set[tuple] = set()
+    try:
+        for number, episode in enumerate(episodes):
+            played = (episode.level, episode.steps[0].state_key if episode.steps else "", tuple(s.action_text for s in episode.steps))
+            if played in seen:
+                continue
+            seen.add(played)
+            if episode.level not in games:
+                games[episode.level] = make_env(env, level=episode.level, **env_kwargs)
+            game = games[episode.level]
             _, info = game.reset(seed=episode.seed, options=dict(episode.options) if episode.options else None)
             taken: list[str] = []
             last = None
@@ -76,7 +87,8 @@ def visited_states(env: str, episodes: Sequence[Episode], env_kwargs: dict[str, 
                 _, _, terminated, truncated, info = game.step(step.action_text)
                 if terminated or truncated:
                     break
-        finally:
+    finally:
+        for game in games.values():
             game.close()
     return visits
 

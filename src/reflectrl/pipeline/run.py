@@ -347,7 +347,6 @@ def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folde
     from reflectrl.datagen.generate import load_rows
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
-    from reflectrl.models.loading import load_tokenizer
     from reflectrl.models.tokens import token_counter
     from reflectrl.protocol import LabelSet
     from reflectrl.teachers.registry import make_teacher
@@ -371,7 +370,7 @@ def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folde
     plan = plan_episodes(config)
     kwargs = {**plan.env_kwargs, **({"max_actions": loaded.max_actions} if loaded.max_actions is not None else {})}
     visits = visited_states(env, played.episodes, kwargs)
-    tokenizer = load_tokenizer(preset.model)
+    tokenizer = loaded.agent.policy.tokenizer
     teacher = make_teacher(preset.data.teacher, seed=preset.seed)
     try:
         visited = teacher_rows(
@@ -385,7 +384,8 @@ def _dagger_stage(env: str, preset: Preset, root: Path, lines: StageLines, folde
     first_round = load_rows(root / "data" / "reflector.jsonl")
     mixed = mix_rows(visited, first_round, preset.dagger.first_round_share, preset.train_seed)
     stats = VisitStats(
-        episodes=len(played.episodes), success=float(played.summary["success"]), states=len(visits), distinct=distinct,
+        episodes=len(played.episodes), success=float(played.summary["success"]), states=sum(e.length for e in played.episodes),
+        distinct=distinct,
         agreed=agreed, rows=len(visited), advice_optimal=advice_share(played.episodes), round_rows=len(mixed),
     )
     write_round(folder, visited, mixed, stats)
@@ -746,8 +746,7 @@ def _note(record: dict[str, Any]) -> str:
         advice = summary.get("advice_optimal")
         notes.append(
             f"the SFT reflective agent played {summary['episodes']} train episodes (success {summary['success']:.0%}): "
-            f"{summary['states']} states, {summary.get('distinct', summary['rows'])} distinct"
-            + (f" ({summary['agreed']} of them with the teacher's own reflection)" if "agreed" in summary else "")
+            f"{summary['states']} states, {summary['distinct']} distinct ({summary['agreed']} of them with the teacher's own reflection)"
             + (f", its reflection right in {advice:.0%} of them" if advice is not None else "")
             + f"; {summary['round_rows']} rows in the reflector's round"
         )
