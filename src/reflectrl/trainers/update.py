@@ -57,8 +57,9 @@ class PolicyUpdate:
     With `RLConfig.max_kl` each optimizer step is a trust-region step: kept only if the policy's exact KL
     from before the step, on the step's own rows, stays within it. Why: Adam scales each step to the
     gradient's own size, so on a near-deterministic policy (a label-after reflective policy leaves SFT
-    with an entropy of about 1e-4 nats) gradients of 0.01 still move it as far as large ones would; on
-    DangerousTaxi such an update took one seed's Reflect-RL from 71% after SFT to 0% (experiments/taxi_seeds_v2).
+    with an entropy of about 1e-4 nats) a gradient of norm 1e-4 still moves it as far as a large one would;
+    on DangerousTaxi one such step moved seed 3's reflective policy by 1.05 nats, and its Reflect-RL fell from
+    61% after SFT to 0% (experiments/taxi_dagger).
     """
 
     reuse_first_forward = True
@@ -82,8 +83,6 @@ class PolicyUpdate:
         self.processes = UpdateProcesses(policy, self.params, accelerator)
         if config.max_kl is not None and self.processes.count > 1:
             raise ValueError("max_kl checks each step in one process; under data parallelism leave it unset")
-        self._before: list[tuple[list[_Item], torch.Tensor]] = []
-        """(micro-batch, its label log-probs before the step) of the current step, with `max_kl`."""
 
     def update(self, batch: Batch, replayed: Sequence[Episode], iteration: int) -> dict[str, float]:
         """Optimise the policy on one batch (plus replayed episodes); returns loss statistics."""
@@ -171,10 +170,12 @@ class PolicyUpdate:
         n_replay = sum(len(micro) for micro in micro_batches) - n_on
         self.optimizer.zero_grad(set_to_none=True)
         mine = self.processes.deal(micro_batches)
-        self._before = []
+        before: list[tuple[list[_Item], torch.Tensor]] = []  # each micro-batch's label log-probs before the step
         for k, (micro, factor) in enumerate(mine):
             with self.processes.backward_context(last=k == len(mine) - 1):
-                self._accumulate(micro, factor, n_on, n_replay, sums)
+                log_probs = self._accumulate(micro, factor, n_on, n_replay, sums)
+            if factor > 0:
+                before.append((micro, log_probs))
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         sums.add("grad_norm", float(norm), 1.0 / self.processes.count)
         if cfg.max_kl is not None:
@@ -184,7 +185,7 @@ class PolicyUpdate:
         self.optimizer.zero_grad(set_to_none=True)
         if cfg.max_kl is None:
             return True
-        kl = self._step_kl()
+        kl = self._step_kl(before)
         sums.add("step_kl", kl, 1.0)
         if kl <= cfg.max_kl:
             return True
@@ -194,19 +195,19 @@ class PolicyUpdate:
         self.optimizer.load_state_dict(optimizer_state)
         return False
 
-    def _step_kl(self) -> float:
+    def _step_kl(self, before: list[tuple[list[_Item], torch.Tensor]]) -> float:
         """Mean exact KL(before || after) over the last step's rows, every menu label counted."""
         total, rows = 0.0, 0
         with torch.no_grad():
-            for micro, before in self._before:
+            for micro, log_probs in before:
                 after = self.policy.forward_ids([i.prompt_ids for i in micro], [i.label_ids for i in micro])
-                total += float(losses.label_kl(before, after.log_probs, after.mask).sum())
+                total += float(losses.label_kl(log_probs, after.log_probs, after.mask).sum())
                 rows += len(micro)
-        self._before = []
         return total / max(rows, 1)
 
-    def _accumulate(self, micro: list[_Item], factor: float, n_on: int, n_replay: int, sums: WeightedMeans) -> None:
-        """Forward and backward of one micro-batch, its loss weighted by its share of the step times `factor`.
+    def _accumulate(self, micro: list[_Item], factor: float, n_on: int, n_replay: int, sums: WeightedMeans) -> torch.Tensor:
+        """Forward and backward of one micro-batch, its loss weighted by its share of the step times `factor`;
+        returns the micro-batch's label log-probs as they were before the step (detached).
 
         `factor` is 1 alone, the number of processes under data parallelism (DDP averages the
         gradients), 0 for a stand-in micro-batch (whose statistics are not counted).
@@ -214,8 +215,6 @@ class PolicyUpdate:
         cfg = self.config
         counted = factor > 0
         out = self.processes.forward([i.prompt_ids for i in micro], [i.label_ids for i in micro])
-        if self.config.max_kl is not None and factor > 0:
-            self._before.append((micro, out.log_probs.detach()))
         actions = torch.tensor([i.action for i in micro], device=out.log_probs.device)
         chosen = out.log_probs.gather(1, actions[:, None]).squeeze(1)
         if any(i.old_from_forward for i in micro):
@@ -237,6 +236,7 @@ class PolicyUpdate:
             total = total + share * cfg.replay_weight * replay
             sums.add("replay", replay.item(), int((~on).sum()) * counted)
         (total * factor if factor != 1.0 else total).backward()
+        return out.log_probs.detach()
 
     def _policy_loss(self, micro, out, chosen, old, on) -> tuple[torch.Tensor, dict[str, float]]:
         """The algorithm's loss on the on-policy steps selected by `on`."""
