@@ -37,6 +37,18 @@ def test_dtype_and_device_choice():
         load_model("tiny-random", device="no-such-device")
 
 
+def test_a_saved_model_loads_without_hub_kernels(tiny_model, tmp_path):
+    # With the `kernels` package installed, transformers' default would swap layers for kernels it downloads
+    # when the model runs on a GPU (offline: a failure in the middle of SFT).
+    model, tokenizer = tiny_model
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, _ = load_model(tmp_path, device="cpu")
+    assert loaded.use_kernels is False
+    loaded.train()
+    assert loaded.use_kernels is False
+
+
 @pytest.mark.parametrize("spec", ["", "   ", None])
 def test_empty_specs_are_refused(spec):
     with pytest.raises(ModelLoadError, match="non-empty"):

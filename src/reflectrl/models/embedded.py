@@ -121,7 +121,7 @@ def load_gguf_model(gguf: Path):
     from transformers.utils import logging as hf_logging
 
     def load():
-        return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, use_kernels=False)  # see loading._load_weights
 
     if hf_logging.is_progress_bar_enabled():
         return load()

@@ -252,8 +252,12 @@ def _load_weights(spec: str, tokenizer, dtype: torch.dtype):
         folder = cached_model_folder(gguf)
         if folder is None:
             return load_gguf_model(gguf)
-        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(spec, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_kernels=False)
+    # use_kernels=False: with the `kernels` package installed (transformers 5.25 requires it), transformers swaps
+    # layers for compiled "hub kernels" that it downloads when the model first runs on a GPU. Offline that fails in
+    # the middle of a run (seen on an H200: SFT stopped at model.train() fetching a rotary kernel), and a downloaded
+    # kernel would change the numbers with no change to our settings.
+    return AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, use_kernels=False)
 
 
 def _load_with_adapter(folder: str, *, dtype, device, adapter_name: str, trainable: bool):
