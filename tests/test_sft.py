@@ -95,6 +95,41 @@ def test_shared_prefix_loss_equals_the_plain_loss(taxi_data, role, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_focal_loss_weighs_tokens_by_how_wrong_they_are():
+    from reflectrl.trainers.sft import token_loss
+
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 0.1]])
+    targets = torch.tensor([0, 0, 2])  # right and sure, wrong and sure, right and unsure
+    plain = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert torch.equal(token_loss(logits, targets), torch.nn.functional.cross_entropy(logits, targets))
+    p = torch.exp(-plain)
+    torch.testing.assert_close(token_loss(logits, targets, 2.0), ((1 - p) ** 2 * plain).mean())
+    # The sure and right token keeps almost nothing of its term, the sure and wrong one almost all of it.
+    weights = (1 - p) ** 2
+    assert weights[0] < 0.01 and weights[1] > 0.95 and weights[0] < weights[2] < weights[1]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_focal_completion_loss_equals_the_whole_rows_loss(taxi_data, gamma):
+    """The shared-prefix loss and the one DDP runs (the model's forward over whole rows) agree, focal or not."""
+    from reflectrl.models import add_lora, load_model
+    from reflectrl.trainers.sft import whole_rows_loss
+
+    model, tokenizer = load_model("tiny-random")
+    model = add_lora(model, "default", r=4, alpha=8)
+    rows = load_rows(taxi_data / "reflector.jsonl")[:4]
+    examples, _ = tokenize_rows(rows, "reflector", tokenizer, LabelSet.for_tokenizer(tokenizer), 4096)
+    batch = pad_batch(examples, pad_id=tokenizer.pad_token_id)
+    torch.testing.assert_close(completion_loss(model, batch, gamma), whole_rows_loss(model, batch, gamma), rtol=1e-5, atol=1e-5)
+    if gamma:
+        assert completion_loss(model, batch, gamma) < completion_loss(model, batch)
+
+
+def test_negative_focal_gamma_is_refused(taxi_data, tmp_path):
+    with pytest.raises(WarmupError, match="focal_gamma"):
+        WarmupConfig(role="reflector", data=str(taxi_data / "reflector.jsonl"), out=str(tmp_path), focal_gamma=-1).check()
+
+
 def test_held_out_split_keeps_episodes_whole(taxi_data):
     rows = load_rows(taxi_data / "plain.jsonl")
     train, held = split_rows(rows, 0.25, seed=0)

@@ -124,6 +124,7 @@ def sft(
     save_steps: int = typer.Option(50, min=1, help="Checkpoint every N steps."),
     lr_scheduler: str = typer.Option("cosine", help="Learning-rate schedule."),
     warmup_ratio: float = typer.Option(0.05, min=0.0, max=1.0, help="Warm-up share of the steps."),
+    focal_gamma: float = typer.Option(0.0, min=0.0, help="Focal loss exponent: token terms weighted by (1 - p)^gamma (0: plain cross-entropy)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on GPUs with bfloat16; off on CPUs, where float32 keeps the numbers independent of native bfloat16 support)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     seed: int = typer.Option(0, help="Seed."),
@@ -142,7 +143,7 @@ def sft(
         learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, eval_fraction=eval_fraction,
         max_eval_rows=max_eval_rows, eval_steps=eval_steps, save_steps=save_steps, lr_scheduler=lr_scheduler,
-        warmup_ratio=warmup_ratio, bf16=bf16, threads=threads, seed=seed, resume=resume, overwrite=overwrite,
+        warmup_ratio=warmup_ratio, focal_gamma=focal_gamma, bf16=bf16, threads=threads, seed=seed, resume=resume, overwrite=overwrite,
         report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]},
     )
     try:

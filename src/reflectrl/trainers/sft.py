@@ -146,11 +146,17 @@ class WarmupConfig:
     config once and the `Trainer`'s logs through transformers' integrations."""
     run_name: str | None = None
     """The run's name in the trackers (None: OUT's folder name)."""
+    focal_gamma: float = 0.0
+    """Focal loss exponent (Lin et al. 2017): each completion token's cross-entropy weighted by (1 - p)^gamma, p the
+    token's probability, so tokens the model already predicts (facts copied from the prompt) weigh less than those it
+    gets wrong (a rare decision); 0: plain cross-entropy. The held-out loss is always plain cross-entropy."""
     init_adapter: str | None = None
     """Start from this LoRA adapter folder's weights instead of a fresh adapter (a further round of SFT on new rows,
     e.g. `reflectrl.datagen.dagger`); its rank and layers are kept, so the LoRA settings above do not apply."""
 
     def check(self) -> None:
+        if self.focal_gamma < 0:
+            raise WarmupError(f"focal_gamma must be >= 0 (got {self.focal_gamma})")
         if self.role not in ROLES:
             raise WarmupError(f"unknown role {self.role!r}; choose from {', '.join(ROLES)}")
         if not Path(self.data).is_file():
@@ -464,8 +470,10 @@ def pad_batch(features: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def completion_loss(model, inputs: dict[str, Any]):
+def completion_loss(model, inputs: dict[str, Any], focal_gamma: float = 0.0):
     """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head.
+
+    With `focal_gamma` > 0 each token's term is weighted by (1 - p)^gamma (`WarmupConfig.focal_gamma`).
 
     Rows generated from one environment start with the same task text (for
     DangerousTaxi 45 % of a policy prompt): it runs once, as at rollout time
@@ -484,7 +492,30 @@ def completion_loss(model, inputs: dict[str, Any]):
     targets = labels[:, prefix + 1 :]
     chosen = targets != -100
     logits = model.get_output_embeddings()(hidden[chosen]).float()
-    return torch.nn.functional.cross_entropy(logits, targets[chosen])
+    return token_loss(logits, targets[chosen], focal_gamma)
+
+
+def whole_rows_loss(model, inputs: dict[str, Any], focal_gamma: float = 0.0):
+    """`completion_loss` through the model's own forward over every row whole (what DDP can average)."""
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    targets = inputs["labels"][:, 1:]
+    chosen = targets != -100
+    return token_loss(logits[:, :-1][chosen].float(), targets[chosen], focal_gamma)
+
+
+def token_loss(logits, targets, focal_gamma: float = 0.0):
+    """Mean cross-entropy of `logits` (tokens x vocabulary) against `targets`, focal when `focal_gamma` > 0.
+
+    A reflector's completion is mostly facts copied from its prompt and one decision (the move after "Next:",
+    or the wall sentence before it); once the copying is learned, the focal weight leaves the gradient to the
+    decisions it still gets wrong instead of averaging them with the near-zero terms of the copied tokens.
+    """
+    import torch
+
+    if focal_gamma == 0:
+        return torch.nn.functional.cross_entropy(logits, targets)
+    per_token = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    return ((1 - torch.exp(-per_token)) ** focal_gamma * per_token).mean()
 
 
 def _autocast(enabled: bool, model):
@@ -493,7 +524,7 @@ def _autocast(enabled: bool, model):
     return bf16_autocast(enabled, next(model.parameters()).device)
 
 
-def _trainer_class(identity: dict[str, Any]):
+def _trainer_class(identity: dict[str, Any], focal_gamma: float = 0.0):
     import torch
     from transformers import Trainer
 
@@ -506,14 +537,15 @@ def _trainer_class(identity: dict[str, Any]):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # accelerate's autocast wraps model.forward, which completion_loss bypasses: apply it here.
             with _autocast(self.args.bf16, model):
+                # The held-out loss stays plain cross-entropy, comparable across focal settings.
+                gamma = focal_gamma if model.training else 0.0
                 if isinstance(model, torch.nn.parallel.DistributedDataParallel):
                     # Under `accelerate launch` the gradients are averaged by DDP, which only sees a
-                    # pass through its own forward: the model's causal-LM loss, the same mean
-                    # cross-entropy over the completion tokens (the labels mask the rest), without the
-                    # shared-prefix saving.
-                    loss = model(**inputs).loss
+                    # pass through its own forward: the same loss over the completion tokens (the labels
+                    # mask the rest), without the shared-prefix saving.
+                    loss = model(**inputs).loss if gamma == 0 else whole_rows_loss(model, inputs, gamma)
                 else:
-                    loss = completion_loss(model, inputs)
+                    loss = completion_loss(model, inputs, gamma)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def _save(self, output_dir=None, state_dict=None):
@@ -727,7 +759,7 @@ def run_warmup(config: WarmupConfig, show_progress: bool = True, callbacks: list
     if config.role != "reflector" and config.accuracy_each_eval and do_eval:
         all_callbacks.append(LabelEval())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    trainer = _trainer_class(identity)(
+    trainer = _trainer_class(identity, config.focal_gamma)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_data),
