@@ -541,9 +541,8 @@ def _trainer_class(identity: dict[str, Any], focal_gamma: float = 0.0):
                 gamma = focal_gamma if model.training else 0.0
                 if isinstance(model, torch.nn.parallel.DistributedDataParallel):
                     # Under `accelerate launch` the gradients are averaged by DDP, which only sees a
-                    # pass through its own forward: the same loss over the completion tokens (the labels
-                    # mask the rest), without the shared-prefix saving.
-                    loss = model(**inputs).loss if gamma == 0 else whole_rows_loss(model, inputs, gamma)
+                    # pass through its own forward: the same loss, without the shared-prefix saving.
+                    loss = whole_rows_loss(model, inputs, gamma)
                 else:
                     loss = completion_loss(model, inputs, gamma)
             return (loss, {"loss": loss}) if return_outputs else loss
