@@ -86,7 +86,7 @@ class AgentSpec:
             return f"prompted {self.model}{where}"
         if self.kind == "plain":
             return f"plain policy {self.policy}"
-        return f"reflective policy {self.policy} with reflector {self.reflector}"  # SFT or RL: the folder says which
+        return f"Reflect-RL policy {self.policy} with reflector {self.reflector}"
 
 
 @dataclass
