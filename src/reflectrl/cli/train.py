@@ -7,7 +7,8 @@ The run folder (`--out`) holds:
 * ``tensorboard/``: the same metrics for TensorBoard (``--report-to`` chooses the trackers);
 * ``checkpoints/iter-NNNNNN/``: atomic checkpoints (see `reflectrl.trainers.checkpoint`);
 * ``final/``: the trained policy adapter (PEFT folder, plus ``value_head.safetensors``
-  for PPO), loadable with `load_model` or as `--policy` of another run.
+  for PPO), loadable with `load_model` or as `--policy` of another run; with ``--train-reflector`` also
+  ``final/reflector/``, the trained reflector adapter (`--reflector` of `reflectrl eval`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from reflectrl.envs import lookup
 from reflectrl.run_settings import ConfigMismatch, changed_settings, read_saved
 from reflectrl.storage import atomic_write_json
 from reflectrl.trainers.curriculum import resolve_levels
-from reflectrl.trainers.rl_config import RLConfig
+from reflectrl.trainers.rl_config import TRAINED_REFLECTOR, RLConfig
 
 FINAL = "final"
 RUN_FILE = "run.json"
@@ -83,6 +84,10 @@ def train(
     env_worker_cpus: float = typer.Option(1.0, "--env-worker-cpus", min=0.01, help="Ray: CPUs each environment actor reserves (fractions share a core)."),
     env_worker_restarts: int = typer.Option(3, "--env-worker-restarts", min=0, help="Ray: lost environment actors replaced (their episodes re-run from their seeds) before the run fails."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
+    reflection_temperature: float = typer.Option(0.0, "--reflection-temperature", min=0.0, help="Sample the reflections at this temperature while training (the paper: 1); 0: greedy. Evaluation reflects greedily."),
+    train_reflector: bool = typer.Option(False, "--train-reflector", help="Also train the reflector adapter from the returns (policy gradient on its sampled reflections; needs --reflection-temperature > 0); saved in FINAL/reflector."),
+    reflector_lr: float = typer.Option(2e-5, "--reflector-lr", help="--train-reflector: Adam learning rate of the reflector."),
+    reflector_kl_coef: float = typer.Option(0.04, "--reflector-kl-coef", min=0.0, help="--train-reflector: KL penalty weight towards the starting reflector (0: none)."),
     reflection_cache: bool = typer.Option(True, "--reflection-cache/--no-reflection-cache", help="Answer repeated reflector prompts from a cache saved with each checkpoint (the reflector decodes greedily)."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
     lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
@@ -100,7 +105,7 @@ def train(
     *,
     run: RunOptions,
 ) -> None:
-    """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen."""
+    """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen (or trained too: --train-reflector)."""
     try:
         _train(locals())
     except KeyboardInterrupt:
@@ -226,6 +231,8 @@ def _train_built(trainer, args: dict[str, Any], settings: dict[str, Any], config
         return
     last = next((r for r in reversed(trainer.history) if "val/success" in r), None)
     summary = f"Done: {trainer.iteration} iterations, policy saved to {out / FINAL}"
+    if config.train_reflector:
+        summary += f", reflector to {out / FINAL / TRAINED_REFLECTOR}"
     if trainer.stopped_by_time_limit:
         summary += f" (stopped by the time limit of {config.max_minutes} min)"
     if last is not None:

@@ -61,6 +61,7 @@ from reflectrl.pipeline.console import LOG_FILE, StageLines
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import ComparisonRow, read_curve, write_report, write_timing
 from reflectrl.pipeline.stages import Stage, StageRunner
+from reflectrl.trainers.rl_config import TRAINED_REFLECTOR
 from reflectrl.trainers.trackers import DEFAULT_REPORT_TO
 
 if TYPE_CHECKING:
@@ -176,7 +177,10 @@ def trained_reflector(preset: Preset, stage: str) -> str:
 
 
 def with_trained_reflector(setting: Setting, preset: Preset) -> Setting:
-    """`setting` with the reflector its RL run trained with (`trained_reflector`); other settings as they are."""
+    """`setting` with the reflector its RL run trained with (`trained_reflector`), or the one it trained
+    (`RLConfig.train_reflector`: saved beside the RL policy); other settings as they are."""
+    if setting.key.startswith("rl-reflect") and setting.reflector and preset.rl.train_reflector:
+        return replace(setting, reflector=f"{setting.policy}/{TRAINED_REFLECTOR}")
     if setting.key == "rl-reflect" and setting.reflector:
         return replace(setting, reflector=trained_reflector(preset, setting.reflector))
     return setting
@@ -473,7 +477,7 @@ def _eval_stage(
     else:
         reflector = reflector_for(root / setting.reflector) if setting.reflector else None
     # A served reflector's reflections may differ in float rounding from the in-process ones: separate caches.
-    cache_name = f"{setting.reflector}{'' if reflector == str(root / str(setting.reflector)) else '.served'}.jsonl"
+    cache_name = f"{str(setting.reflector).replace('/', '-')}{'' if reflector == str(root / str(setting.reflector)) else '.served'}.jsonl"
     spec = AgentSpec(
         kind=setting.kind,
         model=preset.model if setting.kind == "prompted" else None,

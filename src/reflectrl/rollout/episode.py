@@ -68,9 +68,14 @@ class Step:
     probs: list[float] | None = None
     """The agent's probability of each menu entry, in action order (`StepRecord.probs`; None where it has none).
     Kept for inspection (`reflectrl view`); training recomputes its numbers from the token ids."""
+    reflector_prompt: str | None = None
+    """The reflector's prompt (None without a reflector). In memory only, for training the reflector
+    (`RLConfig.train_reflector`): saved episodes leave it out, as it repeats the observation at length."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["reflector_prompt"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:

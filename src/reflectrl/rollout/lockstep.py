@@ -165,4 +165,5 @@ def _step(record: StepRecord, action: int, reward: float, done: bool, state_key:
         menu=list(menu),
         labels=list(labels) or None,
         probs=None if probs is None else [float(p) for p in probs],
+        reflector_prompt=getattr(record, "reflector_prompt", None),
     )

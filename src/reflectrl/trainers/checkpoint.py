@@ -220,6 +220,13 @@ def _fsync_dir(folder: Path) -> None:
 
 def load_policy_weights(policy: LabelPolicy, folder: str | Path) -> None:
     """Load adapter (and value-head) weights written by `LabelPolicy.save` into `policy`'s adapter in place."""
+    load_adapter_weights(policy.model, policy.adapter, folder, policy.device)
+    if policy.value_head is not None:
+        policy.load_value_head(folder)
+
+
+def load_adapter_weights(model, adapter: str | None, folder: str | Path, device=None) -> None:
+    """Load the LoRA weights of a PEFT adapter folder into `model`'s adapter `adapter`, in place."""
     from peft import set_peft_model_state_dict
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -230,13 +237,12 @@ def load_policy_weights(policy: LabelPolicy, folder: str | Path) -> None:
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"no adapter weights in {folder}")
+    device = device if device is not None else model.get_output_embeddings().weight.device
     try:
-        state = load_file(str(weights), device=str(policy.device))
+        state = load_file(str(weights), device=str(device))
     except SafetensorError as err:
         raise unreadable_weights(weights, err) from err
-    result = set_peft_model_state_dict(policy.model, state, adapter_name=policy.adapter)
+    result = set_peft_model_state_dict(model, state, adapter_name=adapter)
     unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if unexpected:
-        raise ValueError(f"adapter weights in {folder} do not fit the policy: {unexpected[:3]}")
-    if policy.value_head is not None:
-        policy.load_value_head(folder)
+        raise ValueError(f"adapter weights in {folder} do not fit adapter {adapter!r}: {unexpected[:3]}")

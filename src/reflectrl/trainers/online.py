@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
+from reflectrl.models.adapters import save_adapter
 from reflectrl.protocol import save_label_order
 from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.rollout.episode import Batch, EpisodeRequest
@@ -58,6 +59,7 @@ from reflectrl.trainers.checkpoint import (
     capture_rng_state,
     checkpoint_iteration,
     latest_checkpoint,
+    load_adapter_weights,
     load_policy_weights,
     read_json,
     remove_leftovers,
@@ -68,13 +70,14 @@ from reflectrl.trainers.checkpoint import (
 from reflectrl.trainers.curriculum import Curriculum, resolve_levels
 from reflectrl.trainers.metrics_log import MetricsLog
 from reflectrl.trainers.replay import ReplayBuffer
-from reflectrl.trainers.rl_config import ADVANTAGE_ESTIMATORS, ALGORITHMS, PG_BASELINES, RLConfig, derive_seed
+from reflectrl.trainers.rl_config import ADVANTAGE_ESTIMATORS, ALGORITHMS, PG_BASELINES, TRAINED_REFLECTOR, RLConfig, derive_seed
 from reflectrl.trainers.trackers import DEFAULT_REPORT_TO, RunTrackers
 from reflectrl.trainers.update import PolicyUpdate
 
 if TYPE_CHECKING:
     from reflectrl.models.policy import LabelPolicy
     from reflectrl.models.reflection_cache import CachedReflector
+    from reflectrl.trainers.reflector_update import ReflectorUpdate
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS", "ALGORITHMS", "PG_BASELINES", "OnlineTrainer", "RLConfig", "derive_seed", "load_policy_weights",
@@ -86,6 +89,7 @@ TRAIN_SEED_END = SPLIT_SEED_OFFSETS["validation"]
 VALIDATION_SEED_START = SPLIT_SEED_OFFSETS["validation"]
 REFLECTIONS_FILE = "reflections.json"
 """A checkpoint's reflection cache: the reflector's identity and every entry, oldest first."""
+REFLECTOR_OPTIMIZER_FILE = "reflector_optimizer.pt"
 TIME_PREFIX = "time/"
 """Metrics under this prefix are wall-clock measurements: they are the only ones that differ between identical runs."""
 
@@ -106,6 +110,7 @@ class OnlineTrainer:
         log: Callable[[dict[str, Any]], None] | None = None,
         accelerator: Any = None,
         trackers: RunTrackers | None = None,
+        reflector_update: ReflectorUpdate | None = None,
     ):
         """
         Args:
@@ -123,6 +128,8 @@ class OnlineTrainer:
                 docstring); None: this process alone.
             trackers: where the main process reports each iteration's metrics besides metrics.jsonl (their
                 folder is `run_dir`); default: TensorBoard under `run_dir`, with `config` as the run's settings.
+            reflector_update: trains the reflector after each policy update (`RLConfig.train_reflector`); its adapter
+                is saved beside the policy (`TRAINED_REFLECTOR`) and its optimizer with each checkpoint.
         """
         self.config = config
         self.policy = policy
@@ -131,6 +138,9 @@ class OnlineTrainer:
         """Whether this process plays the episodes and writes the run folder (always, without accelerate)."""
         self.updater = PolicyUpdate(config, policy, reference, self.accelerator)
         """The algorithm's optimisation of `policy`: what an iteration does after collecting."""
+        if reflector_update is not None and self.accelerator is not None:
+            raise ValueError("training the reflector runs in one process; leave accelerate out of such a run")
+        self.reflector_update = reflector_update
         self.engine = engine
         self.eval_engine = eval_engine if eval_engine is not None else engine
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -199,6 +209,10 @@ class OnlineTrainer:
         torch.manual_seed(derive_seed(cfg.seed, it, "update"))
         stats = self.updater.update(batch, replayed, it)
         update_seconds = time.perf_counter() - update_start
+        if self.reflector_update is not None:
+            reflector_start = time.perf_counter()
+            stats.update(self.reflector_update.update(batch.episodes, it))
+            stats[f"{TIME_PREFIX}reflector_update"] = time.perf_counter() - reflector_start
 
         self.replay.add(batch.episodes)
         self.iteration += 1
@@ -303,6 +317,8 @@ class OnlineTrainer:
             self._save_policy(folder / "policy")
             self.metrics.save_into(folder, metrics_offset)  # type: ignore[union-attr]
             torch.save(self.updater.optimizer.state_dict(), folder / "optimizer.pt")
+            if self.reflector_update is not None:
+                torch.save(self.reflector_update.optimizer.state_dict(), folder / REFLECTOR_OPTIMIZER_FILE)
             write_json(folder / "replay.json", self.replay.state_dict())
             write_json(folder / "rng.json", capture_rng_state())
             if self.reflection_cache is not None:
@@ -343,6 +359,10 @@ class OnlineTrainer:
             raise ConfigMismatch(f"the checkpoint was made with different settings: {', '.join(mismatched)}")
         load_policy_weights(self.policy, folder / "policy")
         self.updater.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        if self.reflector_update is not None:
+            update = self.reflector_update
+            load_adapter_weights(update.model, update.adapter, folder / "policy" / TRAINED_REFLECTOR)
+            update.optimizer.load_state_dict(torch.load(folder / REFLECTOR_OPTIMIZER_FILE, map_location="cpu", weights_only=True))
         self.replay.load_state_dict(read_json(folder / "replay.json"))
         self.curriculum.load_state_dict(state["curriculum"])
         restore_rng_state(read_json(folder / "rng.json"))
@@ -378,6 +398,8 @@ class OnlineTrainer:
 
     def _save_policy(self, folder: str | Path) -> None:
         self.policy.save(folder)
+        if self.reflector_update is not None:
+            save_adapter(self.reflector_update.model, self.reflector_update.adapter, Path(folder) / TRAINED_REFLECTOR)
         # Saved next to the policy so evaluation presents menus the way it was trained.
         save_label_order(folder, self.engine.agent.shuffle_labels, self.engine.agent.label_after)
 

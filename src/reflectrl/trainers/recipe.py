@@ -25,6 +25,7 @@ from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.trainers.online import OnlineTrainer
 from reflectrl.trainers.curriculum import resolve_levels
 from reflectrl.trainers.rl_config import RLConfig
+from reflectrl.trainers.reflector_update import ReflectorUpdate
 from reflectrl.trainers.rl_players import RLPlayers, load_rl_players
 from reflectrl.trainers.trackers import RunTrackers
 
@@ -75,11 +76,16 @@ def build_rl_run(
     """
     entry = lookup(config.env)
     levels = resolve_levels(entry.env_class().levels, config)
+    # A run without a reflector (the pipeline's plain arm shares the config) has no reflector to train.
+    trains_reflector = config.train_reflector and reflector is not None
     players = load_rl_players(
         policy, reflector, value_head=config.uses_critic, kl_reference=config.kl_coef > 0, init_seed=config.seed,
         cache_reflections=config.reflection_cache and config.reflection_temperature == 0,
-        reflector_temperature=config.reflection_temperature, **player_options,
+        reflector_temperature=config.reflection_temperature,
+        reflector_reference=trains_reflector and config.reflector_kl_coef > 0, **player_options,
     )
+    if trains_reflector and players.reflector_adapter is None:
+        raise ValueError("train_reflector trains a local reflector: give the reflector as an SFT adapter folder")
     fixed = {"max_actions": len(players.label_set)}
     if config.horizon is not None:
         fixed["horizon"] = config.horizon
@@ -92,12 +98,24 @@ def build_rl_run(
         run.trainer = OnlineTrainer(
             config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference,
             eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log, accelerator=accelerator,
-            trackers=trackers,
+            trackers=trackers, reflector_update=_reflector_update(config, players),
         )
     except BaseException:
         run.close()  # no Ray actors or session left behind by a run that could not be built
         raise
     return run
+
+
+def _reflector_update(config: RLConfig, players: RLPlayers) -> ReflectorUpdate | None:
+    """The reflector's own update when the run trains it (`RLConfig.train_reflector`)."""
+    if not config.train_reflector or players.reflector is None:
+        return None
+    from reflectrl.trainers.algorithms import algorithm_for
+
+    return ReflectorUpdate(
+        config, algorithm_for(config), players.players.model, players.players.tokenizer,
+        adapter=players.reflector_adapter, reference=players.reflector_reference, bf16=players.policy.bf16,
+    )
 
 
 def _engine_factory(

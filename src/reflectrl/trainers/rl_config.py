@@ -17,7 +17,11 @@ ALGORITHMS = ("pg", "ppo", "grpo")
 PG_BASELINES = ("none", "mean", "critic")
 ADVANTAGE_ESTIMATORS = ("gae", "mc")
 
-_PURPOSES = {"init": 0, "train-seeds": 1, "labels": 2, "sample": 3, "replay": 4, "minibatches": 5, "update": 6, "eval": 7, "reflect": 8}
+TRAINED_REFLECTOR = "reflector"
+"""Sub-folder of a saved policy (final or in a checkpoint) holding the reflector a `train_reflector` run trained:
+a PEFT adapter folder, for `reflectrl eval --reflector`."""
+
+_PURPOSES = {"init": 0, "train-seeds": 1, "labels": 2, "sample": 3, "replay": 4, "minibatches": 5, "update": 6, "eval": 7, "reflect": 8, "reflector": 9}
 
 
 def derive_seed(seed: int, iteration: int, purpose: str) -> int:
@@ -120,6 +124,16 @@ class RLConfig:
     reflection_temperature: float = 0.0
     """Sample the frozen reflector's reflections at this temperature while training (the paper: 1), seeded
     per iteration; 0: greedy. Evaluation always reflects greedily."""
+    train_reflector: bool = False
+    """Reflect-RL: also train the reflector's LoRA adapter from the returns, by policy gradient on the tokens of its
+    sampled reflections with the run's advantages (`trainers.reflector_update`); needs reflection_temperature > 0 and
+    a reflector adapter (a run without a reflector ignores it). The trained reflector is saved with every checkpoint and
+    beside the final policy."""
+    reflector_lr: float = 2e-5
+    """train_reflector: Adam learning rate of the reflector's adapter."""
+    reflector_kl_coef: float = 0.04
+    """train_reflector: weight of the KL penalty (GRPO's k3 estimator, per token) to the reflector the run started
+    from; 0 loads no reference."""
     max_minutes: float | None = None
     """Stop after the iteration that passes this many minutes of training in this process (at least one
     iteration runs; a checkpoint follows); a safety net for a time budget. None: no limit."""
@@ -155,6 +169,9 @@ class RLConfig:
             (self.ppo_clip > 0 and self.epochs >= 1, "ppo_clip must be > 0 and epochs >= 1"),
             (self.minibatch_size >= 0 and self.micro_batch_size >= 1, "minibatch_size must be >= 0, micro_batch_size >= 1"),
             (self.reflection_temperature >= 0, "reflection_temperature must be >= 0"),
+            (not self.train_reflector or self.reflection_temperature > 0,
+             "train_reflector needs sampled reflections: set reflection_temperature > 0 (the paper samples at 1)"),
+            (self.reflector_lr > 0 and self.reflector_kl_coef >= 0, "reflector_lr must be > 0 and reflector_kl_coef >= 0"),
             (self.max_kl is None or self.max_kl > 0, "max_kl must be > 0 (or None for no check)"),
             (min(self.value_coef, self.entropy_coef, self.kl_coef, self.replay_weight) >= 0, "loss weights must be >= 0"),
             (self.replay_size >= 0 and self.replay_episodes >= 0, "replay sizes must be >= 0"),

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from reflectrl.agents import PlainAgent, ReflectiveAgent
-from reflectrl.models import POLICY, LabelPolicy, TwoPlayerModel, load_adapter
+from reflectrl.models import POLICY, REFLECTOR, LabelPolicy, TwoPlayerModel, load_adapter
 from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
 from reflectrl.models.policy import VALUE_HEAD_FILE
 from reflectrl.models.precision import resolve_bf16
@@ -33,6 +33,7 @@ from reflectrl.models.reflection_cache import CachedReflector, reflector_identit
 from reflectrl.models.served_spec import is_served_spec
 from reflectrl.protocol import LabelSet, load_label_order
 from reflectrl.rollout.timing import TimedReflector
+from reflectrl.trainers.reflector_update import REFLECTOR_REFERENCE
 
 OPENAI_PREFIX = "openai:"
 """Reflector specs starting with this name a model on an OpenAI-compatible server."""
@@ -54,6 +55,10 @@ class RLPlayers:
     """Spec of the shared base model."""
     reflection_cache: CachedReflector | None = None
     """The cache in front of the reflector, when `cache_reflections` asked for one."""
+    reflector_adapter: str | None = None
+    """Name of the reflector's adapter on `players.model` when it is a local adapter (what `train_reflector` trains)."""
+    reflector_reference: str | None = None
+    """Name of the frozen copy of the starting reflector, when `reflector_reference` asked for one."""
 
     @property
     def label_set(self) -> LabelSet:
@@ -79,6 +84,7 @@ def load_rl_players(
     bf16: bool | None = None,
     cache_reflections: bool = False,
     reflector_temperature: float = 0.0,
+    reflector_reference: bool = False,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
 
@@ -90,6 +96,8 @@ def load_rl_players(
     default (`models.precision`). `cache_reflections` puts an in-memory
     `CachedReflector` in front of the reflector (it must decode greedily). `reflector_temperature` above 0
     samples a local reflector's reflections (seeded by `init_seed`; a trainer reseeds it per iteration).
+    `reflector_reference` loads the reflector adapter a second time, frozen, as the KL reference of a run that
+    trains the reflector (`RLConfig.train_reflector`).
     """
     if cache_reflections and reflector_temperature > 0:
         raise ValueError("a reflection cache needs greedy reflections (reflector_temperature 0)")
@@ -135,6 +143,10 @@ def load_rl_players(
         label_policy = players.label_policy(label_set, value_head=value_head, bf16=bf16)
     if value_head and from_adapter and (Path(policy) / VALUE_HEAD_FILE).is_file():
         label_policy.load_value_head(policy)
+    if reflector_reference:
+        if reflector_adapter is None:
+            raise ValueError("a reference reflector (train_reflector) needs the reflector as an SFT adapter folder on the policy's base")
+        players.model = load_adapter(players.model, reflector_adapter, REFLECTOR_REFERENCE, trainable=False)
     reference = None
     if kl_reference:
         if from_adapter:
@@ -155,7 +167,11 @@ def load_rl_players(
         agent = ReflectiveAgent(timed, label_policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=init_seed)
     else:
         agent = PlainAgent(label_policy, shuffle_labels=shuffle_labels, label_after=label_after, seed=init_seed)
-    return RLPlayers(players, label_policy, agent, timed, reference, base, cache)
+    return RLPlayers(
+        players, label_policy, agent, timed, reference, base, cache,
+        reflector_adapter=REFLECTOR if reflector_adapter is not None else None,
+        reflector_reference=REFLECTOR_REFERENCE if reflector_reference else None,
+    )
 
 
 def _remote_reflector(model: str, url: str | None, max_tokens: int, api_key_env: str):

@@ -1,0 +1,174 @@
+"""Training the reflector from returns: policy gradient on the tokens of its own sampled reflections.
+
+The paper freezes the reflector after SFT. When the SFT policy has learned to do what its reflection says
+(on DangerousTaxi it follows it in 99-100% of steps, right whenever the reflection is right and wrong
+whenever it is wrong), the reflector decides and the policy's RL has nothing left to move: Reflect-RL is
+then its reflector (experiments/taxi_dagger). `RLConfig.train_reflector` trains it too, with the run's own
+advantages:
+
+    L = -1/N sum_i [ A_i * 1/|y_i| sum_t log pi_R(y_i,t | x_i, y_i,<t) ]
+        + beta * 1/N sum_i 1/|y_i| sum_t k3(pi_ref, pi_R)_i,t
+
+where x_i is the reflector's prompt of on-policy step i, y_i the reflection the policy read (as the
+reflector's SFT trains it: its text, then the end-of-sequence token), A_i the step's advantage from the
+run's algorithm (the same numbers the policy's update uses), pi_R the reflector at the sampling
+temperature, and k3 = exp(r) - r - 1 with r = log pi_ref - log pi_R (GRPO's KL estimator) to the reflector
+the run started from (`RLConfig.reflector_kl_coef`; 0 loads no reference). Steps with advantage 0 carry
+no gradient and are left out. One pass over the steps (the gradient of an on-policy sample needs no
+ratio), in minibatches of `RLConfig.minibatch_size` rows, `RLConfig.micro_batch_size` rows per forward
+pass, Adam at `RLConfig.reflector_lr`, the gradient norm clipped at `RLConfig.grad_clip`.
+
+The reflector and the policy are two adapters of one base model (`models.adapters.TwoPlayerModel`):
+this update activates the reflector's adapter and optimises its LoRA weights only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reflectrl.models.adapters import adapter_scope, lora_parameters
+from reflectrl.models.precision import bf16_autocast
+from reflectrl.models.prefix import bare_decoder, hidden_states, prefix_to_run_once
+from reflectrl.models.tokens import encode_prompts
+from reflectrl.rollout.episode import Episode
+from reflectrl.trainers.algorithms import Algorithm
+from reflectrl.trainers.metrics_log import WeightedMeans
+from reflectrl.trainers.rl_config import RLConfig, derive_seed
+
+REFLECTOR_REFERENCE = "reflector_reference"
+"""Adapter name of the frozen starting reflector that the KL penalty compares with."""
+
+
+@dataclass
+class ReflectionRow:
+    """One on-policy step as the reflector's update needs it."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    advantage: float
+
+
+def reflection_rows(tokenizer, episodes: Sequence[Episode], advantages: Sequence[float]) -> list[ReflectionRow]:
+    """The steps with a reflection and a non-zero advantage, tokenized as the reflector's SFT rows are."""
+    steps = [s for e in episodes for s in e.steps]
+    if len(steps) != len(advantages):
+        raise ValueError(f"{len(advantages)} advantages for {len(steps)} steps")
+    kept = [
+        (s, float(a)) for s, a in zip(steps, advantages)
+        if s.reflection is not None and s.reflector_prompt is not None and a != 0.0 and math.isfinite(a)
+    ]
+    if not kept:
+        return []
+    prompts = encode_prompts(tokenizer, [s.reflector_prompt for s, _ in kept])
+    completions = tokenizer([s.reflection for s, _ in kept], add_special_tokens=False)["input_ids"]
+    eos = [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
+    return [ReflectionRow(list(p), list(c) + eos, a) for p, c, (_, a) in zip(prompts, completions, kept)]
+
+
+def completion_log_probs(model, rows: Sequence[ReflectionRow], temperature: float, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(token) of every completion token of `rows` at `temperature`, and each token's row index.
+
+    The rows' shared first tokens (the task text) run once, as in the reflector's SFT loss
+    (`trainers.sft.completion_loss`); only completion positions are projected onto the vocabulary.
+    """
+    device = model.get_output_embeddings().weight.device
+    width = max(len(r.prompt_ids) + len(r.completion_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    targets = torch.full_like(ids, -100)
+    for i, row in enumerate(rows):
+        full = row.prompt_ids + row.completion_ids
+        ids[i, : len(full)] = torch.as_tensor(full, device=device)
+        mask[i, : len(full)] = 1
+        targets[i, len(row.prompt_ids) : len(full)] = torch.as_tensor(row.completion_ids, device=device)
+    prefix = prefix_to_run_once(ids, min(len(r.prompt_ids) for r in rows))
+    hidden = hidden_states(bare_decoder(model), ids, mask, prefix)[:, :-1]  # position prefix + j predicts prefix + j + 1
+    targets = targets[:, prefix + 1 :]
+    chosen = targets != -100
+    logits = model.get_output_embeddings()(hidden[chosen]).float() / temperature
+    log_probs = torch.log_softmax(logits, dim=-1).gather(1, targets[chosen][:, None])[:, 0]
+    return log_probs, chosen.nonzero()[:, 0]
+
+
+def per_row_mean(values: torch.Tensor, row_of: torch.Tensor, rows: int) -> torch.Tensor:
+    """The mean of `values` over the tokens of each row."""
+    totals = torch.zeros(rows, dtype=values.dtype, device=values.device).index_add(0, row_of, values)
+    counts = torch.bincount(row_of, minlength=rows).clamp(min=1).to(values.dtype)
+    return totals / counts
+
+
+class ReflectorUpdate:
+    """Optimises the reflector's LoRA adapter with the loss of the module docstring."""
+
+    def __init__(
+        self, config: RLConfig, algorithm: Algorithm, model, tokenizer, *, adapter: str, reference: str | None, bf16: bool = False,
+    ):
+        if config.reflection_temperature <= 0:
+            raise ValueError("training the reflector needs sampled reflections (reflection_temperature > 0)")
+        if config.reflector_kl_coef > 0 and reference is None:
+            raise ValueError("reflector_kl_coef > 0 needs the starting reflector as a reference adapter")
+        self.config = config
+        self.algorithm = algorithm
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.reference = reference
+        self.bf16 = bool(bf16)
+        self.params = lora_parameters(model, adapter)
+        if not self.params:
+            raise ValueError(f"no LoRA weights of adapter {adapter!r} to train: the reflector must be an adapter folder")
+        for param in self.params:
+            param.requires_grad_(True)
+        self.optimizer = torch.optim.Adam(self.params, lr=config.reflector_lr)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad or 0)
+
+    def update(self, episodes: Sequence[Episode], iteration: int) -> dict[str, float]:
+        """One pass over the batch's reflections; returns the update's statistics under ``reflector/``."""
+        cfg = self.config
+        advantages, _ = self.algorithm.advantages(episodes)
+        rows = reflection_rows(self.tokenizer, episodes, advantages)
+        stats = {"reflector/rows": float(len(rows))}
+        if not rows:
+            return stats
+        order = np.random.default_rng(derive_seed(cfg.seed, iteration, "reflector")).permutation(len(rows))
+        rows = [rows[int(i)] for i in order]
+        per_step = cfg.minibatch_size or len(rows)
+        sums = WeightedMeans()
+        for start in range(0, len(rows), per_step):
+            self._optimise(rows[start : start + per_step], sums)
+        stats.update({f"reflector/{k}": v for k, v in sums.means().items()})
+        stats["reflector/tokens"] = float(sum(len(r.completion_ids) for r in rows))
+        return stats
+
+    def _optimise(self, rows: list[ReflectionRow], sums: WeightedMeans) -> None:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        device = self.model.get_output_embeddings().weight.device
+        for start in range(0, len(rows), cfg.micro_batch_size):
+            micro = rows[start : start + cfg.micro_batch_size]
+            with bf16_autocast(self.bf16, device):
+                if self.reference is not None:
+                    with torch.no_grad(), adapter_scope(self.model, self.reference):
+                        reference, _ = completion_log_probs(self.model, micro, cfg.reflection_temperature, self.pad_id)
+                with adapter_scope(self.model, self.adapter):
+                    log_probs, row_of = completion_log_probs(self.model, micro, cfg.reflection_temperature, self.pad_id)
+            advantages = torch.tensor([r.advantage for r in micro], device=log_probs.device)
+            policy = -(advantages * per_row_mean(log_probs, row_of, len(micro))).mean()
+            loss = policy
+            if self.reference is not None:
+                ratio = reference - log_probs
+                kl = per_row_mean(torch.exp(ratio) - ratio - 1, row_of, len(micro)).mean()
+                loss = loss + cfg.reflector_kl_coef * kl
+                sums.add("kl_to_reference", kl.item(), len(micro))
+            (loss * len(micro) / len(rows)).backward()
+            sums.add("policy", policy.item(), len(micro))
+            sums.add("log_prob", per_row_mean(log_probs.detach(), row_of, len(micro)).mean().item(), len(micro))
+        sums.add("grad_norm", float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
