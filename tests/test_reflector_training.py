@@ -10,6 +10,7 @@ from reflectrl.models import add_lora, load_model, save_adapter
 from reflectrl.models.adapters import adapter_scope, lora_parameters
 from reflectrl.rollout.episode import Episode, Step
 from reflectrl.trainers.algorithms import algorithm_for
+from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.online import TIME_PREFIX, TRAINED_REFLECTOR
 from reflectrl.trainers.recipe import build_rl_run
 from reflectrl.trainers.reflector_update import (
@@ -53,7 +54,7 @@ def _players():
 
 
 def _log_prob(model, tokenizer, reflection: str, temperature: float) -> float:
-    rows = reflection_rows(tokenizer, [Episode(0, "l", 0, [_step(reflection, 0.0)])], [1.0])
+    rows, _ = reflection_rows(tokenizer, [Episode(0, "l", 0, [_step(reflection, 0.0)])], [1.0])
     with torch.no_grad(), adapter_scope(model, "reflector"):
         log_probs, _ = completion_log_probs(model, rows, temperature, tokenizer.eos_token_id)
     return float(log_probs.sum())
@@ -84,7 +85,7 @@ def test_a_group_with_one_return_trains_nothing_and_the_kl_penalty_pulls_towards
     tied = _episodes()
     tied[1].steps[0].reward = 1.0
     weights = [p.detach().clone() for p in update.params]
-    assert update.update(tied, 0) == {"reflector/rows": 0.0}
+    assert update.update(tied, 0) == {"reflector/rows": 0.0, "reflector/steps": 2.0}
     assert all(torch.equal(a, b) for a, b in zip(weights, update.params))
     first = update.update(_episodes(), 0)
     assert first["reflector/kl_to_reference"] == pytest.approx(0.0, abs=1e-6)  # it starts as the reference
@@ -94,15 +95,45 @@ def test_a_group_with_one_return_trains_nothing_and_the_kl_penalty_pulls_towards
 
 def test_reflection_rows_are_the_reflector_s_sft_rows_and_need_a_prompt():
     model, tokenizer = _players()
-    rows = reflection_rows(tokenizer, _episodes(), [0.5, -0.5])
-    assert [r.advantage for r in rows] == [0.5, -0.5]
+    rows, steps = reflection_rows(tokenizer, _episodes(), [0.5, -0.5])
+    assert [r.advantage for r in rows] == [0.5, -0.5] and steps == 2
     assert rows[0].completion_ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(rows[0].completion_ids[:-1]) == "Next: move south."
     no_prompt = _episodes()
     no_prompt[0].steps[0].reflector_prompt = None
-    assert len(reflection_rows(tokenizer, no_prompt, [0.5, -0.5])) == 1
+    assert len(reflection_rows(tokenizer, no_prompt, [0.5, -0.5])[0]) == 1
     with pytest.raises(ValueError, match="advantages for"):
         reflection_rows(tokenizer, _episodes(), [0.5])
+
+
+def _repeated() -> list[Episode]:
+    """Four steps, two (prompt, reflection) pairs each met twice, and a pair whose advantages cancel."""
+    texts = ["Next: move south.", "Next: move south.", "Next: move north.", "Next: move north.", "Next: wait.", "Next: wait."]
+    return [Episode(0, "l", 0, [_step(text, 0.0)]) for text in texts]
+
+
+ADVANTAGES = [0.5, 0.25, -0.5, -0.75, 1.0, -1.0]
+
+
+def test_repeated_rows_run_once_with_their_summed_advantage_and_give_the_gradient_of_the_steps_one_by_one():
+    model, tokenizer = _players()
+    rows, steps = reflection_rows(tokenizer, _repeated(), ADVANTAGES)
+    assert [(r.advantage, r.steps) for r in rows] == [(0.75, 2), (-1.25, 2)] and steps == 6
+    config = RLConfig(train_reflector=True, reflection_temperature=1.0, reflector_kl_coef=0.5)
+    update = ReflectorUpdate(config, algorithm_for(config), model, tokenizer, adapter="reflector", reference=REFLECTOR_REFERENCE)
+    with torch.no_grad():  # a reference away from the reflector, so that the KL term has a gradient too
+        for param in lora_parameters(model, REFLECTOR_REFERENCE):
+            param.add_(0.05)
+    grads = []
+    update.optimizer.step = lambda: grads.append([p.grad.clone() for p in update.params])
+    update._optimise(rows, WeightedMeans())
+    one_by_one = [
+        type(r)(r.prompt_ids, r.completion_ids, a, 1)
+        for r, parts in zip(rows, ([0.5, 0.25], [-0.5, -0.75])) for a in parts
+    ]
+    update._optimise(one_by_one, WeightedMeans())
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(*grads))
+    assert any(g.abs().sum() > 0 for g in grads[0])
 
 
 def test_saved_episodes_leave_the_reflector_prompt_out():

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from reflectrl.cli.config_options import Flag, with_config_options
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import apply_threads, bf16_option, report_to_names, report_to_option, threads_option, verbose_option
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
+from reflectrl.trainers.sft import WarmupConfig
 
 
 def _parse_env_kwargs(pairs: list[str]) -> dict:
@@ -102,50 +104,27 @@ def gen_data(
     )
 
 
+SFT_FLAGS = {
+    "lora_r": Flag(min=1), "lora_alpha": Flag(min=1), "lora_layers": Flag(min=1), "batch_size": Flag(min=1),
+    "grad_accum": Flag(min=1), "max_length": Flag(min=8), "max_eval_rows": Flag(min=1), "eval_steps": Flag(min=0),
+    "save_steps": Flag(min=1), "warmup_ratio": Flag(min=0.0, max=1.0), "focal_gamma": Flag(min=0.0), "threads": Flag(min=1),
+}
+"""Bounds `WarmupConfig.check` leaves to the command line."""
+
+
+@with_config_options(WarmupConfig, into="sft_settings", exclude=("extra", "report_to"), flags=SFT_FLAGS)
 def sft(
-    role: str = typer.Option(..., help="reflector, policy or plain."),
-    data: Path = typer.Option(..., help="JSONL from gen-data (e.g. OUT/plain.jsonl)."),
-    out: Path = typer.Option(..., help="Output folder (PEFT adapter, config, metrics, checkpoints, logs)."),
-    model: str = typer.Option("smollm2-135m", help="Base model spec."),
-    full: bool = typer.Option(False, "--full", help="Fine-tune all weights instead of LoRA."),
-    lora_r: int = typer.Option(16, min=1, help="LoRA rank."),
-    lora_alpha: int = typer.Option(32, min=1, help="LoRA alpha."),
-    lora_layers: Optional[int] = typer.Option(None, min=1, help="Adapt only the top N transformer blocks (faster)."),
-    learning_rate: float = typer.Option(2e-4, help="Peak learning rate."),
-    epochs: float = typer.Option(1.0, help="Epochs (ignored when --max-steps is set)."),
-    max_steps: int = typer.Option(-1, help="Optimizer steps (-1: from --epochs)."),
-    max_minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of training (checkpointed)."),
-    batch_size: int = typer.Option(8, min=1, help="Rows per micro-batch."),
-    grad_accum: int = typer.Option(1, min=1, help="Micro-batches per optimizer step."),
-    max_length: int = typer.Option(1024, min=8, help="Drop rows longer than this many tokens."),
-    eval_fraction: float = typer.Option(0.1, help="Share of episodes held out."),
-    max_eval_rows: int = typer.Option(200, min=1, help="Most held-out rows evaluated."),
-    eval_steps: int = typer.Option(50, min=0, help="Evaluate every N steps (0: at the end only)."),
-    save_steps: int = typer.Option(50, min=1, help="Checkpoint every N steps."),
-    lr_scheduler: str = typer.Option("cosine", help="Learning-rate schedule."),
-    warmup_ratio: float = typer.Option(0.05, min=0.0, max=1.0, help="Warm-up share of the steps."),
-    focal_gamma: float = typer.Option(0.0, min=0.0, help="Focal loss exponent: token terms weighted by (1 - p)^gamma (0: plain cross-entropy)."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on GPUs with bfloat16; off on CPUs, where float32 keeps the numbers independent of native bfloat16 support)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
-    seed: int = typer.Option(0, help="Seed."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in OUT (adapter, metrics, checkpoints, logs) with a new one."),
     verbose: bool = verbose_option(),
     report_to: str = report_to_option(),
+    *,
+    sft_settings: dict[str, Any],
 ) -> None:
     """Warm up a player by SFT on gen-data rows (loss on the completion only); prints held-out metrics."""
     from reflectrl.models import ModelLoadError
     from reflectrl.run_log import run_log
-    from reflectrl.trainers.sft import WarmupConfig, WarmupError, run_warmup
+    from reflectrl.trainers.sft import WarmupError, run_warmup
 
-    config = WarmupConfig(
-        role=role, data=str(data), out=str(out), model=model, full=full, lora_r=lora_r, lora_alpha=lora_alpha, lora_layers=lora_layers,
-        learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
-        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, eval_fraction=eval_fraction,
-        max_eval_rows=max_eval_rows, eval_steps=eval_steps, save_steps=save_steps, lr_scheduler=lr_scheduler,
-        warmup_ratio=warmup_ratio, focal_gamma=focal_gamma, bf16=bf16, threads=threads, seed=seed, resume=resume, overwrite=overwrite,
-        report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]},
-    )
+    config = WarmupConfig(**sft_settings, report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]})
     try:
         with run_log(verbose=verbose):
             result = run_warmup(config)

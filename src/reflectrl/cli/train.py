@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from reflectrl.cli.config_options import Flag, with_config_options
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import RunOptions, apply_threads, report_to_names, report_to_option, with_run_options
 from reflectrl.envs import lookup
@@ -33,7 +33,12 @@ FINAL = "final"
 RUN_FILE = "run.json"
 
 
+RL_FLAGS = {"iterations": Flag(aliases=("--iters",)), "advantage_estimator": Flag(aliases=("--advantage",))}
+"""The older names of two `RLConfig` options, kept working beside ``--iterations`` and ``--advantage-estimator``."""
+
+
 @with_run_options
+@with_config_options(RLConfig, into="rl_settings", exclude=("env",), flags=RL_FLAGS)
 def train(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     policy: str = typer.Option(..., "--policy", help="Policy to train: an SFT adapter folder, or a base model spec (tiny-random, smollm2-135m, a model folder) that gets a fresh LoRA adapter."),
@@ -41,54 +46,11 @@ def train(
     reflector_url: Optional[str] = typer.Option(None, "--reflector-url", help="openai: reflector's server URL up to /v1 (default $OPENAI_BASE_URL)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="openai: reflector: environment variable holding the API key."),
     no_reflection: bool = typer.Option(False, "--no-reflection", help="Train the plain policy without a reflector (the baseline)."),
-    algo: str = typer.Option("pg", "--algo", help="pg (REINFORCE), ppo or grpo."),
-    iters: int = typer.Option(50, "--iters", min=0, help="Total iterations of the run."),
-    episodes_per_iter: int = typer.Option(16, "--episodes-per-iter", min=1, help="Episodes collected per iteration."),
     out: Path = typer.Option(..., "--out", help="Run folder (metrics, checkpoints, final adapter)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (final policy, checkpoints, metrics) with a new one."),
-    levels: Optional[str] = typer.Option(None, "--levels", help="Comma-separated levels, easiest first (default: the hardest, or all with a curriculum)."),
-    curriculum_schedule: Optional[str] = typer.Option(None, "--curriculum-schedule", help="Comma-separated iteration counts after which to move to the next level."),
-    curriculum_threshold: Optional[float] = typer.Option(None, "--curriculum-threshold", help="Move to the next level when validation success reaches this."),
-    group_size: int = typer.Option(4, "--group-size", min=1, help="grpo: episodes per start state."),
-    step_groups: bool = typer.Option(False, "--step-groups", help="grpo: add GiGPO-style step-level advantages over identical states."),
-    grpo_std_norm: bool = typer.Option(True, "--grpo-std-norm/--no-grpo-std-norm", help="grpo: divide each group's centred returns by the group's std (off: advantages stay in reward units)."),
-    skip_zero_advantage: bool = typer.Option(False, "--skip-zero-advantage", help="grpo: skip the forward/backward pass of steps whose group all got one return (no policy-gradient signal)."),
-    pg_baseline: str = typer.Option("mean", "--pg-baseline", help="pg: none, mean or critic."),
-    advantage: str = typer.Option("gae", "--advantage", help="ppo: gae or mc."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same run)."),
-    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate."),
-    grad_clip: float = typer.Option(0.3, "--grad-clip", help="Maximum gradient norm."),
-    gamma: float = typer.Option(1.0, "--gamma", help="Discount factor."),
-    ppo_clip: float = typer.Option(0.1, "--ppo-clip", help="ppo/grpo ratio clip."),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="ppo/grpo: passes over each batch."),
-    entropy_coef: float = typer.Option(0.01, "--entropy-coef", help="Entropy bonus weight."),
-    kl_coef: float = typer.Option(0.0, "--kl-coef", help="KL penalty weight towards the starting policy."),
-    max_kl: Optional[float] = typer.Option(
-        None, "--max-kl", help="Trust region: undo an optimizer step that moves the policy more than this many nats of KL on its rows, and end the iteration's update.",
-    ),
-    replay_size: int = typer.Option(16, "--replay-size", min=0, help="Replay buffer capacity (successful episodes); 0 disables it."),
-    replay_episodes: int = typer.Option(2, "--replay-episodes", min=0, help="Replayed episodes per update."),
-    replay_weight: float = typer.Option(0.5, "--replay-weight", help="Weight of the replayed-episode loss."),
-    eval_every: int = typer.Option(10, "--eval-every", min=0, help="Validate every K iterations (0: never)."),
-    eval_episodes: int = typer.Option(20, "--eval-episodes", min=1, help="Validation episodes (held-out seeds)."),
-    checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=0, help="Checkpoint every K iterations (and at the end)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after the iteration that passes this many minutes; --resume continues."),
-    horizon: Optional[int] = typer.Option(None, "--horizon", help="Episode step limit (default: the environment's)."),
-    minibatch_size: int = typer.Option(0, "--minibatch-size", min=0, help="Steps per optimizer step (0: whole batch)."),
-    micro_batch_size: int = typer.Option(8, "--micro-batch-size", min=1, help="Steps per forward pass in the update."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
-    ray: bool = typer.Option(False, "--ray", help="Step the environments in Ray actors, on a Ray started on this machine (needs the ray extra of reflectrl); same episodes as without."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`) at this address for the environment actors (implies --ray)."),
-    env_workers: int = typer.Option(4, "--env-workers", min=1, help="Ray: environment actors."),
-    env_worker_cpus: float = typer.Option(1.0, "--env-worker-cpus", min=0.01, help="Ray: CPUs each environment actor reserves (fractions share a core)."),
-    env_worker_restarts: int = typer.Option(3, "--env-worker-restarts", min=0, help="Ray: lost environment actors replaced (their episodes re-run from their seeds) before the run fails."),
     reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
-    reflection_temperature: float = typer.Option(0.0, "--reflection-temperature", min=0.0, help="Sample the reflections at this temperature while training (the paper: 1); 0: greedy. Evaluation reflects greedily."),
-    train_reflector: bool = typer.Option(False, "--train-reflector", help="Also train the reflector adapter from the returns (policy gradient on its sampled reflections; needs --reflection-temperature > 0); saved in FINAL/reflector."),
-    reflector_lr: float = typer.Option(2e-5, "--reflector-lr", help="--train-reflector: Adam learning rate of the reflector."),
-    reflector_kl_coef: float = typer.Option(0.04, "--reflector-kl-coef", min=0.0, help="--train-reflector: KL penalty weight towards the starting reflector (0: none)."),
-    reflection_cache: bool = typer.Option(True, "--reflection-cache/--no-reflection-cache", help="Answer repeated reflector prompts from a cache saved with each checkpoint (the reflector decodes greedily)."),
     lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
     lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
     shuffle_labels: Optional[bool] = typer.Option(
@@ -103,6 +65,7 @@ def train(
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
     report_to: str = report_to_option(),
     *,
+    rl_settings: dict[str, Any],
     run: RunOptions,
 ) -> None:
     """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen (or trained too: --train-reflector)."""
@@ -130,20 +93,6 @@ def _train(args: dict[str, Any]) -> None:
         fail(f"{err}. The last complete checkpoint (if any) is kept; continue with --resume.")
 
 
-_OPTION_NAMES = {"iters": "iterations", "advantage": "advantage_estimator"}
-"""Options whose name differs from the `RLConfig` field they set; every other option named like a field sets it."""
-
-
-def rl_config_from_options(args: dict[str, Any], env: str) -> RLConfig:
-    """The `RLConfig` the command's options describe (RLConfig checks them)."""
-    names = {f.name for f in fields(RLConfig)}
-    values = {_OPTION_NAMES.get(k, k): v for k, v in args.items() if _OPTION_NAMES.get(k, k) in names}
-    # Given as comma-separated text.
-    values["levels"] = tuple(_split(args["levels"]))
-    values["curriculum_schedule"] = tuple(int(s) for s in _split(args["curriculum_schedule"]))
-    return RLConfig(**{**values, "env": env})
-
-
 def _run(args: dict[str, Any]) -> None:
     from reflectrl.models.served_spec import ServedSpec, is_served_spec
     from reflectrl.trainers.checkpoint import latest_checkpoint
@@ -155,7 +104,7 @@ def _run(args: dict[str, Any]) -> None:
         fail("choose either --reflector or --no-reflection, not both")
     if not args["no_reflection"] and args["reflector"] is None:
         fail("choose --reflector CKPT (Reflect-RL) or --no-reflection (the plain baseline)")
-    config = rl_config_from_options(args, entry.name)
+    config = RLConfig(**args["rl_settings"], env=entry.name)  # RLConfig checks the settings
     env_kwargs = parse_env_options(args["env_option"])
     eval_kwargs = {**env_kwargs, **parse_env_options(args["eval_env_option"])}
     resolve_levels(entry.env_class().levels, config)  # unknown levels fail before any model loads
@@ -255,10 +204,6 @@ def parse_env_options(items: list[str]) -> dict[str, Any]:
         except ValueError:
             options[key] = value
     return options
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool, has_checkpoint: bool, overwrite: bool) -> None:

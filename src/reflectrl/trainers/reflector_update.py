@@ -13,10 +13,15 @@ where x_i is the reflector's prompt of on-policy step i, y_i the reflection the 
 reflector's SFT trains it: its text, then the end-of-sequence token), A_i the step's advantage from the
 run's algorithm (the same numbers the policy's update uses), pi_R the reflector at the sampling
 temperature, and k3 = exp(r) - r - 1 with r = log pi_ref - log pi_R (GRPO's KL estimator) to the reflector
-the run started from (`RLConfig.reflector_kl_coef`; 0 loads no reference). Steps with advantage 0 carry
-no gradient and are left out. One pass over the steps (the gradient of an on-policy sample needs no
-ratio), in minibatches of `RLConfig.minibatch_size` rows, `RLConfig.micro_batch_size` rows per forward
-pass, Adam at `RLConfig.reflector_lr`, the gradient norm clipped at `RLConfig.grad_clip`.
+the run started from (`RLConfig.reflector_kl_coef`; 0 loads no reference). One pass over the steps (the
+gradient of an on-policy sample needs no ratio), in minibatches of `RLConfig.minibatch_size` rows,
+`RLConfig.micro_batch_size` rows per forward pass, Adam at `RLConfig.reflector_lr`, the gradient norm clipped at
+`RLConfig.grad_clip`.
+
+Steps that share a prompt and a reflection (a GRPO group's first steps, from one start state, usually do:
+a sharp reflector samples the same text) run once, as one row whose advantage is the sum of theirs and whose
+KL term counts as many times as they do: the same loss, fewer forward passes. A row whose advantages sum
+to 0 carries only the KL term's gradient, which a penalty alone does not need: it is left out.
 
 The reflector and the policy are two adapters of one base model (`models.adapters.TwoPlayerModel`):
 this update activates the reflector's adapter and optimises its LoRA weights only.
@@ -46,28 +51,34 @@ REFLECTOR_REFERENCE = "reflector_reference"
 
 @dataclass
 class ReflectionRow:
-    """One on-policy step as the reflector's update needs it."""
+    """The on-policy steps with one prompt and one reflection, as the reflector's update needs them."""
 
     prompt_ids: list[int]
     completion_ids: list[int]
     advantage: float
+    """The sum of the steps' advantages."""
+    steps: int = 1
+    """How many steps the row stands for."""
 
 
-def reflection_rows(tokenizer, episodes: Sequence[Episode], advantages: Sequence[float]) -> list[ReflectionRow]:
-    """The steps with a reflection and a non-zero advantage, tokenized as the reflector's SFT rows are."""
+def reflection_rows(tokenizer, episodes: Sequence[Episode], advantages: Sequence[float]) -> tuple[list[ReflectionRow], int]:
+    """The distinct (prompt, reflection) rows whose advantages do not sum to 0, tokenized as the reflector's SFT rows
+    are, in order of first appearance; and the number of steps with a reflection (the loss's denominator)."""
     steps = [s for e in episodes for s in e.steps]
     if len(steps) != len(advantages):
         raise ValueError(f"{len(advantages)} advantages for {len(steps)} steps")
-    kept = [
-        (s, float(a)) for s, a in zip(steps, advantages)
-        if s.reflection is not None and s.reflector_prompt is not None and a != 0.0 and math.isfinite(a)
-    ]
+    merged: dict[tuple[str, str], list[float]] = {}
+    for step, advantage in zip(steps, advantages):
+        if step.reflection is not None and step.reflector_prompt is not None and math.isfinite(advantage):
+            merged.setdefault((step.reflector_prompt, step.reflection), []).append(float(advantage))
+    kept = [(key, sum(values), len(values)) for key, values in merged.items() if sum(values) != 0.0]
+    counted = sum(len(values) for values in merged.values())
     if not kept:
-        return []
-    prompts = encode_prompts(tokenizer, [s.reflector_prompt for s, _ in kept])
-    completions = tokenizer([s.reflection for s, _ in kept], add_special_tokens=False)["input_ids"]
+        return [], counted
+    prompts = encode_prompts(tokenizer, [prompt for (prompt, _), _, _ in kept])
+    completions = tokenizer([text for (_, text), _, _ in kept], add_special_tokens=False)["input_ids"]
     eos = [int(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else []
-    return [ReflectionRow(list(p), list(c) + eos, a) for p, c, (_, a) in zip(prompts, completions, kept)]
+    return [ReflectionRow(list(p), list(c) + eos, a, n) for p, c, (_, a, n) in zip(prompts, completions, kept)], counted
 
 
 def completion_log_probs(model, rows: Sequence[ReflectionRow], temperature: float, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,8 +143,8 @@ class ReflectorUpdate:
         """One pass over the batch's reflections; returns the update's statistics under ``reflector/``."""
         cfg = self.config
         advantages, _ = self.algorithm.advantages(episodes)
-        rows = reflection_rows(self.tokenizer, episodes, advantages)
-        stats = {"reflector/rows": float(len(rows))}
+        rows, steps = reflection_rows(self.tokenizer, episodes, advantages)
+        stats = {"reflector/rows": float(len(rows)), "reflector/steps": float(steps)}
         if not rows:
             return stats
         order = np.random.default_rng(derive_seed(cfg.seed, iteration, "reflector")).permutation(len(rows))
@@ -147,9 +158,11 @@ class ReflectorUpdate:
         return stats
 
     def _optimise(self, rows: list[ReflectionRow], sums: WeightedMeans) -> None:
+        """One optimizer step: the loss of the module docstring, its means over the steps the rows stand for."""
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         device = self.model.get_output_embeddings().weight.device
+        steps = sum(r.steps for r in rows)
         for start in range(0, len(rows), cfg.micro_batch_size):
             micro = rows[start : start + cfg.micro_batch_size]
             with bf16_autocast(self.bf16, device):
@@ -159,16 +172,18 @@ class ReflectorUpdate:
                 with adapter_scope(self.model, self.adapter):
                     log_probs, row_of = completion_log_probs(self.model, micro, cfg.reflection_temperature, self.pad_id)
             advantages = torch.tensor([r.advantage for r in micro], device=log_probs.device)
-            policy = -(advantages * per_row_mean(log_probs, row_of, len(micro))).mean()
+            counts = torch.tensor([float(r.steps) for r in micro], device=log_probs.device)
+            mean_log_probs = per_row_mean(log_probs, row_of, len(micro))
+            policy = -(advantages * mean_log_probs).sum() / steps
             loss = policy
             if self.reference is not None:
                 ratio = reference - log_probs
-                kl = per_row_mean(torch.exp(ratio) - ratio - 1, row_of, len(micro)).mean()
+                kl = (counts * per_row_mean(torch.exp(ratio) - ratio - 1, row_of, len(micro))).sum() / steps
                 loss = loss + cfg.reflector_kl_coef * kl
-                sums.add("kl_to_reference", kl.item(), len(micro))
-            (loss * len(micro) / len(rows)).backward()
-            sums.add("policy", policy.item(), len(micro))
-            sums.add("log_prob", per_row_mean(log_probs.detach(), row_of, len(micro)).mean().item(), len(micro))
+                sums.add("kl_to_reference", kl.item() * steps / counts.sum().item(), counts.sum().item())
+            loss.backward()
+            sums.add("policy", policy.item() * steps / counts.sum().item(), counts.sum().item())
+            sums.add("log_prob", (counts * mean_log_probs.detach()).sum().item() / counts.sum().item(), counts.sum().item())
         sums.add("grad_norm", float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)), 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
