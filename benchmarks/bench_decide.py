@@ -44,17 +44,11 @@ import numpy as np
 import torch
 
 from reflectrl.envs import make_env
-from reflectrl.models import (
-    EMBEDDED_DEFAULT,
-    LabelPolicy,
-    LocalReflector,
-    TwoPlayerModel,
-    add_lora,
-    load_model,
-)
+from reflectrl.models import EMBEDDED_DEFAULT, add_lora, load_model
 from reflectrl.models.embedded import cached_model_folder, embedded_gguf
 from reflectrl.models.prefix import left_pad
 from reflectrl.models.tokens import encode_prompts
+from reflectrl.players import LabelPolicy, LocalReflector, TwoPlayerModel
 from reflectrl.protocol import Menu, State, parse_label, policy_prompt, reflector_prompt
 
 

@@ -42,11 +42,12 @@ from pathlib import Path
 import torch
 
 from bench_decide import taxi_states  # the benchmark's own folder is on sys.path when run as a script
-from reflectrl.models import EMBEDDED_DEFAULT, LocalReflector, load_model
+from reflectrl.models import EMBEDDED_DEFAULT, load_model
 from reflectrl.models.embedded import embedded_gguf
 from reflectrl.models.loading import is_adapter_folder
-from reflectrl.models.served_reflector import ServedReflector
 from reflectrl.models.served_spec import ServedSpec
+from reflectrl.players import LocalReflector
+from reflectrl.players.served_reflector import ServedReflector
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.protocol import reflector_prompt
 from reflectrl.serving.engines import EngineMissing, check_installed, engine_python, llamacpp_command

@@ -38,11 +38,11 @@ from pathlib import Path
 import torch
 
 from reflectrl.envs.alfworld import ALFWorldEnv
+from reflectrl.players.load import load_rl_players
 from reflectrl.rollout import LocalRolloutEngine, RayRolloutEngine
 from reflectrl.rollout.env_worker import EnvWorkerGroup
 from reflectrl.rollout.episode import EpisodeRequest
 from reflectrl.rollout.ray_session import start_ray
-from reflectrl.trainers.rl_players import load_rl_players
 
 
 def timed_collects(engine, requests, repeats: int) -> tuple[dict[str, float], list]:

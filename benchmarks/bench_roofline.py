@@ -91,10 +91,11 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from bench_decide import load_average, timed  # the benchmark's own folder is on sys.path when run as a script
 from reflectrl.models import EMBEDDED_DEFAULT, load_model
-from reflectrl.models.adapters import REFLECTOR, load_adapter, lora_parameters
+from reflectrl.models.adapters import load_adapter, lora_parameters
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.pipeline.presets import preset
 from reflectrl.pipeline.run import SFT_JOBS, _data_stage, rl_config
+from reflectrl.players import REFLECTOR
 from reflectrl.protocol import LabelSet
 
 ENV = "taxi"
@@ -280,8 +281,7 @@ def sft_workloads(the_preset, data: Path, batch_size: int, repeats: int, shape: 
 
 def rl_workloads(the_preset, args, data: Path, shape: ModelShape) -> tuple[list[Workload], str]:
     """The RL update, the policy's decisions and the reflector's prefill and decoding, on one shared base."""
-    from reflectrl.agents import ReflectiveAgent
-    from reflectrl.models import LocalReflector
+    from reflectrl.players import LocalReflector, ReflectiveAgent
     from reflectrl.teachers.live import LiveTeacherReflector
     from reflectrl.trainers.recipe import build_rl_run
 

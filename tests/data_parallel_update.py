@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from reflectrl.players.load import load_rl_players
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.rollout.episode import EpisodeRequest
 from reflectrl.trainers.data_parallel import launched_processes, make_accelerator
 from reflectrl.trainers.rl_config import RLConfig, derive_seed
-from reflectrl.trainers.rl_players import load_rl_players
 from reflectrl.trainers.update import PolicyUpdate
 
 # PPO: value head, ratio refresh, two epochs, replayed steps. The batch has 15 steps (10 played,

@@ -11,8 +11,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
-from reflectrl.models import LocalReflector, load_model
-from reflectrl.models.served_reflector import ServedReflector
+from reflectrl.models import load_model
+from reflectrl.players import LocalReflector
+from reflectrl.players.served_reflector import ServedReflector
 from reflectrl.serving.reflector_server import ReflectorServer
 
 AGREEMENT_PROMPTS = 64

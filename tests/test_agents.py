@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 
-from reflectrl.agents import PlainAgent, PromptedAgent, ReflectiveAgent, StepRecord
 from reflectrl.envs import make_env
-from reflectrl.models import LabelPolicy, LocalReflector, add_lora, encode_prompt
+from reflectrl.evaluation.prompted_agent import PromptedAgent
+from reflectrl.models import add_lora, encode_prompt
+from reflectrl.players import LabelPolicy, LocalReflector
+from reflectrl.players.agents import PlainAgent, ReflectiveAgent, StepRecord
 from reflectrl.protocol import ACTION_CUE, REFLECT_CUE, Menu, State, plain_prompt
 
 

@@ -171,8 +171,9 @@ def test_eval_cli_refuses_an_out_path_that_is_a_file(tmp_path):
 
 
 def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path):
-    from reflectrl.models.reflection_cache import CachedReflector
-    from reflectrl.models import LocalReflector, load_model
+    from reflectrl.models import load_model
+    from reflectrl.players import LocalReflector
+    from reflectrl.players.reflection_cache import CachedReflector
 
     model, tokenizer = load_model("tiny-random", device="cpu")
     reflector = LocalReflector(model, tokenizer, max_new_tokens=3)
@@ -211,8 +212,8 @@ def _files(result, folder) -> tuple[dict, bytes, bytes]:
     ("corridor", "short", 5, "reflect"), ("taxi", "dropoff", 24, "plain"), ("taxi", "dropoff", 24, "oracle"),
 ])
 def test_a_deterministic_agent_plays_each_start_state_once_with_the_same_files(tmp_path, env, level, episodes, kind):
-    from reflectrl.agents import PlainAgent, ReflectiveAgent
-    from reflectrl.models import LabelPolicy, LocalReflector, load_model
+    from reflectrl.models import load_model
+    from reflectrl.players import LabelPolicy, LocalReflector, PlainAgent, ReflectiveAgent
 
     def make_agent():
         if kind == "oracle":
@@ -235,8 +236,8 @@ def test_a_deterministic_agent_plays_each_start_state_once_with_the_same_files(t
 
 
 def test_agents_whose_play_is_not_a_function_of_the_state_play_every_episode():
-    from reflectrl.agents import PlainAgent, ReflectiveAgent
-    from reflectrl.models import LabelPolicy, LocalReflector, load_model
+    from reflectrl.models import load_model
+    from reflectrl.players import LabelPolicy, LocalReflector, PlainAgent, ReflectiveAgent
 
     model, tokenizer = load_model("tiny-random", device="cpu")
     policy = LabelPolicy(model, tokenizer)

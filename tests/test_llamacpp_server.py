@@ -20,7 +20,7 @@ import pytest
 if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
     pytest.skip("llama-cpp-python's server is not installed: pip install 'reflectrl[llamacpp]'", allow_module_level=True)
 
-from reflectrl.models.served_reflector import ServedReflector
+from reflectrl.players.served_reflector import ServedReflector
 from reflectrl.serving.reflector_server import start_reflector_server
 from served_checks import assert_kill_gives_one_line_and_resume_continues, assert_same_reflections
 

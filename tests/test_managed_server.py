@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from reflectrl.models.openai_backend import BackendError
-from reflectrl.models.served_reflector import ServedReflector
 from reflectrl.models.served_spec import ServedSpec
+from reflectrl.players.served_reflector import ServedReflector
 from reflectrl.serving.managed import ManagedServer, ServerError, free_port, started_here
 
 # A server that answers every request with HTTP 200 and an HTML page: up, but talking nonsense.

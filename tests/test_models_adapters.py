@@ -9,15 +9,13 @@ from peft import PeftModel
 
 from reflectrl.envs import make_env
 from reflectrl.models import (
-    LabelPolicy,
-    LocalReflector,
-    TwoPlayerModel,
     adapter_scope,
     add_lora,
     load_model,
     lora_parameters,
     save_adapter,
 )
+from reflectrl.players import LabelPolicy, LocalReflector, TwoPlayerModel
 from reflectrl.protocol import Menu, State, plain_prompt, reflector_prompt
 
 

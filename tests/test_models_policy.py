@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from reflectrl.envs import make_env
-from reflectrl.models import LabelPolicy, add_lora
+from reflectrl.models import add_lora
+from reflectrl.players import LabelPolicy
 from reflectrl.protocol import LabelSet, Menu, PromptTooLong, State, plain_prompt
 
 

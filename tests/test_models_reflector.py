@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from reflectrl.envs import make_env
-from reflectrl.models import LocalReflector, Reflector, encode_prompt
+from reflectrl.models import encode_prompt
 from reflectrl.models.prefix import shared_prefix_length
+from reflectrl.players import LocalReflector, Reflector
 from reflectrl.protocol import State, reflector_prompt
 
 

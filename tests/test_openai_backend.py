@@ -18,9 +18,10 @@ from typing import ClassVar
 
 import pytest
 
-from reflectrl.agents import PromptedAgent
 from reflectrl.envs import make_env
-from reflectrl.models import BackendError, OpenAIChatClient, OpenAIReflector
+from reflectrl.evaluation.prompted_agent import PromptedAgent
+from reflectrl.models import BackendError, OpenAIChatClient
+from reflectrl.players import OpenAIReflector
 from reflectrl.protocol import State
 
 
@@ -272,8 +273,8 @@ def test_raw_completions_send_the_prompt_as_it_is(server_url):
 
 
 def test_served_reflector_is_greedy_with_the_stop_strings_and_cleans_like_the_local_one(server_url):
-    from reflectrl.models.reflector import STOP_STRINGS
-    from reflectrl.models.served_reflector import ServedReflector
+    from reflectrl.players.reflector import STOP_STRINGS
+    from reflectrl.players.served_reflector import ServedReflector
 
     import httpx
 

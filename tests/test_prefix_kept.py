@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from reflectrl.envs import make_env
-from reflectrl.models import LabelPolicy, LocalReflector, add_lora
+from reflectrl.models import add_lora
 from reflectrl.models import prefix as prefix_module
 from reflectrl.models.prefix import bare_decoder
+from reflectrl.players import LabelPolicy, LocalReflector
 from reflectrl.protocol import Menu, State, plain_prompt, reflector_prompt
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,12 +12,12 @@ ray = pytest.importorskip("ray", reason="Ray rollouts need ray (pip install 'ref
 
 from reflectrl.cli.main import app  # noqa: E402
 from reflectrl.envs import lookup  # noqa: E402
+from reflectrl.players.load import load_rl_players  # noqa: E402
 from reflectrl.rollout import LocalRolloutEngine, RayRolloutEngine  # noqa: E402
 from reflectrl.rollout.env_worker import EnvWorkerGroup, WorkerLost  # noqa: E402
 from reflectrl.rollout.episode import EpisodeRequest  # noqa: E402
 from reflectrl.rollout.ray_session import start_ray  # noqa: E402
 from reflectrl.trainers.online import TIME_PREFIX  # noqa: E402
-from reflectrl.trainers.rl_players import load_rl_players  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

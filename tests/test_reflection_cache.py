@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reflectrl.models.reflection_cache import CachedReflector, ReflectionCacheMismatch, reflector_identity
+from reflectrl.players.reflection_cache import CachedReflector, ReflectionCacheMismatch, reflector_identity
 
 
 class EchoReflector:

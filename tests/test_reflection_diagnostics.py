@@ -157,7 +157,7 @@ def test_sampled_rl_reflections_resume_like_a_straight_run_and_use_no_cache(tmp_
 
 
 def test_sampled_reflections_refuse_a_cache():
-    from reflectrl.trainers.rl_players import load_rl_players
+    from reflectrl.players.load import load_rl_players
 
     with pytest.raises(ValueError, match="greedy"):
         load_rl_players("tiny-random", "tiny-random", cache_reflections=True, reflector_temperature=1.0)

@@ -8,13 +8,13 @@ from safetensors.torch import load_file
 
 from reflectrl.models import add_lora, load_model, save_adapter
 from reflectrl.models.adapters import adapter_scope, lora_parameters
+from reflectrl.players.two_players import REFLECTOR_REFERENCE
 from reflectrl.rollout.episode import Episode, Step
 from reflectrl.trainers.algorithms import algorithm_for
 from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.online import TIME_PREFIX, TRAINED_REFLECTOR
 from reflectrl.trainers.recipe import build_rl_run
 from reflectrl.trainers.reflector_update import (
-    REFLECTOR_REFERENCE,
     ReflectorUpdate,
     completion_log_probs,
     reflection_rows,

@@ -16,10 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from reflectrl.models.openai_backend import KEY_OPT_IN_ENV, BackendError, OpenAIChatClient, OpenAIReflector
-from reflectrl.models.reflection_cache import CachedReflector, ReflectionCacheMismatch, reflector_identity
-from reflectrl.models.served_reflector import ServedReflector
+from reflectrl.models.openai_backend import KEY_OPT_IN_ENV, BackendError, OpenAIChatClient
 from reflectrl.models.served_spec import ServedSpec
+from reflectrl.players.openai_reflector import OpenAIReflector
+from reflectrl.players.reflection_cache import CachedReflector, ReflectionCacheMismatch, reflector_identity
+from reflectrl.players.served_reflector import ServedReflector
 
 REMOTE_NAME = "reflector-box.invalid"
 COMPLETION = json.dumps({"choices": [{"index": 0, "text": " ok.", "message": {"role": "assistant", "content": "ok."}}]}).encode()

@@ -175,7 +175,8 @@ def truncated_adapter(tmp_path) -> Path:
 
 
 def test_a_truncated_adapter_is_a_model_load_error_naming_the_file(truncated_adapter):
-    from reflectrl.models import ModelLoadError, TwoPlayerModel, load_model
+    from reflectrl.models import ModelLoadError, load_model
+    from reflectrl.players import TwoPlayerModel
 
     weights = str(truncated_adapter / "adapter_model.safetensors")
     with pytest.raises(ModelLoadError, match="adapter_model.safetensors") as loaded:
@@ -188,8 +189,8 @@ def test_a_truncated_adapter_is_a_model_load_error_naming_the_file(truncated_ada
 
 def test_truncated_weights_in_a_checkpoint_are_a_model_load_error_naming_the_file(truncated_adapter):
     from reflectrl.models import ModelLoadError
+    from reflectrl.players.load import load_rl_players
     from reflectrl.trainers.checkpoint import load_policy_weights
-    from reflectrl.trainers.rl_players import load_rl_players
 
     players = load_rl_players("tiny-random", None, shuffle_labels=False, device="cpu")
     with pytest.raises(ModelLoadError) as damaged:
@@ -400,8 +401,8 @@ def test_learning_curves_skip_a_line_cut_inside_a_character(tmp_path):
 
 @pytest.fixture
 def truncated_value_head(tmp_path) -> Path:
-    from reflectrl.models.policy import VALUE_HEAD_FILE
-    from reflectrl.trainers.rl_players import load_rl_players
+    from reflectrl.players.load import load_rl_players
+    from reflectrl.players.policy import VALUE_HEAD_FILE
 
     folder = tmp_path / "ppo-final"
     load_rl_players("tiny-random", None, value_head=True, shuffle_labels=False, device="cpu").policy.save(folder)
@@ -412,7 +413,7 @@ def truncated_value_head(tmp_path) -> Path:
 
 def test_a_truncated_value_head_is_a_model_load_error_naming_the_file(truncated_value_head, tmp_path):
     from reflectrl.models import ModelLoadError
-    from reflectrl.trainers.rl_players import load_rl_players
+    from reflectrl.players.load import load_rl_players
 
     head = str(truncated_value_head / "value_head.safetensors")
     with pytest.raises(ModelLoadError) as damaged:

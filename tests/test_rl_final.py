@@ -2,10 +2,10 @@
 
 import pytest
 
+from reflectrl.players.load import load_rl_players
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.trainers import online
 from reflectrl.trainers.online import OnlineTrainer, RLConfig
-from reflectrl.trainers.rl_players import load_rl_players
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

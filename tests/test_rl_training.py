@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.envs.corridor import CorridorEnv
+from reflectrl.players.load import load_rl_players
 from reflectrl.protocol import MenuLayout, load_label_order, save_label_order
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.trainers.checkpoint import latest_checkpoint
@@ -26,7 +27,6 @@ from reflectrl.trainers.online import (
     RLConfig,
     resolve_levels,
 )
-from reflectrl.trainers.rl_players import load_rl_players
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -138,7 +138,8 @@ def test_held_out_split_keeps_episodes_whole(taxi_data):
 
 
 def test_label_accuracy_counts_argmax_over_the_menu(taxi_data):
-    from reflectrl.models import LabelPolicy, load_model
+    from reflectrl.models import load_model
+    from reflectrl.players import LabelPolicy
     from reflectrl.protocol import Menu
 
     model, tokenizer = load_model("tiny-random")
@@ -301,8 +302,8 @@ def test_sft_cli_reports_errors_without_traceback(tmp_path):
 
 def test_a_policy_trained_on_label_after_menus_records_it_and_plays_with_it(smollm2_tokenizer, tmp_path):
     from reflectrl.envs import make_env
+    from reflectrl.players.load import load_rl_players
     from reflectrl.protocol import State
-    from reflectrl.trainers.rl_players import load_rl_players
 
     data = tmp_path / "data"
     generate(

@@ -50,7 +50,7 @@ def score(policy_folder: str, data: str) -> None:
     from peft import PeftModel
 
     from reflectrl.models import load_model
-    from reflectrl.models.policy import LabelPolicy
+    from reflectrl.players.policy import LabelPolicy
     from reflectrl.trainers.sft import load_rows, split_rows
 
     _, held = split_rows(load_rows(data, "policy"), 0.1, 0)

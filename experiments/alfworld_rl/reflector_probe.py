@@ -20,8 +20,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from reflectrl.envs import make_env
+from reflectrl.players.load import load_rl_players
 from reflectrl.protocol import State, reflector_prompt
-from reflectrl.trainers.rl_players import load_rl_players
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from episodes import recommended  # noqa: E402

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from reflectrl.envs import make_env
+from reflectrl.players.load import load_rl_players
 from reflectrl.protocol import State
-from reflectrl.trainers.rl_players import load_rl_players
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decisions import recommendation  # noqa: E402

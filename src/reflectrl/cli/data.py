@@ -159,11 +159,10 @@ def reflect_data(
 
     from reflectrl.datagen import ConfigMismatch, CorruptJournal
     from reflectrl.datagen.student_reflections import StudentReflectionConfig, rewrite_policy_rows
-    from reflectrl.models import BackendError, ModelLoadError, TwoPlayerModel
-    from reflectrl.models.loading import adapter_base_spec, is_adapter_folder
-    from reflectrl.models.precision import resolve_bf16
-    from reflectrl.models.served_reflector import ServedReflector
+    from reflectrl.models import BackendError, ModelLoadError
+    from reflectrl.models.loading import is_adapter_folder
     from reflectrl.models.served_spec import is_served_spec
+    from reflectrl.players.load import reflector_from_spec
 
     apply_threads(threads)
     served = is_served_spec(reflector)
@@ -177,12 +176,7 @@ def reflect_data(
         max_episodes=max_episodes,
     )
     try:
-        if served:
-            writer = ServedReflector(reflector, max_tokens=reflection_tokens, concurrency=batch_size)
-        else:
-            players = TwoPlayerModel.load(adapter_base_spec(reflector), reflector=reflector)
-            device = players.model.get_output_embeddings().weight.device
-            writer = players.local_reflector(max_new_tokens=reflection_tokens, bf16=resolve_bf16(bf16, device))
+        writer = reflector_from_spec(reflector, max_new_tokens=reflection_tokens, concurrency=batch_size, bf16=bf16)
         with tqdm(desc="reflect-data", unit="row", dynamic_ncols=True) as bar:
             def advance(done: int, total: int) -> None:
                 bar.total = total

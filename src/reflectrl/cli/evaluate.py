@@ -118,7 +118,7 @@ def _episodes(value: str | None) -> int | str | None:
 
 def _label_restricted(loaded):
     """The same prompted model, deciding by label-restricted decoding (`PromptedAgent(constrained=True)`)."""
-    from reflectrl.agents import PromptedAgent
+    from reflectrl.evaluation.prompted_agent import PromptedAgent
 
     free = loaded.agent
     agent = PromptedAgent(

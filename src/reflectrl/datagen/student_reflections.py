@@ -38,9 +38,9 @@ from typing import Any
 
 from reflectrl.datagen.generate import ConfigMismatch
 from reflectrl.datagen.journal import EpisodeJournal
-from reflectrl.models.reflection_cache import adapter_content_identity
-from reflectrl.models.reflector import Reflector
 from reflectrl.models.served_spec import ServedSpec, is_served_spec
+from reflectrl.players.reflection_cache import adapter_content_identity
+from reflectrl.players.reflector import Reflector
 from reflectrl.protocol import reflection_in, replace_reflection
 from reflectrl.run_settings import as_saved, changed_settings, read_saved
 from reflectrl.storage import atomic_write_bytes

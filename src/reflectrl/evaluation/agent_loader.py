@@ -56,7 +56,7 @@ class AgentSpec:
     """plain/reflect: bfloat16 autocast; None: where the hardware has native bfloat16."""
     reflection_cache: str | None = None
     """reflect: JSON-lines file caching the reflector's answers across evaluations
-    (see `reflectrl.models.reflection_cache`); None: no cache."""
+    (see `reflectrl.players.reflection_cache`); None: no cache."""
     env: str | None = None
     """Environment short name; a ``teacher:SPEC`` reflector needs it (its explainer)."""
     teacher_seed: int = 0
@@ -116,8 +116,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         return LoadedAgent(agent, None, spec.describe())
     if spec.kind == "prompted":
         return _prompted(spec)
-    from reflectrl.trainers.rl_players import OPENAI_PREFIX, load_rl_players
-
+    from reflectrl.players.load import load_rl_players
     from reflectrl.teachers.live import is_teacher_spec
 
     reflector = spec.reflector if spec.kind == "reflect" else None
@@ -133,13 +132,8 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
         reflector_url=spec.base_url,
         reflector_api_key_env=spec.api_key_env,
         bf16=spec.bf16,
+        reflection_cache_file=spec.reflection_cache,
     )
-    if spec.reflection_cache and players.reflector is not None:
-        from reflectrl.models.reflection_cache import CachedReflector, reflector_identity
-
-        identity = reflector_identity(str(spec.reflector), spec.reflection_tokens)
-        # Inside the timing wrapper, so time spent on cache misses still counts as 'reflect'.
-        players.reflector.inner = CachedReflector(players.reflector.inner, spec.reflection_cache, identity)
     closers = []
     client = getattr(getattr(players.reflector, "inner", None), "client", None)
     if client is not None and hasattr(client, "close"):
@@ -149,9 +143,9 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
 
 def _with_live_teacher(spec: AgentSpec) -> LoadedAgent:
     """The policy reading the teacher's reflections (the ceiling row; see `reflectrl.teachers.live`)."""
-    from reflectrl.agents import ReflectiveAgent
+    from reflectrl.players.agents import ReflectiveAgent
+    from reflectrl.players.load import load_rl_players
     from reflectrl.teachers.live import LiveTeacherReflector
-    from reflectrl.trainers.rl_players import load_rl_players
 
     if not spec.env:
         raise ValueError("a teacher: reflector reads the environment: name it (AgentSpec.env)")
@@ -163,7 +157,7 @@ def _with_live_teacher(spec: AgentSpec) -> LoadedAgent:
 
 
 def _prompted(spec: AgentSpec) -> LoadedAgent:
-    from reflectrl.agents import PromptedAgent
+    from reflectrl.evaluation.prompted_agent import PromptedAgent
 
     if spec.base_url:
         from reflectrl.models import OpenAIChatClient

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from reflectrl.agents import SeededAgent, StepRecord
+from reflectrl.players.agents import SeededAgent, StepRecord
 from reflectrl.protocol import State
 
 

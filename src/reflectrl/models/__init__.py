@@ -1,19 +1,17 @@
-"""The two players' language models: loading, LoRA adapters, the label-head policy and reflectors.
+"""The Hugging Face plumbing under the players: loading, LoRA adapters, tokens and the OpenAI client.
 
 * `load_model` / `load_tokenizer`: the embedded default (``"smollm2-135m"``,
   offline, cached under ``$REFLECTRL_CACHE``), ``"tiny-random"`` for tests, any
   Hugging Face model or a PEFT adapter folder.
-* `add_lora`, `save_adapter`, `TwoPlayerModel`: LoRA adapters for both
-  players on one shared base.
-* `LabelPolicy`: the categorical policy over labelled actions (one forward pass).
-* `LocalReflector`, `OpenAIReflector`: batched reflections from a local model or
-  an OpenAI-compatible server (`OpenAIChatClient`).
+* `add_lora`, `load_adapter`, `save_adapter`, `adapter_scope`: named LoRA adapters on one base model.
+* `encode_prompt`, `encode_prompts`, `token_counter`: the BOS convention of every prompt.
+* `OpenAIChatClient`: chat and raw completions from an OpenAI-compatible server.
+
+The players built on it (the label-head policy, the reflectors, the agents and
+`TwoPlayerModel`) are `reflectrl.players`.
 """
 
 from reflectrl.models.adapters import (
-    POLICY,
-    REFLECTOR,
-    TwoPlayerModel,
     adapter_names,
     adapter_scope,
     add_lora,
@@ -28,31 +26,16 @@ from reflectrl.models.loading import (
     load_model,
     load_tokenizer,
 )
-from reflectrl.models.openai_backend import (
-    BackendError,
-    OpenAIChatClient,
-    OpenAIReflector,
-)
-from reflectrl.models.policy import LabelPolicy, PolicyOutput, ValueHead
-from reflectrl.models.reflector import LocalReflector, Reflector
+from reflectrl.models.openai_backend import BackendError, OpenAIChatClient
 from reflectrl.models.tokens import encode_prompt, encode_prompts, token_counter
 
 __all__ = [
     "CACHE_ENV",
     "EMBEDDED_DEFAULT",
-    "POLICY",
-    "REFLECTOR",
     "TINY_RANDOM",
     "BackendError",
-    "LabelPolicy",
-    "LocalReflector",
     "ModelLoadError",
     "OpenAIChatClient",
-    "OpenAIReflector",
-    "PolicyOutput",
-    "Reflector",
-    "TwoPlayerModel",
-    "ValueHead",
     "adapter_names",
     "adapter_scope",
     "add_lora",

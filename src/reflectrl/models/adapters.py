@@ -1,13 +1,14 @@
-"""LoRA adapters for the two players, on one shared base model.
+"""LoRA adapters: add, load, save and activate named adapters on one base model.
 
-Both players can live on one set of base weights: the reflector and the
-policy are two named LoRA adapters of one `peft.PeftModel`, and each call
-activates the adapter it needs (`adapter_scope`). Checkpoints are standard
-PEFT adapter folders (`save_adapter`) that load with
-`PeftModel.from_pretrained(base, folder)` or `load_model(folder)`.
+Several adapters can live on one set of base weights, as named LoRA adapters
+of one `peft.PeftModel`, and each call activates the adapter it needs
+(`adapter_scope`). Checkpoints are standard PEFT adapter folders
+(`save_adapter`) that load with `PeftModel.from_pretrained(base, folder)` or
+`load_model(folder)`.
 
-Adapter names used by this project: ``"reflector"`` and ``"policy"``
-(`TwoPlayerModel`); ``"default"`` is peft's name for a single adapter.
+The two players' adapters on one shared base, and their names, are
+`reflectrl.players.two_players.TwoPlayerModel`; ``"default"`` is peft's name
+for a single adapter.
 """
 
 from __future__ import annotations
@@ -23,11 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from reflectrl.models.atomic import atomic_folder
-from reflectrl.models.loading import ADAPTER_WEIGHTS, is_adapter_folder, load_model, unreadable_weights
-
-REFLECTOR = "reflector"
-POLICY = "policy"
-ROLES = (REFLECTOR, POLICY)
+from reflectrl.models.loading import ADAPTER_WEIGHTS, is_adapter_folder, unreadable_weights
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +133,7 @@ def adapter_scope(model, adapter: str | None) -> Iterator[None]:
     * ``None``: the model as it is (its active adapter, or the base weights of a plain model);
     * a loaded adapter's name: that adapter alone;
     * any other name: the base weights (all adapters disabled), which is how a
-      missing player of a `TwoPlayerModel` behaves.
+      missing player of a `TwoPlayerModel` (`reflectrl.players.two_players`) behaves.
 
     peft's `set_adapter` also changes which LoRA weights require gradients;
     this scope restores those flags, so a frozen reflector stays frozen and
@@ -185,73 +182,3 @@ def _grad_flags_kept(model) -> Iterator[None]:
 def _set_adapter_trainable(model, adapter_name: str, trainable: bool) -> None:
     for param in lora_parameters(model, adapter_name):
         param.requires_grad_(trainable)
-
-
-class TwoPlayerModel:
-    """One base model in memory carrying the reflector and policy adapters.
-
-    Either adapter may be absent; that player then uses the base weights.
-    Typical use::
-
-        players = TwoPlayerModel.load("smollm2-135m", reflector="out/reflector", policy="out/policy")
-        reflector = players.local_reflector()
-        policy = players.label_policy(value_head=True)
-    """
-
-    def __init__(self, model, tokenizer):
-        self.model = model
-        self.tokenizer = tokenizer
-
-    @classmethod
-    def load(
-        cls,
-        base: str,
-        *,
-        reflector: str | os.PathLike | None = None,
-        policy: str | os.PathLike | None = None,
-        dtype=None,
-        device=None,
-        trainable_policy: bool = True,
-    ) -> TwoPlayerModel:
-        """Load `base` once and the adapter folders on top (reflector frozen, policy trainable by default)."""
-        model, tokenizer = load_model(base, dtype=dtype, device=device)
-        if reflector is not None:
-            model = load_adapter(model, reflector, REFLECTOR, trainable=False)
-        if policy is not None:
-            model = load_adapter(model, policy, POLICY, trainable=trainable_policy)
-        model.eval()
-        return cls(model, tokenizer)
-
-    @property
-    def adapters(self) -> tuple[str, ...]:
-        """Names of the loaded adapters."""
-        return adapter_names(self.model)
-
-    def has(self, adapter: str) -> bool:
-        return adapter in self.adapters
-
-    def add_adapter(self, adapter_name: str = POLICY, **lora) -> None:
-        """Add a fresh LoRA adapter (keyword arguments as `add_lora`), e.g. a policy to train from scratch."""
-        self.model = add_lora(self.model, adapter_name, **lora)
-
-    def use(self, adapter: str | None):
-        """Context manager: run with `adapter` active; None (or an absent adapter) means the base weights."""
-        if adapter is None:
-            return base_weights(self.model)
-        return adapter_scope(self.model, adapter)
-
-    def save(self, adapter_name: str, folder: str | os.PathLike) -> None:
-        """Save one adapter as a PEFT folder (`save_adapter`)."""
-        save_adapter(self.model, adapter_name, folder)
-
-    def local_reflector(self, **kwargs):
-        """A `LocalReflector` on the reflector adapter (base weights when absent)."""
-        from reflectrl.models.reflector import LocalReflector
-
-        return LocalReflector(self.model, self.tokenizer, adapter=REFLECTOR, **kwargs)
-
-    def label_policy(self, label_set=None, **kwargs):
-        """A `LabelPolicy` on the policy adapter (base weights when absent)."""
-        from reflectrl.models.policy import LabelPolicy
-
-        return LabelPolicy(self.model, self.tokenizer, label_set, adapter=POLICY, **kwargs)

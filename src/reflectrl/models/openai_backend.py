@@ -1,4 +1,4 @@
-"""A client for any OpenAI-compatible server (chat and raw completions), and a chat reflector built on it.
+"""A client for any OpenAI-compatible server (chat and raw completions).
 
 Works with vLLM (``vllm serve MODEL`` then ``base_url="http://HOST:8000/v1"``),
 llama.cpp (``llama-server -m model.gguf --port 8080``, ``base_url="http://HOST:8080/v1"``),
@@ -27,6 +27,8 @@ oversized answer fail at once; an answer that is not a completion raises
 `complete` sends chat messages (the server applies its chat template);
 `complete_text` sends a raw prompt to ``/completions``, which is what a model
 fine-tuned on raw prompts (a reflector from `reflectrl sft`) must be given.
+The reflectors that ask through this client are `reflectrl.players.openai_reflector`
+(chat) and `reflectrl.players.served_reflector` (raw completions).
 """
 
 from __future__ import annotations
@@ -45,9 +47,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reflectrl.models.reflector import Reflector
 from reflectrl.models.served_spec import host_and_port, is_loopback_host, server_identity
-from reflectrl.protocol import clean_reflection
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -63,13 +63,6 @@ KEY_OPT_IN_ENV = "REFLECTRL_SEND_KEY_TO"
 REPORTED_FIELDS = ("id", "owned_by", "root", "parent", "max_model_len", "meta")
 """What a server's model list says about a model that stays the same while the same weights are served
 (vLLM: root and parent weights, context length; llama.cpp: ``meta`` with the parameter count and file size)."""
-
-DEFAULT_REFLECTOR_SYSTEM = (
-    "You help an agent that acts in a text environment. Read the state and write a short reflection "
-    "(at most three sentences): what did the last action do, was it a good move, and what should be done next. "
-    "Do not list the actions again and do not answer with an action label."
-)
-
 
 class BackendError(RuntimeError):
     """The server could not be reached or answered something unusable."""
@@ -402,34 +395,6 @@ class OpenAIChatClient:
         if not isinstance(content, str):
             raise BackendError(f"{self.url} answered a message whose content is not text: {_quote(json.dumps(answer))}")
         return content
-
-
-class OpenAIReflector(Reflector):
-    """A `Reflector` that asks an OpenAI-compatible server for each reflection."""
-
-    def __init__(
-        self,
-        client: OpenAIChatClient,
-        *,
-        system: str | None = DEFAULT_REFLECTOR_SYSTEM,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-    ):
-        self.client = client
-        self.system = system
-        self.max_tokens = int(max_tokens)
-        self.temperature = float(temperature)
-
-    def reflect(self, prompts: Sequence[str]) -> list[str]:
-        """One cleaned reflection per reflector prompt."""
-        answers = self.client.complete(prompts, system=self.system, max_tokens=self.max_tokens, temperature=self.temperature)
-        return [clean_reflection(text) for text in answers]
-
-    def served_identity(self) -> dict[str, Any]:
-        """The server, its model and these sampling settings, for a reflection cache's header."""
-        return self.client.served_identity(
-            endpoint="chat/completions", system=self.system, max_tokens=self.max_tokens, temperature=self.temperature
-        )
 
 
 def _retry_after(response: _Answer) -> float:

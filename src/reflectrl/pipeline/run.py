@@ -467,7 +467,7 @@ def _eval_stage(
 ) -> dict[str, Any]:
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
     from reflectrl.evaluation.harness import EvalConfig, evaluate, summarize_played
-    from reflectrl.models.reflection_cache import CachedReflector
+    from reflectrl.players.reflection_cache import CachedReflector
 
     from reflectrl.evaluation.reflection_diagnostics import reflection_diagnostics
     from reflectrl.teachers.live import TEACHER_PREFIX
@@ -650,6 +650,14 @@ def _write_report(
         + (
             f"; Reflect-RL's reflector after a DAgger round ({preset.dagger.episodes} train episodes of the SFT reflective agent, "
             f"{preset.dagger.steps} SFT steps)" if has_dagger(preset) else ""
+        )
+        + (
+            f"; reflections sampled at temperature {preset.rl.reflection_temperature:g} while training"
+            if preset.rl.reflection_temperature > 0 else ""
+        )
+        + (
+            f"; Reflect-RL trains its reflector too (policy gradient on its sampled reflections, Adam {preset.rl.reflector_lr:g}, "
+            f"KL weight {preset.rl.reflector_kl_coef:g} to its start) and is evaluated with it" if preset.rl.train_reflector else ""
         ),
     }
     total = sum(r["seconds"] for r in records.values())

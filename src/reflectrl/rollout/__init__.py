@@ -16,7 +16,6 @@ _HOMES = {
     "Step": "reflectrl.rollout.episode",
     "LocalRolloutEngine": "reflectrl.rollout.local",
     "RayRolloutEngine": "reflectrl.rollout.ray_engine",
-    "TimedReflector": "reflectrl.rollout.timing",
 }
 
 __all__ = sorted(_HOMES)

@@ -12,7 +12,7 @@ import abc
 from collections.abc import Sequence
 import torch
 
-from reflectrl.agents import Agent
+from reflectrl.players.agents import Agent
 from reflectrl.rollout.episode import Batch, EpisodeRequest
 
 

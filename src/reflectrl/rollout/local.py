@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reflectrl.agents import Agent
+from reflectrl.players.agents import Agent
 from reflectrl.rollout.environments import LocalEnvironments
 from reflectrl.rollout.lockstep import INVALID_ACTION, LockstepEngine
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from reflectrl.agents import Agent, StepRecord
+from reflectrl.players.agents import Agent, StepRecord
 from reflectrl.protocol import State
 from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.rollout.environments import EnvironmentHost

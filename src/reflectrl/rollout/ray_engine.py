@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reflectrl.agents import Agent
+from reflectrl.players.agents import Agent
 from reflectrl.rollout.env_worker import EnvWorkerGroup, WorkerLost, import_ray
 from reflectrl.rollout.episode import EpisodeRequest
 from reflectrl.rollout.environments import EnvironmentHost, Transition

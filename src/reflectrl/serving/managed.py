@@ -28,7 +28,9 @@ Lifecycle:
   process id, which is the group's id, cannot yet be reused.
 
 Servers started by this process are registered by URL (`started_here`), so a
-failing request can say which server died and where its log is.
+failing request can say which server died and where its log is: importing
+this module hands `started_here` to the served reflector
+(`reflectrl.players.served_reflector.find_started_servers_with`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+from reflectrl.players.served_reflector import find_started_servers_with
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_S = 10.0
@@ -117,6 +121,9 @@ def started_here(url: str) -> ManagedServer | None:
     """The running server this process started at `url` (the /v1 root), if any."""
     with _lock:
         return _running.get(url.rstrip("/"))
+
+
+find_started_servers_with(started_here)
 
 
 class ManagedServer:

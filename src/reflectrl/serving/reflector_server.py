@@ -44,7 +44,7 @@ class ReflectorServer:
 
 def served_name(reflector: str | os.PathLike) -> str:
     """The model name a reflector gets on the server: its weights' hash for an adapter, else its spec made safe."""
-    from reflectrl.models.reflection_cache import reflector_identity
+    from reflectrl.players.reflection_cache import reflector_identity
 
     source = reflector_identity(os.fspath(reflector), 0)["reflector"]
     if source.startswith("adapter sha256:"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reflectrl.models import LocalReflector, load_model
+from reflectrl.models import load_model
+from reflectrl.players import LocalReflector
 from reflectrl.teachers.base import ReflectionRequest, Teacher
 from reflectrl.teachers.prompt import TEACHER_SYSTEM, teacher_prompt
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from reflectrl.models.policy import LabelPolicy
+    from reflectrl.players.policy import LabelPolicy
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"

@@ -27,7 +27,7 @@ from torch import nn
 from reflectrl.trainers.metrics_log import WeightedMeans
 
 if TYPE_CHECKING:
-    from reflectrl.models.policy import LabelPolicy, PolicyOutput  # noqa: F401
+    from reflectrl.players.policy import LabelPolicy, PolicyOutput  # noqa: F401
 
 
 def launched_processes() -> int:
@@ -88,7 +88,7 @@ class UpdateProcesses:
         """The label forward pass with gradients (through DDP when several processes share the update)."""
         if self._ddp is None:
             return self.policy.forward_ids(prompt_ids, label_ids)
-        from reflectrl.models.policy import PolicyOutput
+        from reflectrl.players.policy import PolicyOutput
 
         return PolicyOutput(*self._ddp(prompt_ids, label_ids))
 

@@ -75,8 +75,8 @@ from reflectrl.trainers.trackers import DEFAULT_REPORT_TO, RunTrackers
 from reflectrl.trainers.update import PolicyUpdate
 
 if TYPE_CHECKING:
-    from reflectrl.models.policy import LabelPolicy
-    from reflectrl.models.reflection_cache import CachedReflector
+    from reflectrl.players.policy import LabelPolicy
+    from reflectrl.players.reflection_cache import CachedReflector
     from reflectrl.trainers.reflector_update import ReflectorUpdate
 
 __all__ = [

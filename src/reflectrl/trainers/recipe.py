@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from reflectrl.envs import lookup
+from reflectrl.players.load import RLPlayers, load_rl_players
 from reflectrl.rollout import LocalRolloutEngine
 from reflectrl.rollout.engine import RolloutEngine
 from reflectrl.trainers.online import OnlineTrainer
 from reflectrl.trainers.curriculum import resolve_levels
 from reflectrl.trainers.rl_config import RLConfig
 from reflectrl.trainers.reflector_update import ReflectorUpdate
-from reflectrl.trainers.rl_players import RLPlayers, load_rl_players
 from reflectrl.trainers.trackers import RunTrackers
 
 

@@ -23,7 +23,7 @@ a sharp reflector samples the same text) run once, as one row whose advantage is
 KL term counts as many times as they do: the same loss, fewer forward passes. A row whose advantages sum
 to 0 carries only the KL term's gradient, which a penalty alone does not need: it is left out.
 
-The reflector and the policy are two adapters of one base model (`models.adapters.TwoPlayerModel`):
+The reflector and the policy are two adapters of one base model (`players.two_players.TwoPlayerModel`):
 this update activates the reflector's adapter and optimises its LoRA weights only.
 """
 
@@ -44,9 +44,6 @@ from reflectrl.rollout.episode import Episode
 from reflectrl.trainers.algorithms import Algorithm
 from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.rl_config import RLConfig, derive_seed
-
-REFLECTOR_REFERENCE = "reflector_reference"
-"""Adapter name of the frozen starting reflector that the KL penalty compares with."""
 
 
 @dataclass

@@ -277,7 +277,7 @@ def evaluate_labels(
     """
     import torch
 
-    from reflectrl.models.policy import LabelPolicy
+    from reflectrl.players.policy import LabelPolicy
 
     if not rows:
         return {"eval_loss": float("nan"), "label_accuracy": float("nan")}
@@ -360,7 +360,7 @@ def run_identity(config: WarmupConfig, digest: str) -> dict[str, Any]:
     identity = as_saved({k: v for k, v in asdict(config).items() if k not in WarmupConfig.RESUMABLE})
     identity.update(data=digest, model=_resolved_spec(config.model))
     if config.init_adapter is not None:
-        from reflectrl.models.reflection_cache import adapter_content_identity
+        from reflectrl.players.reflection_cache import adapter_content_identity
 
         # By content: a moved run folder still resumes, an adapter retrained in place does not.
         identity["init_adapter"] = adapter_content_identity(config.init_adapter)

@@ -32,7 +32,7 @@ from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.rl_config import RLConfig, derive_seed
 
 if TYPE_CHECKING:
-    from reflectrl.models.policy import LabelPolicy
+    from reflectrl.players.policy import LabelPolicy
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The reflector: writes a short analysis of each state, in batches.
+"""The local reflector: writes a short analysis of each state, in batches, with a model in this process.
 
 `LocalReflector` runs `generate` on a local model (with its adapter active)
 for a whole batch of reflector prompts at once, with the KV cache; decoding
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -46,23 +45,13 @@ from reflectrl.models.precision import bf16_autocast
 from reflectrl.models.prefix import bare_decoder, left_pad, prefix_cache, prefix_to_run_once, shared_prefix_length
 from reflectrl.models.seeding import seeded
 from reflectrl.models.tokens import encode_prompts
+from reflectrl.players.reflector import STOP_STRINGS
 from reflectrl.protocol import clean_reflection
 
-STOP_STRINGS = ("\nActions:", "Action label:", "\nTask:", "Answer with the label")
-"""Text after which a reflection is over: the start of the policy's part of the prompt."""
 PREFILL_CHUNK_SIZE = 64
 """Default prompt tokens per row per prefill forward pass (see the module docstring)."""
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Reflector(Protocol):
-    """Anything that turns reflector prompts into reflections."""
-
-    def reflect(self, prompts: Sequence[str]) -> list[str]:
-        """One cleaned reflection per prompt, in order."""
-        ...
 
 
 class LocalReflector:

@@ -9,7 +9,10 @@ batches them).
 
 When the server fails (it does not answer, died, or answers something that is
 not a completion) the error is one line naming the server, and, for a server
-this process started (`reflectrl.serving`), its exit status and log file.
+this process started (`reflectrl.serving`), its exit status and log file:
+`reflectrl.serving.managed` hands its look-up of the servers it started to
+`find_started_servers_with` when it is imported, since the players must not
+import the serving layer above them.
 
 ``$OPENAI_API_KEY`` (or the variable named by `api_key_env`) goes only to an
 ``https://`` URL or a server on this machine; for another host over plain
@@ -19,12 +22,12 @@ opt-in (see `reflectrl.models.openai_backend`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reflectrl.models.openai_backend import BackendError, OpenAIChatClient
-from reflectrl.models.reflector import STOP_STRINGS
 from reflectrl.models.served_spec import ServedSpec
+from reflectrl.players.reflector import STOP_STRINGS
 from reflectrl.protocol import clean_reflection
 
 GREEDY_FIELDS = {"repeat_penalty": 1.0}
@@ -105,12 +108,25 @@ class ServedReflector:
             raise BackendError(describe_failure(self.spec.url, err)) from None
 
 
+def find_started_servers_with(lookup: Callable[[str], Any]) -> None:
+    """Use `lookup(url)` (the running server this process started at `url`, with `engine`, `state()` and
+    `log_path`, or None) to describe a failed server; see the module docstring."""
+    global _started_here
+    _started_here = lookup
+
+
+def _no_server_started_here(url: str) -> None:
+    # Until the serving layer is imported this process has started no server.
+    return None
+
+
+_started_here: Callable[[str], Any] = _no_server_started_here
+
+
 def describe_failure(url: str, err: Exception) -> str:
     """One line: which reflector server failed, how, and where its log is when this process started it."""
-    from reflectrl.serving.managed import started_here
-
     detail = " ".join(str(err).split())
-    server = started_here(url)
+    server = _started_here(url)
     if server is None:
         return f"reflector server {url} failed: {detail}"
     return f"reflector server {url} ({server.engine}) failed: {server.state()}; log {server.log_path}; {detail}"
