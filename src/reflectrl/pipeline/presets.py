@@ -38,8 +38,10 @@ oracle, random, report         1
 =============================  =======  =================================================
 
 Since then the taxi cpu preset adds the reflector's DAgger round (`DaggerSettings`: its play and labelling of 200
-train episodes, 60 reflector steps, one more evaluation row) and an RL trust region; by their stage times measured
-beside other jobs they add roughly 8-10 minutes on an idle machine (experiments/taxi_dagger), not yet timed end to end.
+train episodes, 60 reflector steps, one more evaluation row), an RL trust region, reasoned reflections of up to
+60 tokens and the reflector's own RL (`RLConfig.train_reflector`): seed 0 of the preset before the last took 89.8
+minutes alone (experiments/taxi_dagger), and the reflector's RL adds about 12 to the Reflect-RL stage and 5 to its
+evaluation (stage times, experiments/taxi_reflector_rl).
 
 Knobs, in order of effect: the SFT `max_steps`, `RLConfig.iterations` and `episodes_per_iter`,
 `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`. `max_minutes` (SFT) and
