@@ -93,8 +93,10 @@ from bench_decide import load_average, timed  # the benchmark's own folder is on
 from reflectrl.models import EMBEDDED_DEFAULT, load_model
 from reflectrl.models.adapters import load_adapter, lora_parameters
 from reflectrl.models.tokens import encode_prompts
+from reflectrl.pipeline.console import StageLines
+from reflectrl.pipeline.plan import SFT_JOBS, rl_config
 from reflectrl.pipeline.presets import preset
-from reflectrl.pipeline.run import SFT_JOBS, _data_stage, rl_config
+from reflectrl.pipeline.stage_functions import data_stage
 from reflectrl.players import REFLECTOR
 from reflectrl.protocol import LabelSet
 
@@ -426,7 +428,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-roofline-") as scratch:
         data = Path(scratch) / "data"
         settings = replace(the_preset, data=replace(the_preset.data, episodes=data_episodes))
-        made = _data_stage(ENV, settings, False, data)  # the pipeline's own data stage
+        made = data_stage(ENV, settings, StageLines(), data)  # the pipeline's own data stage
         report(f"data: {data_episodes} DangerousTaxi teacher episodes ({the_preset.data.teacher}, level {the_preset.level}, "
                f"horizon {the_preset.horizon}): {made['rows']['reflector']} reflector, {made['rows']['policy']} policy, "
                f"{made['rows']['plain']} plain rows")

@@ -7,6 +7,7 @@ The example (README, "Bring your own environment") is a gymnasium text game in a
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import string
@@ -220,3 +221,26 @@ def test_a_wrapped_environment_that_changes_level_at_reset_builds_it_again(regis
     _, info = env.reset(seed=0, options={"level": "3"})
     assert env.gym_env.lamps == 3 and info["level"] == "3" and env.gym_env.options is None
     check_env(Sized(level="3"), skip_render_check=True)
+
+
+@pytest.mark.slow  # about 30 s of CPU: every stage of the pipeline with the tiny model
+def test_an_environment_registered_in_python_runs_the_pipeline_with_its_own_presets_and_pinned_settings(registered, monkeypatch):
+    # A level-building factory: the pinned keyword arrives as the environment variable's text.
+    LampsEnv = from_gymnasium(
+        lambda level, lamps="2", **kwargs: Lamps(lamps=int(lamps), **kwargs), levels=("row",), actions_key="commands",
+        oracle=lambda gym_env, info: info["next"], horizon=8, name="LampsEnv",
+    )
+    register_env(
+        "byo-lamps-run", LampsEnv, presets={"tiny": {"horizon": 6, "data": {"episodes": 4}, "eval": {"episodes": 3}}},
+        pinned_kwargs=lambda env_kwargs: {} if "lamps" in env_kwargs else {"lamps": ("BYO_LAMPS", os.environ["BYO_LAMPS"])},
+    )
+    monkeypatch.setenv("BYO_LAMPS", "3")
+    out = registered / "run"
+    result = CliRunner().invoke(app, ["pipeline", "byo-lamps-run", "--preset", "tiny", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert f"`BYO_LAMPS=3 reflectrl pipeline byo-lamps-run --preset tiny --out {out}`" in report
+    settings = json.loads((out / "pipeline.json").read_text())["preset"]
+    assert (settings["horizon"], settings["data"]["episodes"], settings["env_kwargs"]) == (6, 4, {"lamps": "3"})
+    oracle = json.loads((out / "eval-oracle" / "row" / "eval.json").read_text())["summary"]
+    assert (oracle["success"], oracle["episodes"]) == (1.0, 3)

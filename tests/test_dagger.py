@@ -13,8 +13,9 @@ import torch
 from reflectrl.datagen.dagger import VISITED, Visit, mix_rows, teacher_rows, visited_states
 from reflectrl.evaluation.harness import EvalConfig, evaluate, plan_episodes
 from reflectrl.evaluation.scripted_agents import RandomAgent
+from reflectrl.pipeline.plan import stage_names
 from reflectrl.pipeline.presets import DaggerSettings, preset
-from reflectrl.pipeline.run import run_pipeline, stage_names
+from reflectrl.pipeline.run import run_pipeline
 from reflectrl.pipeline.stages import DONE
 from reflectrl.protocol import LabelSet
 from reflectrl.teachers.base import ReflectionRequest

@@ -40,8 +40,8 @@ from typing import Callable
 
 import pytest
 
+from reflectrl.pipeline.plan import stage_names
 from reflectrl.pipeline.presets import preset
-from reflectrl.pipeline.run import stage_names
 from reflectrl.pipeline.stages import DONE
 
 pytestmark = [

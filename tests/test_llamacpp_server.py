@@ -80,7 +80,8 @@ def _running(pid: int) -> bool:
 
 def test_the_pipeline_serves_its_reflector_with_one_flag(tmp_path):
     from reflectrl.pipeline.presets import preset
-    from reflectrl.pipeline.run import REFLECTION_CACHE, REFLECTOR_SERVERS, run_pipeline
+    from reflectrl.pipeline.plan import REFLECTION_CACHE, REFLECTOR_SERVERS
+    from reflectrl.pipeline.run import run_pipeline
     from reflectrl.serving.managed import started_here
 
     out = tmp_path / "run"

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from reflectrl.cli.main import app
 from reflectrl.envs import lookup
 from reflectrl.pipeline.console import LOG_FILE, StageLines
+from reflectrl.pipeline.plan import evaluated_settings, rl_config, stage_names
 from reflectrl.pipeline.presets import PRESETS, preset
-from reflectrl.pipeline.run import evaluated_settings, rl_config, run_pipeline, stage_names
+from reflectrl.pipeline.run import run_pipeline
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
 from reflectrl.trainers.checkpoint import latest_checkpoint
 
@@ -242,17 +243,17 @@ def test_presets_cover_every_environment_and_keep_the_paper_settings_on_gpu():
 
 def test_a_preset_with_label_after_menus_writes_its_data_that_way(tmp_path):
     from reflectrl.datagen import load_rows
-    from reflectrl.pipeline.run import _data_stage
+    from reflectrl.pipeline.stage_functions import data_stage
 
     chosen = replace(preset("tiny", "taxi"), label_after=True)
-    _data_stage("taxi", chosen, StageLines(), tmp_path / "data")
+    data_stage("taxi", chosen, StageLines(), tmp_path / "data")
     rows = load_rows(tmp_path / "data" / "policy.jsonl")
     assert rows and all(r["label_after"] for r in rows)
     assert all(f"{r['oracle_action']} ({r['completion']})" in r["prompt"] for r in rows)
 
 
 def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
-    from reflectrl.pipeline.run import _paired
+    from reflectrl.pipeline.report import paired_comparisons
 
     # Depth 1: RL wins two episodes its start lost; depth 2: RL loses one. Pooled, the gain hides the loss.
     wins = {
@@ -268,7 +269,7 @@ def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
             (folder / "eval.json").write_text(json.dumps({"summary": {"exact": False}}))
     chosen = preset("cpu", "autoexplore")
     assert chosen.eval_levels == ("depth1", "depth2")
-    comparisons = {after: result for after, _, result in _paired(lookup("autoexplore"), chosen, tmp_path)}
+    comparisons = {after: result for after, _, result in paired_comparisons(lookup("autoexplore"), chosen, tmp_path)}
     assert list(comparisons) == [
         "Reflect-RL", "SFT + RL, no reflection", "Reflect-RL, level depth1", "SFT + RL, no reflection, level depth1",
         "Reflect-RL, level depth2", "SFT + RL, no reflection, level depth2",
@@ -278,11 +279,11 @@ def test_paired_comparison_pools_the_levels_then_compares_each_level(tmp_path):
     assert (comparisons["Reflect-RL, level depth2"]["won"], comparisons["Reflect-RL, level depth2"]["lost"]) == (0, 1)
     assert comparisons["Reflect-RL, level depth2"]["return_difference"] == pytest.approx(-12.5)
     # One evaluated level: the pooled comparison only.
-    assert len(_paired(lookup("autoexplore"), replace(chosen, eval=replace(chosen.eval, levels=("depth1",))), tmp_path)) == 2
+    assert len(paired_comparisons(lookup("autoexplore"), replace(chosen, eval=replace(chosen.eval, levels=("depth1",))), tmp_path)) == 2
 
 
 def test_cpu_description_names_the_model_and_the_kernel_instruction_sets():
-    from reflectrl.pipeline.run import cpu_description
+    from reflectrl.pipeline.report import cpu_description
 
     cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nmodel name\t: Some CPU @ 2.0GHz\n"
     assert cpu_description(cpuinfo) == "Some CPU @ 2.0GHz; avx2 avx512f avx512_bf16"
@@ -311,7 +312,7 @@ def test_a_run_folder_from_an_older_version_resumes_and_a_refusal_names_the_chan
 
 def test_the_rl_stage_closes_its_run_when_it_ends_and_when_it_fails(tmp_path, monkeypatch):
     import reflectrl.trainers.recipe as recipe
-    from reflectrl.pipeline.run import _local_reflector, _rl_stage
+    from reflectrl.pipeline.stage_functions import local_reflector, rl_stage
 
     closed: list[bool] = []
 
@@ -340,7 +341,7 @@ def test_the_rl_stage_closes_its_run_when_it_ends_and_when_it_fails(tmp_path, mo
 
     for fail in (False, True):
         monkeypatch.setattr(recipe, "build_rl_run", lambda *args, fail=fail, **kwargs: Run(fail))
-        stage = partial(_rl_stage, "taxi", preset("tiny", "taxi"), tmp_path / "policy", None, _local_reflector, StageLines())
+        stage = partial(rl_stage, "taxi", preset("tiny", "taxi"), tmp_path / "policy", None, local_reflector, StageLines())
         if fail:
             with pytest.raises(RuntimeError, match="training broke"):
                 stage(tmp_path / "failing")

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
 from reflectrl.pipeline.aggregate import t_interval, t_quantile
+from reflectrl.pipeline.plan import stage_names
 from reflectrl.pipeline.presets import preset
-from reflectrl.pipeline.run import run_pipeline, stage_names
+from reflectrl.pipeline.run import run_pipeline
 from reflectrl.pipeline.seeds import parse_seeds, run_seeds, shared_stages
 from reflectrl.pipeline.stages import DONE, ConfigMismatch
 from reflectrl.trainers.checkpoint import latest_checkpoint
@@ -59,11 +60,11 @@ def sequential(tmp_path_factory) -> Path:
 @pytest.mark.slow  # about 35 s: two tiny pipelines (the module's first test makes them)
 def test_each_seed_is_an_ordinary_run_folder_paired_with_the_others_and_reported_over_the_seeds(sequential, tmp_path):
     from reflectrl.pipeline.console import StageLines
-    from reflectrl.pipeline.run import _sft_stage
+    from reflectrl.pipeline.stage_functions import sft_stage
 
     out = sequential
     # Seed 0 trains what a single run with the preset's seed trains; seed 1 trains another adapter from the same rows.
-    _sft_stage(preset("tiny", "taxi"), "policy", out / "data" / "policy.jsonl", StageLines(), tmp_path / "single")
+    sft_stage(preset("tiny", "taxi"), "policy", out / "data" / "policy.jsonl", StageLines(), tmp_path / "single")
     single = (tmp_path / "single" / "adapter_model.safetensors").read_bytes()
     assert (out / "seed-0" / "sft-policy" / "adapter_model.safetensors").read_bytes() == single
     assert (out / "seed-1" / "sft-policy" / "adapter_model.safetensors").read_bytes() != single

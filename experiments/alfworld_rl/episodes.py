@@ -28,9 +28,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from reflectrl.envs import make_env
+from reflectrl.envs import lookup, make_env
 from reflectrl.envs.alfworld.tasks import goal_types
-from reflectrl.evaluation.harness import TASK_SPLITS
 
 NEXT = re.compile(r"(?:^|\s)Next:\s*(.+?)\.(?:\s|$)")
 """The teacher's "Next: <command>." sentence: first in the concise style, after the facts in the grounded style;
@@ -109,7 +108,7 @@ def summarise(run: Path) -> dict[str, dict[str, float]]:
     for folder in sorted(run.glob("eval-*")):
         for level_dir in sorted(p for p in folder.iterdir() if (p / "episodes.jsonl").is_file()):
             env = make_env(
-                "alfworld", split=TASK_SPLITS["alfworld"]["test"], level=level_dir.name, horizon=settings["horizon"],
+                "alfworld", split=lookup("alfworld").splits["test"], level=level_dir.name, horizon=settings["horizon"],
                 **env_kwargs,
             )
             total: dict[str, float] = defaultdict(float)

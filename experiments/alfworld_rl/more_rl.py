@@ -24,8 +24,11 @@ from pathlib import Path
 
 from reflectrl.evaluation.paired import compare_paired
 from reflectrl.evaluation.tables import pct
-from reflectrl.pipeline import run as pipeline
+from reflectrl.pipeline import plan
+from reflectrl.pipeline.console import StageLines
 from reflectrl.pipeline.presets import preset as get_preset
+from reflectrl.pipeline.report import eval_episodes, rl_curve
+from reflectrl.pipeline.stage_functions import eval_stage, local_reflector, rl_stage
 from reflectrl.pipeline.stages import CONFIG, Stage, StageRunner
 from reflectrl.run_settings import as_saved, changed_settings, read_saved
 
@@ -45,22 +48,24 @@ def main() -> None:
     saved = read_saved(args.source / CONFIG)
     preset = get_preset(saved["preset"]["name"], ENV)
     preset = replace(preset, env_kwargs={**preset.env_kwargs, **saved["preset"]["env_kwargs"]})
-    if changed_settings(saved, as_saved({"env": ENV, "preset": pipeline.saved_settings(ENV, preset)})):
+    if changed_settings(saved, as_saved({"env": ENV, "preset": plan.saved_settings(ENV, preset)})):
         raise SystemExit(f"{args.source} was not made with this checkout's {preset.name!r} preset; nothing to continue")
     longer = replace(preset, rl=replace(preset.rl, iterations=args.iterations))
     planned = saved["preset"]["rl"]["iterations"]
     wanted = args.rows.split(",")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = StageRunner(args.out, {"source": str(args.source.resolve()), "iterations": args.iterations})
+    # One console for the runner and the stage functions: a stage draws its progress inside its runner block.
+    progress = StageLines(print, live=not args.quiet)
+    runner = StageRunner(args.out, {"source": str(args.source.resolve()), "iterations": args.iterations}, lines=progress)
     # The evaluation names its reflector relative to the run folder, as the pipeline's does.
     link = args.out / "sft-reflector"
     if not link.exists():
         link.symlink_to((args.source / "sft-reflector").resolve(), target_is_directory=True)
-    if not (args.out / pipeline.REFLECTION_CACHE).exists():
-        shutil.copytree(args.source / pipeline.REFLECTION_CACHE, args.out / pipeline.REFLECTION_CACHE)
+    if not (args.out / plan.REFLECTION_CACHE).exists():
+        shutil.copytree(args.source / plan.REFLECTION_CACHE, args.out / plan.REFLECTION_CACHE)
 
-    settings = {s.key: s for s in pipeline.SETTINGS}
+    settings = {s.key: s for s in plan.SETTINGS}
     lines = [
         f"# {args.source.name}: RL continued to {args.iterations} iterations ({LEVEL}, every valid_unseen game, greedy)",
         "",
@@ -68,24 +73,23 @@ def main() -> None:
         f"| vs {planned} iterations: won / lost, return diff [95%] | training successes per iteration |",
         "|---|---|---|---|---|---|---|",
     ]
-    for stage, policy, reflector, label in pipeline.RL_JOBS:
+    for stage, policy, reflector, label in plan.RL_JOBS:
         if stage not in wanted:
             continue
-        if not (args.out / stage / pipeline.RL_RUN).exists():
-            shutil.copytree(args.source / stage / pipeline.RL_RUN, args.out / stage / pipeline.RL_RUN)
+        if not (args.out / stage / plan.RL_RUN).exists():
+            shutil.copytree(args.source / stage / plan.RL_RUN, args.out / stage / plan.RL_RUN)
         runner.run(Stage(stage, partial(
-            pipeline._rl_stage, ENV, longer, args.source / policy, args.source / reflector if reflector else None,
-            pipeline._local_reflector, print,
+            rl_stage, ENV, longer, args.source / policy, args.source / reflector if reflector else None, local_reflector, progress,
         )))
         record = runner.run(Stage(f"eval-{stage}", partial(
-            pipeline._eval_stage, ENV, preset, settings[stage], args.out, not args.quiet, pipeline._local_reflector,
+            eval_stage, ENV, preset, settings[stage], args.out, progress, local_reflector,
         )))
-        start = dict(pipeline.PAIRED)[stage]
-        after = pipeline._episodes(args.out, stage, LEVEL)
-        vs_sft = compare_paired(pipeline._episodes(args.source, start, LEVEL), after, seed=preset.seed)
-        vs_before = compare_paired(pipeline._episodes(args.source, stage, LEVEL), after, seed=preset.seed)
+        start = dict(plan.PAIRED)[stage]
+        after = eval_episodes(args.out, stage, LEVEL)
+        vs_sft = compare_paired(eval_episodes(args.source, start, LEVEL), after, seed=preset.seed)
+        vs_before = compare_paired(eval_episodes(args.source, stage, LEVEL), after, seed=preset.seed)
         summary = record["summary"]["summary"]
-        wins = [round(rate * longer.rl.episodes_per_iter) for _, rate in pipeline._curve(args.out / stage, "train/success")]
+        wins = [round(rate * longer.rl.episodes_per_iter) for _, rate in rl_curve(args.out / stage, "train/success")]
         lines.append(
             f"| {label} | {pct(summary['success'])} | [{pct(summary['ci_low'])}, {pct(summary['ci_high'])}] "
             f"| {summary['mean_return']:+.2f} "

@@ -20,8 +20,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from reflectrl.pipeline.plan import saved_settings
 from reflectrl.pipeline.presets import preset
-from reflectrl.pipeline.run import saved_settings
 from reflectrl.pipeline.seeds import parse_seeds, run_seeds, seed_folder
 from reflectrl.pipeline.stages import CONFIG
 from reflectrl.storage import atomic_write_json

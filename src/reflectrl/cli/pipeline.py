@@ -56,7 +56,8 @@ def pipeline(
 ) -> None:
     """Run the whole comparison (data -> SFT -> RL -> evaluation -> report.md); re-run the same command to resume."""
     from reflectrl.pipeline.presets import preset as get_preset
-    from reflectrl.pipeline.run import ROWS, run_pipeline
+    from reflectrl.pipeline.plan import ROWS
+    from reflectrl.pipeline.run import run_pipeline
     from reflectrl.pipeline.seeds import parse_seeds
 
     entry = env_entry(env_name)
@@ -82,26 +83,22 @@ def pipeline(
 
         changes = merge_changes(read_changes(config_file) if config_file else {}, parse_assignments(assignments or []))
         settings = get_preset(preset_name, entry.name, changes)
-        from reflectrl.pipeline.run import rl_config
+        from reflectrl.pipeline.plan import rl_config
 
         rl_config(entry.name, settings)  # a bad RL value fails here, not after the SFT stages
     except ValueError as err:
         fail(str(err))
-    games = ""
-    if entry.name == "alfworld" and "data_dir" not in settings.env_kwargs:
-        from reflectrl.envs.alfworld.dataset import resolve_data_root
-
-        try:
-            root = resolve_data_root(None)  # the environment's own rule for $ALFWORLD_DATA
-        except FileNotFoundError as err:
-            fail(str(err))
-        if root is not None:
-            # Into the preset, so that pipeline.json and the report name the game set, and a re-run with
-            # another game set is refused instead of mixing two sets' stages.
-            settings = replace(settings, env_kwargs={**settings.env_kwargs, "data_dir": str(root)})
-            games = f"ALFWORLD_DATA={shlex.quote(str(root))} "
+    try:
+        pinned = entry.pinned(settings.env_kwargs)
+    except FileNotFoundError as err:
+        fail(str(err))
+    if pinned:
+        # Into the preset, so that pipeline.json and the report name them (ALFWorld's game set), and a re-run with
+        # other values is refused instead of mixing two sets' stages.
+        settings = replace(settings, env_kwargs={**settings.env_kwargs, **{key: value for key, (_, value) in pinned.items()}})
+    variables = "".join(f"{variable}={shlex.quote(value)} " for variable, value in pinned.values())
     folder = out if out is not None else Path("runs") / f"pipeline-{entry.name}"
-    command = games + "reflectrl pipeline " + " ".join(
+    command = variables + "reflectrl pipeline " + " ".join(
         shlex.quote(part) for part in (entry.name, "--preset", settings.name, "--out", str(folder))
     ) + (f" --rows {rows}" if rows != "core" else "") + (f" --serve-reflector {serve_reflector}" if serve_reflector else "")
     if config_file is not None:

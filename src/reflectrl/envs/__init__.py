@@ -54,12 +54,26 @@ class EnvEntry:
     """The oracle teacher's `Explainer` for it ('module:attribute' or the object); None: the generic one."""
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Changes to each pipeline preset for it (preset name -> changes, as in `reflectrl.pipeline.presets.ENV_OVERRIDES`)."""
+    pinned_kwargs: str | Callable[[Mapping[str, Any]], Mapping[str, tuple[str, str]]] | None = None
+    """Keywords the environment reads from environment variables when they are not given ('module:function' or the
+    function; None: none): called with a run's env_kwargs, it returns {keyword: (variable, value)} for each one it
+    would read, and raises FileNotFoundError when a variable names nothing usable. `reflectrl pipeline` pins those
+    values in the run's settings and names the variables in the command it records (ALFWorld: its game folder)."""
 
     def env_class(self) -> type[TextEnv]:
-        if not isinstance(self.entry_point, str):
-            return self.entry_point
-        module, cls = self.entry_point.split(":")
-        return getattr(importlib.import_module(module), cls)
+        return _resolve(self.entry_point)
+
+    def pinned(self, env_kwargs: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """`pinned_kwargs` for a run with `env_kwargs`: {keyword: (environment variable, value)}."""
+        return {} if self.pinned_kwargs is None else dict(_resolve(self.pinned_kwargs)(env_kwargs))
+
+
+def _resolve(target: Any) -> Any:
+    """The object a 'module:attribute' string names (imported on first use), or `target` itself."""
+    if not isinstance(target, str):
+        return target
+    module, attribute = target.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 ENVIRONMENTS: dict[str, EnvEntry] = {}
@@ -85,12 +99,13 @@ def register_env(
     splits: Mapping[str, str] | None = None,
     explainer: str | Any | None = None,
     presets: Mapping[str, Mapping[str, Any]] | None = None,
+    pinned_kwargs: str | Callable[[Mapping[str, Any]], Mapping[str, tuple[str, str]]] | None = None,
 ) -> Any:
     """Make an environment known to every command (`reflectrl envs`, `play`, `gen-data`, `train`, `eval`, `pipeline`).
 
     `env` is a `TextEnv` subclass (for example made by `from_gymnasium`) or 'module:Class'; without it this is a
-    class decorator. `gym_id` defaults to ``reflectrl/<name>-v0``; `splits`, `explainer` and `presets` are the
-    `EnvEntry` fields of those names. Registering a name again replaces the earlier registration.
+    class decorator. `gym_id` defaults to ``reflectrl/<name>-v0``; `splits`, `explainer`, `presets` and `pinned_kwargs`
+    are the `EnvEntry` fields of those names. Registering a name again replaces the earlier registration.
     """
     if not name or not name.replace("-", "_").isidentifier():
         raise ValueError(f"environment name {name!r} must be a word of letters, digits, '_' or '-'")
@@ -101,7 +116,7 @@ def register_env(
         doc = cls if isinstance(cls, str) else (cls.__doc__ or "").strip().split("\n")[0]
         register(EnvEntry(
             name=name, gym_id=gym_id or f"reflectrl/{name}-v0", entry_point=cls, summary=summary or doc, splits=splits,
-            explainer=explainer, presets=dict(presets or {}),
+            explainer=explainer, presets=dict(presets or {}), pinned_kwargs=pinned_kwargs,
         ))
         return cls
 
@@ -185,6 +200,7 @@ register(
         gym_id="reflectrl/DangerousTaxi-v0",
         entry_point="reflectrl.envs.taxi:DangerousTaxiEnv",
         summary="Gymnasium's 5x5 Taxi as a text grid; a move that changes nothing ends the episode.",
+        explainer="reflectrl.teachers.oracle_taxi:EXPLAINER",
     )
 )
 register(
@@ -195,8 +211,29 @@ register(
         summary="A short corridor with distractor actions: a sanity check for RL training.",
     )
 )
-register(EnvEntry(name="autoexplore", gym_id="reflectrl/AutoExplore-v0", entry_point="reflectrl.envs.autoexplore.env:AutoExploreEnv", summary="Find the file of a repository that answers a question, with cd, cat and id (sandboxed, read-only)."))
-register(EnvEntry(name="alfworld", gym_id="reflectrl/ALFWorld-v0", entry_point="reflectrl.envs.alfworld.env:ALFWorldEnv", summary="ALFWorld household tasks (pick and place by default) on the alfworld text engine; real data or generated games."))
+register(
+    EnvEntry(
+        name="autoexplore",
+        gym_id="reflectrl/AutoExplore-v0",
+        entry_point="reflectrl.envs.autoexplore.env:AutoExploreEnv",
+        summary="Find the file of a repository that answers a question, with cd, cat and id (sandboxed, read-only).",
+        # Its test split holds repositories never used for training.
+        splits={"train": "train", "test": "test"},
+        explainer="reflectrl.teachers.oracle_autoexplore:EXPLAINER",
+    )
+)
+register(
+    EnvEntry(
+        name="alfworld",
+        gym_id="reflectrl/ALFWorld-v0",
+        entry_point="reflectrl.envs.alfworld.env:ALFWorldEnv",
+        summary="ALFWorld household tasks (pick and place by default) on the alfworld text engine; real data or generated games.",
+        # Held out: room layouts never seen in training.
+        splits={"train": "train", "valid_seen": "valid_seen", "valid_unseen": "valid_unseen", "test": "valid_unseen"},
+        explainer="reflectrl.teachers.oracle_alfworld:EXPLAINER",
+        pinned_kwargs="reflectrl.envs.alfworld.dataset:pinned_data_dir",
+    )
+)
 register_env(
     "textworld", "reflectrl.envs.textworld:TextWorldEnv", gym_id="reflectrl/TextWorld-v0",
     summary="TextWorld's coin collector (default) or treasure hunter games, generated offline; levels from the challenge's difficulty.",

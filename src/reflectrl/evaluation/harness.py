@@ -32,7 +32,8 @@ Splits:
   ``train`` are also accepted). Each episode fixes one task with
   ``reset(options={"index": i})``; by default every task of the split at the
   level is played once, with fewer episodes the tasks are spread evenly over
-  the list, with more they repeat.
+  the list, with more they repeat. An environment's registration names its
+  splits (`EnvEntry.splits`).
 
 Metrics (`reflectrl.evaluation.summary`): success with a 95% Wilson interval
 (none for an exact evaluation: its rate is the level's own), mean return,
@@ -67,12 +68,6 @@ ALL = "all"
 """`EvalConfig.episodes` for every task or start state, each once."""
 EXACT_LIMIT = 1000
 """Most start states an evaluation without an episode count plays (each once) instead of sampling seeds."""
-TASK_SPLITS: dict[str, dict[str, str]] = {
-    "autoexplore": {"train": "train", "test": "test"},
-    "alfworld": {"train": "train", "valid_seen": "valid_seen", "valid_unseen": "valid_unseen", "test": "valid_unseen"},
-}
-"""Environments that pick tasks from a split: our split name -> the environment's `split` keyword (registered
-environments give theirs in `EnvEntry.splits`)."""
 RESULT_FILE = "eval.json"
 TABLE_FILE = "eval.md"
 EPISODES_FILE = "episodes.jsonl"
@@ -85,7 +80,7 @@ class EvalConfig:
     env: str
     """Environment short name."""
     split: str = "test"
-    """Seeded environments: train, validation or test; task environments: see `TASK_SPLITS`."""
+    """Seeded environments: train, validation or test; task environments: a name of their `EnvEntry.splits`."""
     episodes: int | str | None = None
     """Episodes to play; ``"all"``: every task of a task split, or every start state where the environment lists
     them (`TextEnv.start_states`); None: ``"all"`` for a task split or at most `EXACT_LIMIT` start states,
@@ -141,7 +136,7 @@ def plan_episodes(config: EvalConfig) -> EvalPlan:
     kwargs = dict(config.env_kwargs)
     if config.horizon is not None:
         kwargs["horizon"] = config.horizon
-    names = TASK_SPLITS.get(entry.name, entry.splits)
+    names = entry.splits
     if names:
         if config.split not in names:
             raise ValueError(f"unknown split {config.split!r} for {entry.name}; choose from {', '.join(names)}")

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reflectrl.pipeline.plan import PAIRED, RL_JOBS, SETTINGS, row_label, saved_settings
 from reflectrl.pipeline.presets import Preset
-from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, read_curve, write_timing
-from reflectrl.pipeline.run import PAIRED, RL_JOBS, RL_RUN, SETTINGS, saved_settings
+from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, rl_curve, write_timing
 from reflectrl.pipeline.stages import DONE
 from reflectrl.run_settings import read_saved
 
@@ -136,7 +136,7 @@ def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
         if all(name in records[seed] for seed in seeds):
             summaries[setting.key] = [records[seed][name]["summary"]["summary"] for seed in seeds]
     curves = {
-        name: [read_curve(Path(out) / seed_folder(seed) / name / RL_RUN / "metrics.jsonl", "train/success") for seed in seeds]
+        name: [rl_curve(Path(out) / seed_folder(seed) / name, "train/success") for seed in seeds]
         for name, *_ in RL_JOBS if all(name in records[seed] for seed in seeds)
     }
     return SeedRuns(list(seeds), summaries, curves, records)
@@ -198,7 +198,7 @@ def _table(
 
 
 def _labels(preset: Preset) -> dict[str, str]:
-    return {s.key: s.label.replace("{model}", preset.model) for s in SETTINGS}
+    return {s.key: row_label(s, preset) for s in SETTINGS}
 
 
 def _verdict(runs: SeedRuns, labels: Mapping[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""The comparison report: markdown tables in the paper's layout plus two plots.
+"""The comparison report of a pipeline run: what it says (markdown tables in the paper's layout) and draws (two plots).
 
 ``report.md`` opens with the verdict in one sentence, then holds the
 comparison (one row per setting, in the paper's order, success with its 95%
@@ -10,18 +10,32 @@ the run computed, so the same command and seed give the same bytes.
 ``timing.md`` has the wall time of every stage, the machine and the date. ``success.png``
 shows success bars with their intervals; ``learning_curves.png`` the RL
 runs' success per iteration.
+
+`write_report` and `write_timing` lay out whatever they are given (the report over training seeds,
+`reflectrl.pipeline.aggregate`, uses them too); `write_run_report` gives them a pipeline run's content, read
+from its stages' DONE records and folders: the rows (`comparison_rows`), the verdict (`verdict_sentence`),
+the paired comparisons (`paired_comparisons`), each stage's note, the learning curves and how the run was made.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflectrl.evaluation.tables import group_table, summary_table
+from reflectrl.pipeline.plan import PAIRED, RL_JOBS, RL_RUN, SETTINGS, eval_level_names, has_dagger, row_label, saved_settings
+from reflectrl.pipeline.presets import Preset
 from reflectrl.storage import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from reflectrl.envs import EnvEntry
+    from reflectrl.trainers.online import RLConfig
 
 REPORT = "report.md"
 SUCCESS_PLOT = "success.png"
@@ -256,3 +270,272 @@ def write_timing(folder: Path, title: str, stage_seconds: Sequence[tuple[str, fl
     path = Path(folder) / TIMING
     atomic_write_bytes(path, "\n".join(parts).encode("utf-8"))
     return path
+
+
+# ------------------------------------------------------------------ a pipeline run's report
+def rl_curve(rl_folder: Path, key: str) -> list[tuple[float, float]]:
+    """(iteration, value) of one metric from the RL stage in `rl_folder`."""
+    return read_curve(rl_folder / RL_RUN / "metrics.jsonl", key)
+
+
+def eval_episodes(out: Path, key: str, level: str) -> list[dict[str, Any]]:
+    """The episodes the evaluation of setting `key` played on `level`, from the run folder `out`."""
+    path = out / f"eval-{key}" / level / "episodes.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _exact(out: Path, key: str, level: str) -> bool:
+    """Whether the evaluation `key` played every start state of `level` once (`EvalPlan.exact`)."""
+    from reflectrl.evaluation.harness import RESULT_FILE
+
+    return bool(json.loads((out / f"eval-{key}" / level / RESULT_FILE).read_text(encoding="utf-8"))["summary"].get("exact"))
+
+
+def comparison_rows(preset: Preset, records: dict[str, dict[str, Any]]) -> list[ComparisonRow]:
+    """The report's rows, in `SETTINGS` order, from the evaluation stages' DONE records."""
+    return [
+        ComparisonRow(row_label(s, preset), records[f"eval-{s.key}"]["summary"]["summary"], s.reference)
+        for s in SETTINGS if f"eval-{s.key}" in records
+    ]
+
+
+def paired_comparisons(entry: EnvEntry, preset: Preset, out: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """Each RL row against its SFT start over every evaluated episode, then level by level when there are several
+    (AutoExplore's depth 1 and depth 2 differ in difficulty; a pooled gain could hide a loss at one level)."""
+    from reflectrl.evaluation.paired import compare_paired
+
+    labels = {s.key: row_label(s, preset) for s in SETTINGS}
+    levels = eval_level_names(entry, preset)
+    played = {(key, level): eval_episodes(out, key, level) for pair in PAIRED for key in pair for level in levels}
+    groups = [(None, levels)] + ([(level, [level]) for level in levels] if len(levels) > 1 else [])
+    comparisons = []
+    for group, group_levels in groups:
+        for after, before in PAIRED:
+            first = [e for level in group_levels for e in played[before, level]]
+            second = [e for level in group_levels for e in played[after, level]]
+            suffix = f", level {group}" if group else ""
+            # Every start state of every level on both sides: the differences are the levels' own, not estimates.
+            exact = all(_exact(out, key, level) for key in (after, before) for level in group_levels)
+            comparisons.append((
+                labels[after] + suffix, labels[before] + suffix, {**compare_paired(first, second, seed=preset.seed).to_dict(), "exact": exact}
+            ))
+    return comparisons
+
+
+def verdict_sentence(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
+    """The report's first sentence: the two RL rows against each other and against their SFT starts."""
+    def rate(key: str) -> str:
+        return f"{100 * records[f'eval-{key}']['summary']['summary']['success']:.1f}%"
+
+    summary = records["eval-rl-reflect"]["summary"]["summary"]
+    played = (
+        f"all {summary['episodes']} held-out start states (exact rates)" if summary.get("exact") else f"{summary['episodes']} held-out episodes"
+    )
+    return (
+        f"Reflect-RL {rate('rl-reflect')} vs RL without reflection {rate('rl-plain')} success on {played}; "
+        f"their SFT starts: {rate('sft-reflect')} with reflection, {rate('sft-plain')} without."
+    )
+
+
+def write_run_report(
+    entry: EnvEntry, preset: Preset, out: Path, records: dict[str, dict[str, Any]], verdict: str, command: str | None, seconds: float
+) -> Path:
+    """Write a pipeline run's report.md with its plots, timing.md and the episode page into the run folder `out`,
+    from the stages' DONE `records`; `seconds`: this invocation's wall time. Returns the report's path."""
+    from reflectrl.evaluation.viewer import PAGE_FILE, write_page
+
+    rows = comparison_rows(preset, records)
+    title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
+    write_timing(out, title, _stage_seconds(records), _timing_meta(preset, records, seconds))
+    stages = [(name, _note(rec)) for name, rec in records.items()]
+    level = eval_level_names(entry, preset)[0]
+    # Named "run", not by its folder, so the same run gives the same bytes wherever it is written.
+    write_page([out], out / PAGE_FILE, f"Episodes of the {title}", sources=["run"], shown=(f"eval-rl-reflect/{level}", f"eval-sft-reflect/{level}"))
+    return write_report(
+        out, title, verdict, _intro(entry, preset, records, rows), rows, paired_comparisons(entry, preset, out), _curves(out, records),
+        stages, _run_meta(entry, preset, records, command), saved_settings(entry.name, preset),
+        diagnostics=_diagnostics(preset, records), viewer=PAGE_FILE,
+    )
+
+
+def _curves(out: Path, records: dict[str, dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """The training (and validation, where the run validated) success per iteration of every RL stage that ran."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for name, _, _, label in RL_JOBS:
+        if name not in records:
+            continue
+        curves[f"{label} (training)"] = rl_curve(out / name, "train/success")
+        validation = rl_curve(out / name, "val/success")
+        if validation:
+            curves[f"{label} (validation)"] = validation
+    return curves
+
+
+def _run_meta(entry: EnvEntry, preset: Preset, records: dict[str, dict[str, Any]], command: str | None) -> dict[str, str]:
+    """How the run was made, for the report's "Run" list: only settings and what the stages computed."""
+    data = records["data"]["summary"]
+    plans = records["eval-rl-reflect"]["summary"]["episodes_played"]
+    return {
+        "command": f"`{command}`" if command else "(called from Python)",
+        "environment": f"{entry.name} ({entry.gym_id}), level {data['level']}, horizon {preset.horizon or 'default'}",
+        "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
+        "evaluation": "; ".join(plans) + "; greedy decisions, "
+        + (f"labels shuffled with seed {preset.seed}" if preset.shuffle_labels else "fixed labels (menu order)")
+        + (", written after each action" if preset.label_after else "")
+        + "; the same episodes for every row",
+        "teacher data": f"{data['episodes']} {preset.data.teacher} teacher episodes on the train split (seed {preset.seed}): "
+        # sorted: a resumed run reads this record back from DONE.json, whose keys are sorted
+        + ", ".join(f"{n} {name} rows" for name, n in sorted(data["rows"].items()))
+        + f"; negative share {data['negative_share']:.1%}",
+        "RL": _rl_text(preset),
+    }
+
+
+def _rl_text(preset: Preset) -> str:
+    return (
+        f"{_algo_text(preset.rl)}, {preset.rl.iterations} iterations x {preset.rl.episodes_per_iter} episodes (train seeds), "
+        f"reflections up to {preset.reflection_tokens} tokens"
+        + (
+            f"; Reflect-RL's reflector after a DAgger round ({preset.dagger.episodes} train episodes of the SFT reflective agent, "
+            f"{preset.dagger.steps} SFT steps)" if has_dagger(preset) else ""
+        )
+        + (
+            f"; reflections sampled at temperature {preset.rl.reflection_temperature:g} while training"
+            if preset.rl.reflection_temperature > 0 else ""
+        )
+        + (
+            f"; Reflect-RL trains its reflector too (policy gradient on its sampled reflections, Adam {preset.rl.reflector_lr:g}, "
+            f"KL weight {preset.rl.reflector_kl_coef:g} to its start) and is evaluated with it" if preset.rl.train_reflector else ""
+        )
+    )
+
+
+def _stage_seconds(records: dict[str, dict[str, Any]]) -> list[tuple[str, float, str]]:
+    return [(name, rec["seconds"], "resumed after an interruption" if rec.get("resumed") else "") for name, rec in records.items()]
+
+
+def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: float) -> dict[str, str]:
+    """The times, machine and date for timing.md (kept out of report.md, whose bytes a re-run reproduces)."""
+    import peft
+    import torch
+    import transformers
+
+    device = preset.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    total = sum(r["seconds"] for r in records.values())
+    return {
+        "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
+        f"this invocation {seconds:.0f} s",
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"device {device}, {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+        "CPU": cpu_description(),
+        "packages": f"transformers {transformers.__version__}, peft {peft.__version__}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _intro(entry: EnvEntry, preset: Preset, records: dict[str, dict[str, Any]], rows: Sequence[ComparisonRow]) -> str:
+    """The paragraph under the verdict: what was evaluated and what the intervals mean."""
+    data = records["data"]["summary"]
+    plans = records["eval-rl-reflect"]["summary"]["episodes_played"]
+    exact_rows = [bool(r.summary.get("exact")) for r in rows]
+    intro = (
+        f"Held-out success of every setting on {entry.name}, level {data['level']}: {'; '.join(plans)}. "
+        f"Rows follow the paper's comparison (METHOD.md); {_intervals_text(exact_rows)}"
+    )
+    if preset.eval.prompted_episodes is not None:
+        played = f"{preset.eval.prompted_episodes} seeded episodes" if any(exact_rows) else f"the first {preset.eval.prompted_episodes} of these episodes"
+        intro += (
+            f" The prompted row plays {played} only: its invalid "
+            "answers do not end an episode, so each runs to the horizon."
+        )
+    return intro
+
+
+def _intervals_text(exact_rows: Sequence[bool]) -> str:
+    if all(exact_rows):
+        return (
+            "every row played every start state once, and with greedy decisions each start state has one outcome, "
+            "so the rates are exact, with no interval (\"exact\" in the table)."
+        )
+    if any(exact_rows):
+        return (
+            "a row that played a sample of episodes has a 95% Wilson score interval; a row that played every start "
+            "state once has none: with greedy decisions each start state has one outcome, so its rate is exact "
+            "(\"exact\" in the table)."
+        )
+    return "intervals are 95% Wilson score intervals."
+
+
+def _diagnostics(preset: Preset, records: dict[str, dict[str, Any]]) -> str:
+    """The reflection diagnostics of every reflective row, the ceilings included (markdown, or "")."""
+    from reflectrl.evaluation.reflection_diagnostics import diagnostics_table
+
+    rows = [
+        (row_label(s, preset), records[f"eval-{s.key}"].get("summary", {}).get("reflection_diagnostics"))
+        for s in SETTINGS if s.kind == "reflect" and f"eval-{s.key}" in records
+    ]
+    return diagnostics_table(rows)
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU model and the instruction sets that decide which kernels torch runs.
+
+    Two CPU models train different adapters from the same data and seed (the kernels sum float32
+    in their own order; experiments/taxi_pipeline, "Another machine"), so a timing file names the
+    CPU it was made on. `cpuinfo`: the text of Linux's /proc/cpuinfo (read when None).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # not Linux
+            return platform.processor() or "unknown"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    sets = [name for name in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile") if name in flags]
+    return f"{fields.get('model name') or platform.processor() or 'unknown'}; {' '.join(sets) or 'no AVX2'}"
+
+
+def _algo_text(rl: RLConfig) -> str:
+    if rl.algo == "grpo":
+        return f"grpo (groups of {rl.group_size} episodes per start seed, {rl.epochs} epoch{'s' if rl.epochs > 1 else ''})"
+    return f"ppo ({rl.epochs} epochs)" if rl.algo == "ppo" else rl.algo
+
+
+def _note(record: dict[str, Any]) -> str:
+    summary = record.get("summary", {})
+    notes = []
+    if "expert_success_rate" in summary:
+        rows = summary["rows"]
+        notes.append(
+            f"{summary['episodes']} teacher episodes (the teacher won {summary['expert_success_rate']:.0%}); "
+            f"{rows['reflector']} reflector rows, {rows['policy']} policy rows "
+            f"({summary['negative_share']:.0%} negatives), {rows['plain']} plain rows"
+        )
+    if "round_rows" in summary:
+        advice = summary.get("advice_optimal")
+        notes.append(
+            f"the SFT reflective agent played {summary['episodes']} train episodes (success {summary['success']:.0%}): "
+            f"{summary['states']} states, {summary['distinct']} distinct ({summary['agreed']} of them with the teacher's own reflection)"
+            + (f", its reflection right in {advice:.0%} of them" if advice is not None else "")
+            + f"; {summary['round_rows']} rows in the reflector's round"
+        )
+    if "global_step" in summary:
+        notes.append(f"{summary['global_step']} of {summary['max_steps']} steps")
+    if "planned_iterations" in summary:
+        notes.append(f"{summary['iterations']} of {summary['planned_iterations']} iterations")
+    if "label_accuracy" in summary:
+        notes.append(f"held-out label accuracy {summary['label_accuracy']:.0%} (chance {summary.get('chance_accuracy', 0):.0%})")
+    elif "eval_loss" in summary:
+        notes.append(f"held-out loss {summary['eval_loss']:.3f}")
+    if summary.get("stopped_by_time_limit"):
+        done = summary.get("global_step", summary.get("iterations"))
+        planned = summary.get("max_steps", summary.get("planned_iterations"))
+        notes.append(f"stopped by its time limit after {done} of {planned} {'steps' if 'global_step' in summary else 'iterations'}")
+    if "last_training_success" in summary and summary["last_training_success"] is not None:
+        notes.append(f"last training success {summary['last_training_success']:.0%}")
+    if "eval_seconds" in summary:
+        notes.append(f"{summary['summary']['episodes']} episodes")
+    return "; ".join(notes)

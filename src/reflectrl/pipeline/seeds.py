@@ -28,7 +28,7 @@ machine that cannot see OUT receives the shared stages from the driver and sends
 Re-running the same command resumes: finished stages are skipped in every seed folder, a killed
 stage resumes from its checkpoints, and the aggregate is rewritten; more seeds can be added later
 with the same settings. The same seeds give the same adapters and reports whichever way they run
-(on the same kind of CPU: kernels decide float rounding, see `run.cpu_description`).
+(on the same kind of CPU: kernels decide float rounding, see `report.cpu_description`).
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from typing import Any
 from reflectrl.envs import lookup
 from reflectrl.pipeline.aggregate import UNTRAINED, seed_folder, write_aggregate
 from reflectrl.pipeline.console import LOG_FILE, StageLines
+from reflectrl.pipeline.plan import SETTINGS, saved_settings, stage_names
 from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import REPORT
-from reflectrl.pipeline.run import SETTINGS, _data_stage, _eval_stage, _local_reflector, run_pipeline, saved_settings, stage_names
+from reflectrl.pipeline.run import run_pipeline
+from reflectrl.pipeline.stage_functions import data_stage, eval_stage, local_reflector
 from reflectrl.pipeline.stages import DONE, Stage, StageRunner
 from reflectrl.run_log import run_log
 from reflectrl.trainers.trackers import DEFAULT_REPORT_TO
@@ -172,10 +174,10 @@ def run_seeds(
         shared = shared_stages(rows)
         for name in shared:
             if name == "data":
-                runner.run(Stage(name, partial(_data_stage, entry.name, preset, lines)))
+                runner.run(Stage(name, partial(data_stage, entry.name, preset, lines)))
             else:
                 setting = next(s for s in SETTINGS if f"eval-{s.key}" == name)
-                runner.run(Stage(name, partial(_eval_stage, entry.name, preset, setting, out, lines, _local_reflector)))
+                runner.run(Stage(name, partial(eval_stage, entry.name, preset, setting, out, lines, local_reflector)))
         if ray_address is not None:
             per_seed = threads or preset.threads or 1
         elif parallel > 1:

@@ -8,9 +8,10 @@ An `Explainer` bundles three functions:
   optimal path? (used to pick negative examples and to validate them);
 * `explain(request, rng)`: the reflection text, worded with `rng`.
 
-Adding an environment is one small module with a module-level `EXPLAINER`
-plus one line in `EXPLAINERS` below (or a call to `register_explainer`, or
-``register_env(..., explainer=...)`` with the environment).
+Adding an environment is one small module with a module-level `EXPLAINER`,
+named by the environment's registration (``register_env(..., explainer=...)``,
+`EnvEntry.explainer`; the built-in environments' in `reflectrl.envs`), or by
+a call to `register_explainer`.
 Environments without one get `GENERIC`, which only knows the oracle's
 action and whether the last action matched it.
 """
@@ -47,12 +48,9 @@ class Explainer:
     "Next: <action>." last (the paper's order); None: no such style."""
 
 
-EXPLAINERS: dict[str, str] = {
-    "taxi": "reflectrl.teachers.oracle_taxi:EXPLAINER",
-    "autoexplore": "reflectrl.teachers.oracle_autoexplore:EXPLAINER",
-    "alfworld": "reflectrl.teachers.oracle_alfworld:EXPLAINER",
-}
-"""Environment short name -> 'module:attribute' of its `Explainer` (imported on first use)."""
+EXPLAINERS: dict[str, str] = {}
+"""Environment short name -> 'module:attribute' of its `Explainer` (imported on first use), as `register_explainer`
+gives them; they take precedence over the registrations' `EnvEntry.explainer`."""
 
 
 def register_explainer(env_name: str, target: str) -> None:

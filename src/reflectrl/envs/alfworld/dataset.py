@@ -22,9 +22,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from reflectrl.envs.alfworld.tasks import SPLITS, TASK_TYPES
 
@@ -100,6 +102,16 @@ def resolve_data_root(data_dir: str | Path | None) -> Path | None:
             "filled, or make games with `reflectrl alfworld make-games --out DIR`"
         )
     return root
+
+
+def pinned_data_dir(env_kwargs: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The game folder ``$ALFWORLD_DATA`` names, for a run whose `env_kwargs` give no ``data_dir``
+    (`EnvEntry.pinned_kwargs`): the run's settings then name its game set, and a resume with another one is refused
+    instead of mixing two sets' stages. Raises FileNotFoundError as `resolve_data_root` does."""
+    if "data_dir" in env_kwargs:
+        return {}
+    root = resolve_data_root(None)
+    return {} if root is None else {"data_dir": ("ALFWORLD_DATA", str(root))}
 
 
 def find_games(root: str | Path, split: str, task_types: tuple[str, ...] = TASK_TYPES) -> list[GameRecord]:
