@@ -189,7 +189,7 @@ def memory_probe(mode: str, batch: int, threads: int) -> None:
     states = taxi_states(batch)
     tokenizer = load_tokenizer(EMBEDDED_DEFAULT)
     warm_model, _ = load_model("tiny-random", device="cpu")
-    LocalReflector(warm_model, tokenizer, max_new_tokens=2).reflect([reflector_prompt(s) for s in states])
+    LocalReflector(warm_model, tokenizer, reflection_tokens=2).reflect([reflector_prompt(s) for s in states])
     del warm_model
     baseline = rss_now()
     stages = {}
@@ -198,13 +198,13 @@ def memory_probe(mode: str, batch: int, threads: int) -> None:
         private_weights(players.model)
         players.add_adapter("reflector")
         players.add_adapter("policy")
-        reflector, policy = players.local_reflector(max_new_tokens=16), players.label_policy()
+        reflector, policy = players.local_reflector(reflection_tokens=16), players.label_policy()
     else:
         ref_model, tokenizer = load_model(EMBEDDED_DEFAULT, device="cpu")
         pol_model, _ = load_model(EMBEDDED_DEFAULT, device="cpu")
         private_weights(ref_model)
         private_weights(pol_model)
-        reflector = LocalReflector(add_lora(ref_model, "reflector"), tokenizer, adapter="reflector", max_new_tokens=16)
+        reflector = LocalReflector(add_lora(ref_model, "reflector"), tokenizer, adapter="reflector", reflection_tokens=16)
         policy = LabelPolicy(add_lora(pol_model, "policy"), tokenizer, adapter="policy")
     stages["loaded"] = rss_now() - baseline
     stages["loaded_peak"] = rss_peak() - baseline
@@ -270,8 +270,8 @@ def main() -> None:
 
     # Reflector throughput, with and without prefix reuse.
     r_prompts = [reflector_prompt(s) for s in states]
-    plain = LocalReflector(model, tokenizer, max_new_tokens=args.reflect_tokens, prefix_reuse=False)
-    reuse = LocalReflector(model, tokenizer, max_new_tokens=args.reflect_tokens, prefix_reuse=True)
+    plain = LocalReflector(model, tokenizer, reflection_tokens=args.reflect_tokens, prefix_reuse=False)
+    reuse = LocalReflector(model, tokenizer, reflection_tokens=args.reflect_tokens, prefix_reuse=True)
     reflections = plain.reflect(r_prompts)  # warm-up, and the reflections the policy reads below
     rates = {"without": [], "with": []}
     cpu_rates = {"without": [], "with": []}

@@ -63,7 +63,7 @@ def taxi_prompts(count: int) -> list[str]:
 
 
 def local_row(model, tokenizer, prompts: list[str], tokens: int, batch: int) -> dict:
-    reflector = LocalReflector(model, tokenizer, max_new_tokens=tokens)
+    reflector = LocalReflector(model, tokenizer, reflection_tokens=tokens)
     start, answers, new = time.perf_counter(), [], 0
     for i in range(0, len(prompts), batch):
         answers += reflector.reflect(prompts[i : i + batch])
@@ -72,7 +72,7 @@ def local_row(model, tokenizer, prompts: list[str], tokens: int, batch: int) -> 
 
 
 def served_row(spec: str, prompts: list[str], tokens: int, concurrency: int) -> dict:
-    reflector = ServedReflector(spec, max_tokens=tokens, concurrency=concurrency)
+    reflector = ServedReflector(spec, reflection_tokens=tokens, concurrency=concurrency)
     try:
         start = time.perf_counter()
         answers = reflector.reflect(prompts)

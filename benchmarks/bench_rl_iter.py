@@ -61,7 +61,7 @@ def run(args, reflection: bool, baseline: bool = False, cache: bool = True) -> l
     )
     reflector = (args.reflector or args.policy) if reflection else None
     run = build_rl_run(
-        config, args.policy, reflector, max_concurrent=args.episodes, reflector_max_new_tokens=args.reflection_tokens,
+        config, args.policy, reflector, max_concurrent=args.episodes, reflection_tokens=args.reflection_tokens,
         device="cpu", bf16=False if baseline else args.bf16,
     )
     if baseline:

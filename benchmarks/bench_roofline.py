@@ -340,8 +340,8 @@ def rl_workloads(the_preset, args, data: Path, shape: ModelShape) -> tuple[list[
         prompts = sample(list(dict.fromkeys(r["prompt"] for r in rows)), args.reflect_batch)
         lengths = [len(ids) for ids in encode_prompts(players.tokenizer, prompts)]
         budget = args.reflection_tokens or the_preset.reflection_tokens
-        prefill = LocalReflector(players.model, players.tokenizer, adapter=REFLECTOR, max_new_tokens=1)
-        whole = LocalReflector(players.model, players.tokenizer, adapter=REFLECTOR, max_new_tokens=budget)
+        prefill = LocalReflector(players.model, players.tokenizer, adapter=REFLECTOR, reflection_tokens=1)
+        whole = LocalReflector(players.model, players.tokenizer, adapter=REFLECTOR, reflection_tokens=budget)
         flops = shape.rows(lengths, lora=reflector_lora, head=len(prompts))
         first = measure(f"reflection prefill (batch {len(prompts)})", lambda: prefill.generate_raw(prompts),
                         len(prompts), sum(lengths), flops, args.repeats)

@@ -25,8 +25,8 @@ def assert_same_reflections(reflector: Path, served: ReflectorServer, prompts: l
     prompts = prompts[:AGREEMENT_PROMPTS]
     assert len(prompts) >= 48
     model, tokenizer = load_model(reflector, device="cpu")
-    local = LocalReflector(model, tokenizer, max_new_tokens=REFLECTION_TOKENS).reflect(prompts)
-    client = ServedReflector(str(served.spec), max_tokens=REFLECTION_TOKENS)
+    local = LocalReflector(model, tokenizer, reflection_tokens=REFLECTION_TOKENS).reflect(prompts)
+    client = ServedReflector(str(served.spec), reflection_tokens=REFLECTION_TOKENS)
     try:
         started = time.perf_counter()
         remote = client.reflect(prompts)

@@ -26,7 +26,7 @@ def two_players(tiny_model, value_head=True):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.3)
-    reflector = LocalReflector(model, tokenizer, adapter="reflector", max_new_tokens=6)
+    reflector = LocalReflector(model, tokenizer, adapter="reflector", reflection_tokens=6)
     policy = LabelPolicy(model, tokenizer, adapter="policy", value_head=value_head)
     return reflector, policy
 

@@ -176,7 +176,7 @@ def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path)
     from reflectrl.players.reflection_cache import CachedReflector
 
     model, tokenizer = load_model("tiny-random", device="cpu")
-    reflector = LocalReflector(model, tokenizer, max_new_tokens=3)
+    reflector = LocalReflector(model, tokenizer, reflection_tokens=3)
     prompts = ["Task: a\nReflection:", "Task: b\nReflection:", "Task: a\nReflection:"]
     cached = CachedReflector(reflector, tmp_path / "cache.jsonl")
     first = cached.reflect(prompts)
@@ -186,7 +186,7 @@ def test_reflection_cache_reuses_greedy_reflections_across_evaluations(tmp_path)
     assert reopened.reflect(prompts[:2]) == first[:2] and (reopened.misses, reopened.hits) == (0, 2)
     assert reopened.count_tokens("Task: a") == reflector.count_tokens("Task: a")
     with pytest.raises(ValueError, match="sampling"):
-        CachedReflector(LocalReflector(model, tokenizer, max_new_tokens=3, temperature=1.0))
+        CachedReflector(LocalReflector(model, tokenizer, reflection_tokens=3, temperature=1.0))
 
 
 def _played_states(agent) -> list[int]:
@@ -222,7 +222,7 @@ def test_a_deterministic_agent_plays_each_start_state_once_with_the_same_files(t
         policy = LabelPolicy(model, tokenizer)
         if kind == "plain":
             return PlainAgent(policy, shuffle_labels=False)
-        return ReflectiveAgent(LocalReflector(model, tokenizer, max_new_tokens=3), policy, shuffle_labels=False)
+        return ReflectiveAgent(LocalReflector(model, tokenizer, reflection_tokens=3), policy, shuffle_labels=False)
 
     config = EvalConfig(env, episodes=episodes, level=level, batch_size=4)
     files, played = {}, {}
@@ -244,7 +244,7 @@ def test_agents_whose_play_is_not_a_function_of_the_state_play_every_episode():
     agents = [
         RandomAgent(),
         PlainAgent(policy, shuffle_labels=True),
-        ReflectiveAgent(LocalReflector(model, tokenizer, max_new_tokens=2, temperature=1.0), policy, shuffle_labels=False),
+        ReflectiveAgent(LocalReflector(model, tokenizer, reflection_tokens=2, temperature=1.0), policy, shuffle_labels=False),
     ]
     config = EvalConfig("corridor", episodes=3, level="short", horizon=2, batch_size=3)
     for agent in agents:

@@ -109,7 +109,7 @@ def test_serve_reflector_prints_the_spec_and_stops_the_server_on_kill(tiny_sft_r
             assert line, "".join(lines)
             lines.append(line)
         spec = lines[-1].split("--reflector ")[1].strip()
-        reflector = ServedReflector(spec, max_tokens=4)
+        reflector = ServedReflector(spec, reflection_tokens=4)
         assert len(reflector.reflect(["Task: reach the goal.\nReflection:"])) == 1
         reflector.close()
         port = int(spec.split(":")[3].split("/")[0])

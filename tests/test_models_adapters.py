@@ -92,8 +92,8 @@ def test_shared_base_gives_the_same_outputs_as_two_separate_models(tmp_path):
 
     states = taxi_states()
     r_prompts = [reflector_prompt(s) for s in states]
-    texts_shared = shared.local_reflector(max_new_tokens=8).generate_raw(r_prompts)
-    texts_separate = LocalReflector(separate_reflector, tokenizer, max_new_tokens=8).generate_raw(r_prompts)
+    texts_shared = shared.local_reflector(reflection_tokens=8).generate_raw(r_prompts)
+    texts_separate = LocalReflector(separate_reflector, tokenizer, reflection_tokens=8).generate_raw(r_prompts)
     assert texts_shared == texts_separate
 
     policy_shared = shared.label_policy()

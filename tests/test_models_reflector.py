@@ -37,7 +37,7 @@ def test_generation_stops_at_the_policy_cue(tiny_model):
     # Short prompts keep the fine-tuning quick; the stop logic does not depend on the prompt.
     prompts = ["Task: reach the exit.\nReflection:", "Task: find the key.\nReflection:"]
     teach(model, tokenizer, prompts, " Good move, go north.\nActions:\n0. move north\n1. move south")
-    reflector = LocalReflector(model, tokenizer, max_new_tokens=40)
+    reflector = LocalReflector(model, tokenizer, reflection_tokens=40)
     assert isinstance(reflector, Reflector)
     assert reflector.reflect(prompts) == ["Good move, go north."] * 2
     # It stopped at the cue instead of writing the whole menu.
@@ -51,8 +51,8 @@ def test_prefix_reuse_matches_generation_from_scratch(tiny_model):
     prompts = reflector_prompts(4)
     ids = [encode_prompt(tokenizer, p) for p in prompts]
     assert shared_prefix_length(ids) >= 32
-    plain = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=False)
-    reused = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=True)
+    plain = LocalReflector(model, tokenizer, reflection_tokens=12, prefix_reuse=False)
+    reused = LocalReflector(model, tokenizer, reflection_tokens=12, prefix_reuse=True)
     assert reused.generate_raw(prompts) == plain.generate_raw(prompts)
     assert reused.last_stats["prefix_tokens"] == shared_prefix_length(ids)
     assert plain.last_stats["prefix_tokens"] == 0
@@ -69,7 +69,7 @@ def test_prefix_reuse_matches_generation_from_scratch(tiny_model):
 def test_batch_equals_single_prompts(tiny_model):
     model, tokenizer = tiny_model
     prompts = reflector_prompts(3)
-    reflector = LocalReflector(model, tokenizer, max_new_tokens=10)
+    reflector = LocalReflector(model, tokenizer, reflection_tokens=10)
     batch = reflector.generate_raw(prompts)
     assert batch == [reflector.generate_raw([p])[0] for p in prompts]
     assert reflector.reflect([]) == []
@@ -78,20 +78,20 @@ def test_batch_equals_single_prompts(tiny_model):
 def test_sampling_is_seeded_and_greedy_is_deterministic(tiny_model):
     model, tokenizer = tiny_model
     prompts = reflector_prompts(2)
-    first = LocalReflector(model, tokenizer, max_new_tokens=10, temperature=1.0, seed=5)
-    second = LocalReflector(model, tokenizer, max_new_tokens=10, temperature=1.0, seed=5)
+    first = LocalReflector(model, tokenizer, reflection_tokens=10, temperature=1.0, seed=5)
+    second = LocalReflector(model, tokenizer, reflection_tokens=10, temperature=1.0, seed=5)
     a1, a2 = first.generate_raw(prompts), first.generate_raw(prompts)
     assert a1 == second.generate_raw(prompts) and a2 == second.generate_raw(prompts)
     assert a1 != a2  # each call draws fresh samples
     state = torch.get_rng_state()
-    greedy = LocalReflector(model, tokenizer, max_new_tokens=10)
+    greedy = LocalReflector(model, tokenizer, reflection_tokens=10)
     assert greedy.generate_raw(prompts) == greedy.generate_raw(prompts)
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_max_new_tokens_is_respected(tiny_model):
+def test_reflection_tokens_is_respected(tiny_model):
     model, tokenizer = tiny_model
-    reflector = LocalReflector(model, tokenizer, max_new_tokens=3)
+    reflector = LocalReflector(model, tokenizer, reflection_tokens=3)
     texts = reflector.generate_raw(reflector_prompts(2))
     assert all(len(tokenizer.encode(t, add_special_tokens=False)) <= 4 for t in texts)
     assert reflector.last_stats["new_tokens"] <= 6
@@ -102,7 +102,7 @@ def test_chunked_prefill_gives_the_same_reflections(tiny_model):
     prompts = reflector_prompts(3)
     ids = [encode_prompt(tokenizer, p) for p in prompts]
     assert len({len(row) for row in ids}) > 1  # left padding is exercised, chunks of only padding included
-    whole = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=False, prefill_chunk_size=None)
+    whole = LocalReflector(model, tokenizer, reflection_tokens=12, prefix_reuse=False, prefill_chunk_size=None)
     expected = whole.generate_raw(prompts)
     prefill_passes = []
     hook = model.model.register_forward_hook(
@@ -113,7 +113,7 @@ def test_chunked_prefill_gives_the_same_reflections(tiny_model):
     try:
         for reuse in (False, True):
             prefill_passes.clear()
-            chunked = LocalReflector(model, tokenizer, max_new_tokens=12, prefix_reuse=reuse, prefill_chunk_size=8)
+            chunked = LocalReflector(model, tokenizer, reflection_tokens=12, prefix_reuse=reuse, prefill_chunk_size=8)
             assert chunked.generate_raw(prompts) == expected
             # The prompt (or, with reuse, the part after the shared prefix) was read 8 tokens at a time.
             read = max(len(row) for row in ids) - chunked.last_stats["prefix_tokens"]
@@ -133,7 +133,7 @@ def test_generation_projects_only_the_last_position(tiny_model):
     hook = head.register_forward_hook(lambda module, args, out: widths.append(out.shape[1]))
     try:
         for chunk in (None, 16):
-            reflector = LocalReflector(model, tokenizer, adapter="reflector", max_new_tokens=5, prefill_chunk_size=chunk)
+            reflector = LocalReflector(model, tokenizer, adapter="reflector", reflection_tokens=5, prefill_chunk_size=chunk)
             reflector.generate_raw(reflector_prompts(3))
     finally:
         hook.remove()

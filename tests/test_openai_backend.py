@@ -278,7 +278,7 @@ def test_served_reflector_is_greedy_with_the_stop_strings_and_cleans_like_the_lo
 
     import httpx
 
-    reflector = ServedReflector(f"served:{server_url}#raw-record", max_tokens=12)
+    reflector = ServedReflector(f"served:{server_url}#raw-record", reflection_tokens=12)
     try:
         assert reflector.reflect(["Task: go.\nReflection:"]) == ["The taxi moved north, good move."]
     finally:

@@ -13,10 +13,10 @@ ABOVE_THE_PLAYERS = ("serving", "trainers", "evaluation", "pipeline", "cli")
 
 
 def test_a_served_spec_gives_a_served_reflector_asking_as_many_at_once_as_told():
-    reflector = reflector_from_spec("served:http://127.0.0.1:9/v1#mine", max_new_tokens=12, concurrency=3)
+    reflector = reflector_from_spec("served:http://127.0.0.1:9/v1#mine", reflection_tokens=12, concurrency=3)
     try:
         assert isinstance(reflector, ServedReflector)
-        assert (reflector.model, reflector.max_tokens, reflector.client.concurrency) == ("mine", 12, 3)
+        assert (reflector.model, reflector.reflection_tokens, reflector.client.concurrency) == ("mine", 12, 3)
     finally:
         reflector.close()
 
@@ -27,9 +27,9 @@ def test_an_openai_spec_needs_a_model_name_and_a_server(monkeypatch):
         reflector_from_spec("openai:", url="http://127.0.0.1:9/v1")
     with pytest.raises(ValueError, match="needs the server URL"):
         reflector_from_spec("openai:chat")
-    reflector = reflector_from_spec("openai:chat", url="http://127.0.0.1:9/v1", max_new_tokens=7)
+    reflector = reflector_from_spec("openai:chat", url="http://127.0.0.1:9/v1", reflection_tokens=7)
     assert isinstance(reflector, OpenAIReflector)
-    assert (reflector.client.model, reflector.client.base_url, reflector.max_tokens) == ("chat", "http://127.0.0.1:9/v1", 7)
+    assert (reflector.client.model, reflector.client.base_url, reflector.reflection_tokens) == ("chat", "http://127.0.0.1:9/v1", 7)
     reflector.client.close()
 
 
@@ -40,7 +40,7 @@ def test_a_reflector_on_a_server_never_samples():
 
 def test_a_cache_file_puts_a_cache_naming_the_reflector_in_front(tmp_path):
     path = tmp_path / "cache.jsonl"
-    reflector = reflector_from_spec("tiny-random", max_new_tokens=3, cache_file=path)
+    reflector = reflector_from_spec("tiny-random", reflection_tokens=3, cache_file=path)
     assert isinstance(reflector, CachedReflector) and isinstance(reflector.inner, LocalReflector)
     reflector.reflect(["Task: a\nReflection:"])
     header = json.loads(path.read_text().splitlines()[0])

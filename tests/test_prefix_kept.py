@@ -80,7 +80,7 @@ def test_policy_passes_are_kept_until_an_optimizer_step_and_give_the_same_number
 
 def test_the_reflector_keeps_its_pass_while_the_policy_trains_on_the_same_base(players):
     model, tokenizer = players
-    reflector = LocalReflector(model, tokenizer, adapter="reflector", max_new_tokens=6)
+    reflector = LocalReflector(model, tokenizer, adapter="reflector", reflection_tokens=6)
     policy = LabelPolicy(model, tokenizer, adapter="policy")
     prompts = [reflector_prompt(s) for s in taxi_states(range(3))]
     fresh = reflector.generate_raw(prompts)
@@ -97,7 +97,7 @@ def test_the_reflector_keeps_its_pass_while_the_policy_trains_on_the_same_base(p
     with torch.no_grad():
         decide(policy, taxi_states(range(2)))
     assert len(kept(model)) == 2  # the policy's adapter makes another pass of the same tokens
-    base = LocalReflector(model, tokenizer, adapter="none loaded", max_new_tokens=6)  # the base weights
+    base = LocalReflector(model, tokenizer, adapter="none loaded", reflection_tokens=6)  # the base weights
     unadapted = base.generate_raw(prompts)
     assert len(kept(model)) == 3
     prefix_module._kept.clear()

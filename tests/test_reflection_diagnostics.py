@@ -135,7 +135,7 @@ def test_sampled_rl_reflections_resume_like_a_straight_run_and_use_no_cache(tmp_
     )
 
     def run(folder, until=None):
-        built = build_rl_run(config, "tiny-random", "tiny-random", run_dir=folder, reflector_max_new_tokens=4, shuffle_labels=False)
+        built = build_rl_run(config, "tiny-random", "tiny-random", run_dir=folder, reflection_tokens=4, shuffle_labels=False)
         built.trainer.resume()
         built.trainer.train(until)
         built.trainer.save_final(folder / "final")

@@ -165,7 +165,7 @@ def _config(**changes) -> RLConfig:
 
 
 def _run(config, reflector, run_dir):
-    return build_rl_run(config, "tiny-random", str(reflector), run_dir=run_dir, reflector_max_new_tokens=4, shuffle_labels=False)
+    return build_rl_run(config, "tiny-random", str(reflector), run_dir=run_dir, reflection_tokens=4, shuffle_labels=False)
 
 
 def _metrics(folder):

@@ -196,13 +196,13 @@ def test_two_servers_with_one_alias_do_not_share_a_reflection_cache(servers, tmp
     port_b, _ = servers([{"id": "reflector", "owned_by": "llamacpp", "meta": {"n_params": 361821120}}])
     path = tmp_path / "cache.jsonl"
     spec_a, spec_b = f"served:http://127.0.0.1:{port_a}/v1#reflector", f"served:http://127.0.0.1:{port_b}/v1#reflector"
-    first = ServedReflector(spec_a, max_tokens=8)
+    first = ServedReflector(spec_a, reflection_tokens=8)
     CachedReflector(first, path, reflector_identity(spec_a, 8)).reflect(["a"])
     first.close()
-    again = ServedReflector(f"served:http://127.0.0.1:{port_a}/v1#reflector", max_tokens=8)
+    again = ServedReflector(f"served:http://127.0.0.1:{port_a}/v1#reflector", reflection_tokens=8)
     assert CachedReflector(again, path, reflector_identity(spec_a, 8)).reflect(["a"]) == ["ok."]
     again.close()
-    second = ServedReflector(spec_b, max_tokens=8)
+    second = ServedReflector(spec_b, reflection_tokens=8)
     with pytest.raises(ReflectionCacheMismatch, match="another reflector"):
         CachedReflector(second, path, reflector_identity(spec_b, 8))
     second.close()

@@ -38,7 +38,7 @@ def _trainer(config: RLConfig, reflection: bool = False, run_dir=None, bf16: boo
         "tiny-random" if reflection else None,
         value_head=config.uses_critic,
         kl_reference=config.kl_coef > 0,
-        reflector_max_new_tokens=4,
+        reflection_tokens=4,
         # The tiny random model cannot learn to read a shuffled menu; with
         # fixed labels the corridor checks the RL machinery itself.
         shuffle_labels=False,
@@ -368,12 +368,12 @@ def test_a_checkpoint_s_reflections_are_not_reused_with_another_reflector(tmp_pa
     from reflectrl.trainers.recipe import build_rl_run
 
     config = RLConfig(env="corridor", levels=("short",), algo="pg", episodes_per_iter=4, iterations=1, eval_every=0, checkpoint_every=1)
-    first = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=4, shuffle_labels=False)
+    first = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
     first.trainer.train()
     assert len(first.players.reflection_cache) > 0
-    again = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=4, shuffle_labels=False)
+    again = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=4, shuffle_labels=False)
     assert again.trainer.resume() == 1 and again.players.reflection_cache.state_dict() == first.players.reflection_cache.state_dict()
-    other = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflector_max_new_tokens=5, shuffle_labels=False)
+    other = build_rl_run(config, "tiny-random", "tiny-random", run_dir=tmp_path, reflection_tokens=5, shuffle_labels=False)
     with pytest.raises(ConfigMismatch, match="another reflector"):
         other.trainer.resume()
 

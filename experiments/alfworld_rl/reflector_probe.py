@@ -68,7 +68,7 @@ def main() -> None:
     settings = json.loads((args.run / "pipeline.json").read_text())["preset"]
     reflector = args.reflector or str(args.run / "sft-reflector")
     states = expert_states(settings, args.split)
-    players = load_rl_players(settings["model"], reflector, reflector_max_new_tokens=args.tokens or settings["reflection_tokens"], device="cpu")
+    players = load_rl_players(settings["model"], reflector, reflection_tokens=args.tokens or settings["reflection_tokens"], device="cpu")
     policy = players.agent.policy
     prompts = [reflector_prompt(s, policy.count_tokens, policy.max_prompt_tokens) for s, *_ in states]
     texts = []

@@ -98,7 +98,7 @@ def main() -> None:
     if reflector is None and args.policy is None:
         parser.error("give a reflector folder, or none with --policy")
     players = load_rl_players(
-        args.policy or "smollm2-135m", reflector, reflector_max_new_tokens=args.tokens, device="cpu", cache_reflections=True
+        args.policy or "smollm2-135m", reflector, reflection_tokens=args.tokens, device="cpu", cache_reflections=True
     )
     policy = players.agent.policy
     flat = [s for pair in pairs for s, _ in pair]

@@ -176,7 +176,7 @@ def reflect_data(
         max_episodes=max_episodes,
     )
     try:
-        writer = reflector_from_spec(reflector, max_new_tokens=reflection_tokens, concurrency=batch_size, bf16=bf16)
+        writer = reflector_from_spec(reflector, reflection_tokens=reflection_tokens, concurrency=batch_size, bf16=bf16)
         with tqdm(desc="reflect-data", unit="row", dynamic_ncols=True) as bar:
             def advance(done: int, total: int) -> None:
                 bar.total = total

@@ -141,7 +141,7 @@ def _run(args: dict[str, Any]) -> None:
     run = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
         max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
-        lora_alpha=args["lora_alpha"], reflector_max_new_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
+        lora_alpha=args["lora_alpha"], reflection_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
         label_after=args["label_after"], device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
         accelerator=accelerator, trackers=trackers,
     )

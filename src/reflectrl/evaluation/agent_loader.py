@@ -125,7 +125,7 @@ def load_agent(spec: AgentSpec) -> LoadedAgent:
     players = load_rl_players(
         spec.policy,
         reflector,
-        reflector_max_new_tokens=spec.reflection_tokens,
+        reflection_tokens=spec.reflection_tokens,
         shuffle_labels=None,  # as the policy checkpoint was trained (label_after too, by default)
         init_seed=spec.seed,
         device=spec.device,

@@ -185,7 +185,7 @@ def rl_stage(
     run = build_rl_run(
         config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
         env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
-        reflector_max_new_tokens=preset.reflection_tokens, device=preset.device,
+        reflection_tokens=preset.reflection_tokens, device=preset.device,
         trackers=RunTrackers(report_to, folder / RL_RUN, _tracker_run_name(folder), settings),
     )
     trainer = run.trainer

@@ -64,7 +64,7 @@ def reflector_from_spec(
     spec: str | os.PathLike,
     *,
     players: TwoPlayerModel | None = None,
-    max_new_tokens: int = 64,
+    reflection_tokens: int = 64,
     url: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int | None = None,
@@ -79,7 +79,7 @@ def reflector_from_spec(
     Args:
         spec: an adapter folder, a base model spec, ``openai:MODEL`` or ``served:URL[#MODEL]``.
         players: for a local spec, the model carrying the reflector adapter; None loads one for `spec`.
-        max_new_tokens: longest reflection in tokens.
+        reflection_tokens: longest reflection in tokens.
         url: an ``openai:`` server's root up to /v1 (None: ``$OPENAI_BASE_URL``).
         api_key_env: environment variable holding a server's API key.
         concurrency: most requests to a server in flight at once (None: its client's default).
@@ -90,20 +90,20 @@ def reflector_from_spec(
         cache_file: the same, kept in this JSON-lines file across processes.
     """
     if is_remote_spec(spec):
-        reflector = _remote_reflector(str(spec), max_new_tokens, url, api_key_env, concurrency, temperature)
+        reflector = _remote_reflector(str(spec), reflection_tokens, url, api_key_env, concurrency, temperature)
     else:
-        reflector = _local_reflector(spec, players, max_new_tokens, bf16, temperature, seed)
+        reflector = _local_reflector(spec, players, reflection_tokens, bf16, temperature, seed)
     if not (cache or cache_file):
         return reflector
-    return CachedReflector(reflector, cache_file or None, identity=reflector_identity(str(spec), max_new_tokens))
+    return CachedReflector(reflector, cache_file or None, identity=reflector_identity(str(spec), reflection_tokens))
 
 
-def _remote_reflector(spec: str, max_tokens: int, url: str | None, api_key_env: str, concurrency: int | None, temperature: float):
+def _remote_reflector(spec: str, reflection_tokens: int, url: str | None, api_key_env: str, concurrency: int | None, temperature: float):
     if temperature > 0:
         raise ValueError("sampled reflections need a local reflector (an adapter folder or the base spec)")
     requests = {} if concurrency is None else {"concurrency": concurrency}
     if is_served_spec(spec):
-        return ServedReflector(spec, max_tokens=max_tokens, api_key_env=api_key_env, **requests)
+        return ServedReflector(spec, reflection_tokens=reflection_tokens, api_key_env=api_key_env, **requests)
     model = spec[len(OPENAI_PREFIX):]
     url = url or os.environ.get("OPENAI_BASE_URL")
     if not model:
@@ -111,15 +111,15 @@ def _remote_reflector(spec: str, max_tokens: int, url: str | None, api_key_env: 
     if not url:
         raise ValueError("an openai: reflector needs the server URL up to /v1 (--reflector-url for train, --base-url for eval, "
                          "or $OPENAI_BASE_URL)")
-    return OpenAIReflector(OpenAIChatClient(url, model, api_key_env=api_key_env, **requests), max_tokens=max_tokens)
+    return OpenAIReflector(OpenAIChatClient(url, model, api_key_env=api_key_env, **requests), reflection_tokens=reflection_tokens)
 
 
-def _local_reflector(spec, players: TwoPlayerModel | None, max_tokens: int, bf16: bool | None, temperature: float, seed: int):
+def _local_reflector(spec, players: TwoPlayerModel | None, reflection_tokens: int, bf16: bool | None, temperature: float, seed: int):
     if players is None:
         from_adapter = is_adapter_folder(spec)
         players = TwoPlayerModel.load(adapter_base_spec(spec) if from_adapter else str(spec), reflector=spec if from_adapter else None)
     device = players.model.get_output_embeddings().weight.device
-    return players.local_reflector(max_new_tokens=max_tokens, bf16=resolve_bf16(bf16, device), temperature=temperature, seed=seed)
+    return players.local_reflector(reflection_tokens=reflection_tokens, bf16=resolve_bf16(bf16, device), temperature=temperature, seed=seed)
 
 
 @dataclass
@@ -154,7 +154,7 @@ def load_rl_players(
     kl_reference: bool = False,
     lora_r: int = 16,
     lora_alpha: int = 32,
-    reflector_max_new_tokens: int = 64,
+    reflection_tokens: int = 64,
     shuffle_labels: bool | None = None,
     label_after: bool | None = None,
     init_seed: int = 0,
@@ -188,7 +188,7 @@ def load_rl_players(
     shuffle_labels, label_after = _menu_layout(policy if from_adapter else None, shuffle_labels, label_after)
     base = adapter_base_spec(policy) if from_adapter else str(policy)
     make_reflector = partial(
-        reflector_from_spec, reflector, max_new_tokens=reflector_max_new_tokens, url=reflector_url,
+        reflector_from_spec, reflector, reflection_tokens=reflection_tokens, url=reflector_url,
         api_key_env=reflector_api_key_env, temperature=reflector_temperature, seed=init_seed,
         cache=cache_reflections, cache_file=reflection_cache_file,
     )

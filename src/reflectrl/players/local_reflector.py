@@ -63,7 +63,7 @@ class LocalReflector:
         tokenizer,
         *,
         adapter: str | None = None,
-        max_new_tokens: int = 64,
+        reflection_tokens: int = 64,
         temperature: float = 0.0,
         seed: int = 0,
         prefix_reuse: bool | None = None,
@@ -76,21 +76,21 @@ class LocalReflector:
             model: a causal LM (plain or `peft.PeftModel`), shared with the policy if you like.
             tokenizer: its tokenizer (pad token set, see `load_model`).
             adapter: adapter to activate while generating (see `adapter_scope`).
-            max_new_tokens: length limit of a reflection in tokens.
+            reflection_tokens: length limit of a reflection in tokens.
             temperature: 0 decodes greedily; above 0 samples (seeded by `seed` and a call counter).
             seed: base seed for sampling.
             prefix_reuse: True always reuses a shared prefix, False never, None when it
                 is at least `MIN_SHARED_PREFIX` tokens long.
             max_prompt_tokens: prompt budget for callers that shorten prompts
-                (default: the model's context minus `max_new_tokens`).
+                (default: the model's context minus `reflection_tokens`).
             prefill_chunk_size: prompt tokens per row per forward pass while the prompt is
                 read (bounds activation memory); None reads the whole prompt in one pass.
             bf16: generate under bfloat16 autocast (see `models.precision`).
         """
         from transformers import StoppingCriteriaList, StopStringCriteria
 
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+        if reflection_tokens < 1:
+            raise ValueError("reflection_tokens must be >= 1")
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
         if prefill_chunk_size is not None and prefill_chunk_size < 1:
@@ -98,7 +98,7 @@ class LocalReflector:
         self.model = model
         self.tokenizer = tokenizer
         self.adapter = adapter
-        self.max_new_tokens = int(max_new_tokens)
+        self.reflection_tokens = int(reflection_tokens)
         self.temperature = float(temperature)
         self.seed = int(seed)
         self.prefix_reuse = prefix_reuse
@@ -106,7 +106,7 @@ class LocalReflector:
         self.bf16 = bool(bf16)
         context = getattr(model.config, "max_position_embeddings", None)
         self.max_prompt_tokens = max_prompt_tokens if max_prompt_tokens is not None else (
-            context - self.max_new_tokens if context else None
+            context - self.reflection_tokens if context else None
         )
         if adapter is not None and is_peft_model(model) and adapter not in adapter_names(model):
             log.info("adapter %r is not loaded (loaded: %s): the reflector uses the base weights", adapter, adapter_names(model))
@@ -144,7 +144,7 @@ class LocalReflector:
             raise ValueError("empty reflector prompt")
         sample = self.temperature > 0
         config = GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=self.reflection_tokens,
             do_sample=sample,
             temperature=self.temperature if sample else None,
             top_k=None,

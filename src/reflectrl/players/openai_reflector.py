@@ -30,21 +30,22 @@ class OpenAIReflector(Reflector):
         client: OpenAIChatClient,
         *,
         system: str | None = DEFAULT_REFLECTOR_SYSTEM,
-        max_tokens: int = 64,
+        reflection_tokens: int = 64,
         temperature: float = 0.0,
     ):
         self.client = client
         self.system = system
-        self.max_tokens = int(max_tokens)
+        self.reflection_tokens = int(reflection_tokens)
         self.temperature = float(temperature)
 
     def reflect(self, prompts: Sequence[str]) -> list[str]:
         """One cleaned reflection per reflector prompt."""
-        answers = self.client.complete(prompts, system=self.system, max_tokens=self.max_tokens, temperature=self.temperature)
+        answers = self.client.complete(prompts, system=self.system, max_tokens=self.reflection_tokens, temperature=self.temperature)
         return [clean_reflection(text) for text in answers]
 
     def served_identity(self) -> dict[str, Any]:
         """The server, its model and these sampling settings, for a reflection cache's header."""
+        # "max_tokens", the request field's name, keys the budget in cache headers already on disk.
         return self.client.served_identity(
-            endpoint="chat/completions", system=self.system, max_tokens=self.max_tokens, temperature=self.temperature
+            endpoint="chat/completions", system=self.system, max_tokens=self.reflection_tokens, temperature=self.temperature
         )

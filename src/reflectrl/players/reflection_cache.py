@@ -197,7 +197,7 @@ def adapter_content_identity(folder: str | os.PathLike) -> dict[str, str]:
     return {name: file_sha256(Path(folder) / name) for name in ADAPTER_FILES if (Path(folder) / name).is_file()}
 
 
-def reflector_identity(reflector: str, max_new_tokens: int) -> dict[str, Any]:
+def reflector_identity(reflector: str, reflection_tokens: int) -> dict[str, Any]:
     """What a cache file records about its reflector: the adapter's weights (by hash) or the model spec, and the token budget.
 
     A hash rather than the folder's path, so that a moved run folder keeps its
@@ -212,4 +212,5 @@ def reflector_identity(reflector: str, max_new_tokens: int) -> dict[str, Any]:
         source = f"adapter sha256:{file_sha256(weights)[:16]}"
     else:
         source = str(reflector)
-    return {"reflector": source, "max_new_tokens": int(max_new_tokens)}
+    # The key keeps its old name: cache files and checkpoints written before the rename must still match.
+    return {"reflector": source, "max_new_tokens": int(reflection_tokens)}

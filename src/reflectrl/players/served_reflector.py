@@ -3,7 +3,7 @@
 A reflector fine-tuned by `reflectrl sft` learned to continue the raw
 reflector prompt, so it is asked through ``/completions`` with that prompt,
 never through a chat template. Decoding matches `LocalReflector`: greedy, at
-most `max_tokens` new tokens, ended by the same stop strings, cleaned by
+most `reflection_tokens` new tokens, ended by the same stop strings, cleaned by
 `protocol.clean_reflection`. Many requests are in flight at once (the server
 batches them).
 
@@ -45,16 +45,16 @@ class ServedReflector:
         self,
         spec: str | ServedSpec,
         *,
-        max_tokens: int = 64,
+        reflection_tokens: int = 64,
         concurrency: int = 16,
         timeout: float = 300.0,
         max_retries: int = 2,
         api_key_env: str = "OPENAI_API_KEY",
     ):
         self.spec = spec if isinstance(spec, ServedSpec) else ServedSpec.parse(spec)
-        if max_tokens < 1:
-            raise ValueError("max_tokens must be >= 1")
-        self.max_tokens = int(max_tokens)
+        if reflection_tokens < 1:
+            raise ValueError("reflection_tokens must be >= 1")
+        self.reflection_tokens = int(reflection_tokens)
         self.client = OpenAIChatClient(
             self.spec.url, self.spec.model or "unknown", api_key_env=api_key_env, timeout=timeout,
             max_retries=max_retries, concurrency=concurrency,
@@ -82,7 +82,7 @@ class ServedReflector:
         before = self.client.usage["completion_tokens"]
         answers = self._guarded(
             lambda: self.client.complete_text(
-                prompts, max_tokens=self.max_tokens, temperature=0.0, stop=STOP_STRINGS, extra=GREEDY_FIELDS
+                prompts, max_tokens=self.reflection_tokens, temperature=0.0, stop=STOP_STRINGS, extra=GREEDY_FIELDS
             )
         )
         self.last_stats = {"new_tokens": self.client.usage["completion_tokens"] - before}
@@ -93,7 +93,8 @@ class ServedReflector:
         lists it, and the decoding settings; another server with the same model name differs here."""
         return self._guarded(
             lambda: self.client.served_identity(
-                endpoint="completions", max_tokens=self.max_tokens, temperature=0.0, stop=list(STOP_STRINGS),
+                # "max_tokens", the request field's name, keys the budget in cache headers already on disk.
+                endpoint="completions", max_tokens=self.reflection_tokens, temperature=0.0, stop=list(STOP_STRINGS),
                 extra=GREEDY_FIELDS,
             )
         )

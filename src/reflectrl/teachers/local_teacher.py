@@ -21,7 +21,7 @@ class LocalModelTeacher(Teacher):
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
         # LocalReflector already does batched, stop-string aware generation and cleaning.
-        self.generator = LocalReflector(model, tokenizer, max_new_tokens=max_new_tokens)
+        self.generator = LocalReflector(model, tokenizer, reflection_tokens=max_new_tokens)
 
     def _as_chat(self, text: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
