@@ -98,7 +98,7 @@ def build_rl_run(
         run.trainer = OnlineTrainer(
             config, players.policy, engine, levels=levels, run_dir=run_dir, reference=players.reference,
             eval_engine=eval_engine, reflection_cache=players.reflection_cache, log=log, accelerator=accelerator,
-            trackers=trackers, reflector_update=_reflector_update(config, players),
+            trackers=trackers, reflector_update=_reflector_update(config, players) if trains_reflector else None,
         )
     except BaseException:
         run.close()  # no Ray actors or session left behind by a run that could not be built
@@ -106,10 +106,8 @@ def build_rl_run(
     return run
 
 
-def _reflector_update(config: RLConfig, players: RLPlayers) -> ReflectorUpdate | None:
-    """The reflector's own update when the run trains it (`RLConfig.train_reflector`)."""
-    if not config.train_reflector or players.reflector is None:
-        return None
+def _reflector_update(config: RLConfig, players: RLPlayers) -> ReflectorUpdate:
+    """The reflector's own update, for a run that trains it (`RLConfig.train_reflector`, a reflector given)."""
     from reflectrl.trainers.algorithms import algorithm_for
 
     return ReflectorUpdate(

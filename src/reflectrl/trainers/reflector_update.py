@@ -38,12 +38,12 @@ import torch
 
 from reflectrl.models.adapters import adapter_scope, lora_parameters
 from reflectrl.models.precision import bf16_autocast
-from reflectrl.models.prefix import bare_decoder, hidden_states, prefix_to_run_once
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.rollout.episode import Episode
 from reflectrl.trainers.algorithms import Algorithm
 from reflectrl.trainers.metrics_log import WeightedMeans
 from reflectrl.trainers.rl_config import RLConfig, derive_seed
+from reflectrl.trainers.sft import completion_logits, pad_batch
 
 
 @dataclass
@@ -79,28 +79,17 @@ def reflection_rows(tokenizer, episodes: Sequence[Episode], advantages: Sequence
 
 
 def completion_log_probs(model, rows: Sequence[ReflectionRow], temperature: float, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(token) of every completion token of `rows` at `temperature`, and each token's row index.
-
-    The rows' shared first tokens (the task text) run once, as in the reflector's SFT loss
-    (`trainers.sft.completion_loss`); only completion positions are projected onto the vocabulary.
-    """
+    """log pi(token) of every completion token of `rows` at `temperature`, and each token's row index, computed
+    as the reflector's SFT loss computes its logits (`trainers.sft.completion_logits`)."""
     device = model.get_output_embeddings().weight.device
-    width = max(len(r.prompt_ids) + len(r.completion_ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    targets = torch.full_like(ids, -100)
-    for i, row in enumerate(rows):
-        full = row.prompt_ids + row.completion_ids
-        ids[i, : len(full)] = torch.as_tensor(full, device=device)
-        mask[i, : len(full)] = 1
-        targets[i, len(row.prompt_ids) : len(full)] = torch.as_tensor(row.completion_ids, device=device)
-    prefix = prefix_to_run_once(ids, min(len(r.prompt_ids) for r in rows))
-    hidden = hidden_states(bare_decoder(model), ids, mask, prefix)[:, :-1]  # position prefix + j predicts prefix + j + 1
-    targets = targets[:, prefix + 1 :]
-    chosen = targets != -100
-    logits = model.get_output_embeddings()(hidden[chosen]).float() / temperature
-    log_probs = torch.log_softmax(logits, dim=-1).gather(1, targets[chosen][:, None])[:, 0]
-    return log_probs, chosen.nonzero()[:, 0]
+    features = [
+        {"input_ids": r.prompt_ids + r.completion_ids, "completion_mask": [0] * len(r.prompt_ids) + [1] * len(r.completion_ids)}
+        for r in rows
+    ]
+    inputs = {key: value.to(device) for key, value in pad_batch(features, pad_id).items()}
+    logits, targets, row_of = completion_logits(model, inputs)
+    log_probs = torch.log_softmax(logits / temperature, dim=-1).gather(1, targets[:, None])[:, 0]
+    return log_probs, row_of
 
 
 def per_row_mean(values: torch.Tensor, row_of: torch.Tensor, rows: int) -> torch.Tensor:

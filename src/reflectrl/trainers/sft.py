@@ -474,14 +474,19 @@ def completion_loss(model, inputs: dict[str, Any], focal_gamma: float = 0.0):
     """Mean cross-entropy of the completion tokens, projecting only their positions through the LM head.
 
     With `focal_gamma` > 0 each token's term is weighted by (1 - p)^gamma (`WarmupConfig.focal_gamma`).
+    """
+    logits, targets, _ = completion_logits(model, inputs)
+    return token_loss(logits, targets, focal_gamma)
+
+
+def completion_logits(model, inputs: dict[str, Any]):
+    """The logits (float32) of every completion token of `pad_batch` rows, the tokens, and each token's row.
 
     Rows generated from one environment start with the same task text (for
     DangerousTaxi 45 % of a policy prompt): it runs once, as at rollout time
     (see `reflectrl.models.prefix`), with the same loss and gradients up to
     float rounding and that much less forward and backward work.
     """
-    import torch
-
     from reflectrl.models.prefix import bare_decoder, hidden_states, prefix_to_run_once
 
     ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
@@ -492,7 +497,7 @@ def completion_loss(model, inputs: dict[str, Any], focal_gamma: float = 0.0):
     targets = labels[:, prefix + 1 :]
     chosen = targets != -100
     logits = model.get_output_embeddings()(hidden[chosen]).float()
-    return token_loss(logits, targets[chosen], focal_gamma)
+    return logits, targets[chosen], chosen.nonzero()[:, 0]
 
 
 def whole_rows_loss(model, inputs: dict[str, Any], focal_gamma: float = 0.0):
