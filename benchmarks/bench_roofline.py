@@ -245,15 +245,14 @@ def sample(items: list, count: int, seed: int = 0) -> list:
 
 def sft_workloads(the_preset, data: Path, batch_size: int, repeats: int, shape: ModelShape) -> list[Workload]:
     """One optimizer step per role, as `run_warmup`'s Trainer takes it."""
-    from reflectrl.trainers.sft import (
-        WarmupConfig, _add_adapter, completion_loss, load_rows, pad_batch, split_rows, tokenize_rows,
-    )
+    from reflectrl.trainers.sft import _add_adapter, completion_loss, load_rows, pad_batch, split_rows, tokenize_rows
+    from reflectrl.trainers.sft_config import SFTConfig
 
     results = []
     for _, role, data_file in SFT_JOBS[:3]:
         settings = {**the_preset.sft, **the_preset.sft_by_role.get(role, {}), "batch_size": batch_size}
-        config = WarmupConfig(role=role, data=str(data / data_file), out="unused", model=the_preset.model,
-                              seed=the_preset.train_seed, **settings)
+        config = SFTConfig(role=role, data=str(data / data_file), out="unused", model=the_preset.model,
+                           seed=the_preset.train_seed, **settings)
         model, tokenizer = load_model(config.model, dtype=torch.float32, device="cpu")
         train, _ = split_rows(load_rows(config.data, role), config.eval_fraction, config.seed)
         features, _ = tokenize_rows(train, role, tokenizer, LabelSet.for_tokenizer(tokenizer), config.max_length)

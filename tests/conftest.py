@@ -68,11 +68,12 @@ def tiny_sft_reflector(tmp_path_factory, taxi_reflector_data) -> Path:
     so that its LoRA visibly changes what the model writes)."""
     import torch
 
-    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+    from reflectrl.trainers.sft import run_warmup
+    from reflectrl.trainers.sft_config import SFTConfig
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny-sft-reflector")
-    config = WarmupConfig(
+    config = SFTConfig(
         role="reflector", data=str(taxi_reflector_data / "reflector.jsonl"), out=str(out), model="tiny-random", max_steps=3,
         batch_size=2, save_steps=3, eval_steps=0, eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=0, learning_rate=2e-2,
     )

@@ -1,5 +1,6 @@
-"""`reflectrl train` and `reflectrl sft` take their settings' options from `RLConfig` and `WarmupConfig`
-(`reflectrl.cli.config_options`): every field is an option with the dataclass's default and docstring."""
+"""`reflectrl train`, `reflectrl sft` and `reflectrl eval` take their settings' options from `RLConfig`, `SFTConfig`,
+`EvalConfig` and `PlayersConfig` (`reflectrl.cli.config_options`): every field is an option with the dataclass's
+default and docstring, and every RL and SFT field is a `reflectrl pipeline --set` key."""
 
 from __future__ import annotations
 
@@ -14,20 +15,39 @@ from typer.testing import CliRunner
 
 from reflectrl.cli.config_options import Flag, field_docs, with_config_options
 from reflectrl.cli.main import app
+from reflectrl.evaluation.harness import EvalConfig
+from reflectrl.pipeline.presets import SET_BY_THE_RUN, parse_assignments, preset
+from reflectrl.players.players_config import PlayersConfig
+from reflectrl.run_settings import as_saved
 from reflectrl.trainers.rl_config import RLConfig
-from reflectrl.trainers.sft import WarmupConfig
+from reflectrl.trainers.sft_config import SFTConfig
 
 OLD_TRAIN_FLAGS = [
     "--iters", "--advantage", "--levels", "--curriculum-schedule", "--grpo-std-norm", "--no-grpo-std-norm",
     "--reflection-cache", "--no-reflection-cache", "--algo", "--episodes-per-iter", "--group-size", "--step-groups",
     "--skip-zero-advantage", "--pg-baseline", "--seed", "--lr", "--max-kl", "--eval-every", "--horizon", "--ray",
     "--ray-address", "--reflection-temperature", "--train-reflector", "--reflector-lr", "--reflector-kl-coef",
+    "--reflection-tokens", "--lora-r", "--lora-alpha", "--shuffle-labels", "--fixed-labels", "--label-after", "--label-first",
 ]
 OLD_SFT_FLAGS = [
     "--role", "--data", "--out", "--model", "--full", "--lora-r", "--lora-alpha", "--lora-layers", "--learning-rate",
     "--epochs", "--max-steps", "--max-minutes", "--batch-size", "--grad-accum", "--max-length", "--eval-fraction",
     "--max-eval-rows", "--eval-steps", "--save-steps", "--lr-scheduler", "--warmup-ratio", "--focal-gamma", "--bf16",
     "--no-bf16", "--threads", "--seed", "--resume", "--overwrite",
+]
+OLD_EVAL_FLAGS = [
+    "--agent", "--model", "--base-url", "--api-key-env", "--policy", "--reflector", "--split", "--episodes", "--level",
+    "--horizon", "--batch-size", "--reflection-tokens", "--constrained", "--seed", "--out", "--show", "--env-option",
+]
+
+COMMAND_CONFIGS = [
+    # (command, settings class, the fields the command sets itself instead of by an option of the field's name)
+    ("train", RLConfig, {"env"}),  # the ENV argument
+    ("train", PlayersConfig, set()),
+    ("sft", SFTConfig, {"extra", "report_to"}),  # the command line as a note; --report-to, text like train's
+    ("eval", EvalConfig, {"env", "episodes", "env_kwargs"}),  # ENV; --episodes, a count or "all"; --env-option KEY=VALUE
+    # The evaluated policy is trained: its checkpoint has its LoRA shape and records its menu layout.
+    ("eval", PlayersConfig, {"lora_r", "lora_alpha", "shuffle_labels", "label_after"}),
 ]
 
 
@@ -51,10 +71,7 @@ def _option_value(command: str, option: Any) -> Any:
     return option.process_value(parser.context_class(parser), option.default)
 
 
-@pytest.mark.parametrize(("command", "config_class", "left_to_the_command"), [
-    ("train", RLConfig, {"env"}),
-    ("sft", WarmupConfig, {"extra", "report_to"}),
-])
+@pytest.mark.parametrize(("command", "config_class", "left_to_the_command"), COMMAND_CONFIGS)
 def test_every_field_is_an_option_with_the_dataclass_default_and_docstring(command, config_class, left_to_the_command):
     options = _options(command)
     docs = field_docs(config_class)
@@ -76,16 +93,35 @@ def test_the_help_is_the_docstring_below_the_field():
     assert docs["iterations"] == "Number of collect-and-update iterations."
     assert docs["max_kl"].startswith("Trust region: after each optimizer step the policy's exact KL")
     assert "\n" not in docs["max_kl"] and "  " not in docs["max_kl"]
-    assert field_docs(WarmupConfig)["learning_rate"] == "Peak learning rate."
+    assert field_docs(SFTConfig)["learning_rate"] == "Peak learning rate."
     # Bracketed words survive typer's rich markup.
     shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"}, terminal_width=400).output
     assert "reflectrl[ray]" in shown
 
 
-@pytest.mark.parametrize(("command", "flags"), [("train", OLD_TRAIN_FLAGS), ("sft", OLD_SFT_FLAGS)])
+@pytest.mark.parametrize(("command", "flags"), [("train", OLD_TRAIN_FLAGS), ("sft", OLD_SFT_FLAGS), ("eval", OLD_EVAL_FLAGS)])
 def test_the_older_flag_names_still_work(command, flags):
     known = {name for option in _options(command).values() for name in option.opts + option.secondary_opts}
     assert set(flags) <= known, set(flags) - known
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["train", "corridor", "--policy", "tiny-random", "--out", "unused"], flag) for flag in ("--reflection-tokens", "--lora-r", "--lora-alpha")
+] + [(["eval", "corridor", "--agent", "oracle"], flag) for flag in ("--reflection-tokens", "--horizon", "--batch-size")])
+def test_counts_below_one_are_usage_errors(args, flag):
+    result = CliRunner().invoke(app, [*args, flag, "0"])
+    assert result.exit_code == 2 and flag in result.output, result.output
+
+
+def test_eval_settings_reach_the_evaluation(tmp_path):
+    args = [
+        "eval", "corridor", "--agent", "oracle", "--split", "validation", "--episodes", "2", "--level", "short",
+        "--horizon", "3", "--batch-size", "1", "--seed", "5", "--quiet", "--out", str(tmp_path),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "eval.json").read_text())["config"]
+    assert config == {**config, "split": "validation", "level": "short", "horizon": 3, "batch_size": 1, "seed": 5, "episodes": 2}
 
 
 def test_train_defaults_are_rlconfigs():
@@ -101,11 +137,16 @@ def test_flags_given_on_the_command_line_reach_the_run_config(tmp_path):
         "train", "corridor", "--policy", "tiny-random", "--no-reflection", "--iters", "1", "--episodes-per-iter", "2",
         "--eval-every", "0", "--horizon", "4", "--quiet", "--out", str(out), "--advantage", "mc", "--gae-lambda", "0.5",
         "--curriculum-schedule", " 3 ", "--levels", "short, long", "--no-reflection-cache", "--keep-checkpoints", "1",
-        "--value-clip", "0.2", "--threads", "1",
+        "--value-clip", "0.2", "--threads", "1", "--lora-r", "4", "--reflection-tokens", "7", "--fixed-labels", "--label-after",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    config = json.loads((out / "run.json").read_text())["config"]
+    saved = json.loads((out / "run.json").read_text())
+    assert {k: saved[k] for k in ("lora_r", "lora_alpha", "reflection_tokens", "shuffle_labels", "label_after")} == {
+        "lora_r": 4, "lora_alpha": PlayersConfig.lora_alpha, "reflection_tokens": 7, "shuffle_labels": False, "label_after": True,
+    }
+    assert json.loads((out / "final" / "adapter_config.json").read_text())["r"] == 4
+    config = saved["config"]
     assert config["iterations"] == 1 and config["episodes_per_iter"] == 2 and config["horizon"] == 4
     assert config["advantage_estimator"] == "mc" and config["gae_lambda"] == 0.5 and config["value_clip"] == 0.2
     assert config["curriculum_schedule"] == [3] and config["levels"] == ["short", "long"]
@@ -117,6 +158,41 @@ def test_a_bad_list_item_is_a_usage_error_of_its_option(tmp_path):
     args = ["train", "corridor", "--policy", "tiny-random", "--no-reflection", "--out", str(tmp_path), "--curriculum-schedule", "3,x"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "--curriculum-schedule" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("part", "config_class"), [("rl", RLConfig), ("sft", SFTConfig)])
+def test_every_rl_and_sft_field_is_a_pipeline_setting(part, config_class):
+    """``reflectrl pipeline --set rl.NAME=VALUE`` / ``sft.NAME=VALUE``, each with the value the tiny preset has; a field
+    the run fills in itself is refused by name (it would be silently replaced)."""
+    tiny = preset("tiny", "taxi")
+    for field in dataclasses.fields(config_class):
+        if field.name in SET_BY_THE_RUN[part]:
+            with pytest.raises(ValueError, match=rf"{part}\.{field.name} is not a preset setting"):
+                preset("tiny", "taxi", parse_assignments([f"{part}.{field.name}=1"]))
+            continue
+        if part == "rl":
+            value = getattr(tiny.rl, field.name)
+        else:
+            value = tiny.sft.get(field.name, "x" if field.default is dataclasses.MISSING else _default(field))
+        chosen = preset("tiny", "taxi", parse_assignments([f"{part}.{field.name}={json.dumps(value)}"]))
+        if part == "rl":
+            assert getattr(chosen.rl, field.name) == value, field.name
+        else:
+            assert chosen.sft[field.name] == as_saved(value), field.name
+
+
+@pytest.mark.parametrize("changes", [{"sft": {"lora_rank": 8}}, {"sft_by_role": {"reflector": {"lora_rank": 8}}}])
+def test_an_unknown_sft_setting_is_refused_by_name(changes):
+    with pytest.raises(ValueError, match="unknown SFT settings: lora_rank"):
+        preset("tiny", "taxi", changes)
+
+
+def test_sft_and_rl_share_the_lora_shape():
+    """One declaration of the LoRA rank and alpha: SFT's and a fresh RL policy adapter's defaults cannot drift."""
+    shared = {f.name: f.default for f in dataclasses.fields(PlayersConfig) if f.name.startswith("lora_")}
+    assert shared == {"lora_r": 16, "lora_alpha": 32}
+    assert {name: getattr(SFTConfig, name) for name in shared} == shared
+    assert (SFTConfig.lora_dropout, SFTConfig.lora_layers) == (0.0, None)
 
 
 @dataclass

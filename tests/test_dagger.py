@@ -20,7 +20,8 @@ from reflectrl.pipeline.stages import DONE
 from reflectrl.protocol import LabelSet
 from reflectrl.teachers.base import ReflectionRequest
 from reflectrl.teachers.registry import make_teacher
-from reflectrl.trainers.sft import WarmupConfig, WarmupError, run_warmup
+from reflectrl.trainers.sft import WarmupError, run_warmup
+from reflectrl.trainers.sft_config import SFTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,15 +100,15 @@ def test_a_further_round_starts_from_the_given_adapter(taxi_reflector_data, tiny
         eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=5,
     )
     # A learning rate too small to move anything: the round's weights are the first round's.
-    still = run_warmup(WarmupConfig(out=str(tmp_path / "still"), learning_rate=1e-12, init_adapter=str(tiny_sft_reflector), **common), show_progress=False)
+    still = run_warmup(SFTConfig(out=str(tmp_path / "still"), learning_rate=1e-12, init_adapter=str(tiny_sft_reflector), **common), show_progress=False)
     first, after = _lora(tiny_sft_reflector), _lora(still.out)
     assert first.keys() == after.keys()
     assert all(torch.allclose(first[k], after[k], atol=1e-6) for k in first)
     assert any(first[k].abs().sum() > 0 for k in first if "lora_B" in k)  # the first round had moved away from LoRA's zero start
-    moved = run_warmup(WarmupConfig(out=str(tmp_path / "moved"), learning_rate=2e-2, init_adapter=str(tiny_sft_reflector), **common), show_progress=False)
+    moved = run_warmup(SFTConfig(out=str(tmp_path / "moved"), learning_rate=2e-2, init_adapter=str(tiny_sft_reflector), **common), show_progress=False)
     assert any(not torch.allclose(first[k], _lora(moved.out)[k]) for k in first)
     with pytest.raises(WarmupError, match="not a LoRA adapter"):
-        run_warmup(WarmupConfig(out=str(tmp_path / "bad"), init_adapter=str(tmp_path), **common), show_progress=False)
+        run_warmup(SFTConfig(out=str(tmp_path / "bad"), init_adapter=str(tmp_path), **common), show_progress=False)
 
 
 @pytest.mark.slow  # about 20 s: the tiny pipeline with its DAgger stages

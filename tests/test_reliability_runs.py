@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reflectrl.cli.main import app
-from reflectrl.trainers.sft import CHECKPOINTS, CONFIG_FILE, WarmupConfig, WarmupError, run_warmup
+from reflectrl.trainers.sft import CHECKPOINTS, CONFIG_FILE, WarmupError, run_warmup
+from reflectrl.trainers.sft_config import SFTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,12 +34,12 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _sft(data: Path | str, out: Path | str, role: str = "plain", **kw) -> WarmupConfig:
+def _sft(data: Path | str, out: Path | str, role: str = "plain", **kw) -> SFTConfig:
     settings = dict(
         role=role, data=str(data), out=str(out), model="tiny-random", max_steps=2, batch_size=2, save_steps=2,
         eval_steps=0, eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=0,
     )
-    return WarmupConfig(**{**settings, **kw})
+    return SFTConfig(**{**settings, **kw})
 
 
 def _stopped_after_one_step(data: Path | str, out: Path | str, role: str = "plain") -> None:

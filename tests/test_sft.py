@@ -15,7 +15,6 @@ from reflectrl.models.prefix import shared_prefix_length
 from reflectrl.protocol import LabelSet, MenuLayout, load_label_order
 from reflectrl.trainers.sft import (
     CHECKPOINTS,
-    WarmupConfig,
     WarmupError,
     complete_checkpoints,
     completion_loss,
@@ -26,6 +25,7 @@ from reflectrl.trainers.sft import (
     step_callback,
     tokenize_rows,
 )
+from reflectrl.trainers.sft_config import SFTConfig
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,13 @@ def taxi_data(tmp_path_factory, smollm2_tokenizer) -> Path:
     return out
 
 
-def _config(folder: Path, out: Path, role="plain", **kw) -> WarmupConfig:
+def _config(folder: Path, out: Path, role="plain", **kw) -> SFTConfig:
     base = dict(
         role=role, data=str(folder / f"{role}.jsonl"), out=str(out), model="tiny-random", max_steps=4,
         batch_size=2, save_steps=2, eval_steps=2, eval_fraction=0.25, max_eval_rows=8, bf16=False, seed=0,
     )
     base.update(kw)
-    return WarmupConfig(**base)
+    return SFTConfig(**base)
 
 
 def test_tokenized_rows_train_only_the_completion(taxi_data, smollm2_tokenizer):
@@ -127,7 +127,7 @@ def test_focal_completion_loss_equals_the_whole_rows_loss(taxi_data, gamma):
 
 def test_negative_focal_gamma_is_refused(taxi_data, tmp_path):
     with pytest.raises(WarmupError, match="focal_gamma"):
-        WarmupConfig(role="reflector", data=str(taxi_data / "reflector.jsonl"), out=str(tmp_path), focal_gamma=-1).check()
+        SFTConfig(role="reflector", data=str(taxi_data / "reflector.jsonl"), out=str(tmp_path), focal_gamma=-1).check()
 
 
 def test_held_out_split_keeps_episodes_whole(taxi_data):

@@ -227,12 +227,13 @@ def test_a_resumed_run_may_report_elsewhere_and_opens_a_new_tracker_run(tmp_path
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory, taxi_reflector_data):
     """A tiny policy SFT run (labels evaluated at step 2 and at the end) reporting to every installed tracker."""
-    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+    from reflectrl.trainers.sft import run_warmup
+    from reflectrl.trainers.sft_config import SFTConfig
 
     if not INSTALLED:
         pytest.skip("neither wandb nor mlflow is installed (pip install 'reflectrl[trackers]')")
     folder = tmp_path_factory.mktemp("sft-trackers")
-    config = WarmupConfig(
+    config = SFTConfig(
         role="policy", data=str(taxi_reflector_data / "policy.jsonl"), out=str(folder / "sft-policy"), model="tiny-random",
         max_steps=3, batch_size=2, save_steps=3, eval_steps=2, logging_steps=1, eval_fraction=0.25, max_eval_rows=4, bf16=False,
         seed=0, report_to=tuple(INSTALLED), run_name="tiny/sft-policy",

@@ -82,11 +82,12 @@ def sft_reflector(small_llama, taxi_reflector_data, tmp_path_factory) -> Path:
     """A reflector adapter made by `reflectrl sft` on `small_llama` (as `tiny_sft_reflector` on the tiny model)."""
     import torch
 
-    from reflectrl.trainers.sft import WarmupConfig, run_warmup
+    from reflectrl.trainers.sft import run_warmup
+    from reflectrl.trainers.sft_config import SFTConfig
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("small-sft-reflector")
-    config = WarmupConfig(
+    config = SFTConfig(
         role="reflector", data=str(taxi_reflector_data / "reflector.jsonl"), out=str(out), model=str(small_llama), max_steps=3,
         batch_size=2, save_steps=3, eval_steps=0, eval_fraction=0.25, max_eval_rows=4, bf16=False, seed=0, learning_rate=2e-2,
     )

@@ -18,20 +18,21 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from reflectrl.pipeline.presets import parse_assignments
-from reflectrl.trainers.sft import WarmupConfig, run_warmup
+from reflectrl.trainers.sft import run_warmup
+from reflectrl.trainers.sft_config import SFTConfig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="finished pipeline run folder (one seed)")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--set", dest="changes", action="append", default=[], help="WarmupConfig field=value")
+    parser.add_argument("--set", dest="changes", action="append", default=[], help="SFTConfig field=value")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
     saved = json.loads((args.run / "sft-reflector" / "warmup_config.json").read_text(encoding="utf-8"))
-    known = {f.name for f in fields(WarmupConfig)}
-    config = WarmupConfig(**{k: v for k, v in saved.items() if k in known})
+    known = {f.name for f in fields(SFTConfig)}
+    config = SFTConfig(**{k: v for k, v in saved.items() if k in known})
     changes = parse_assignments(args.changes)
     # The saved path is relative to where the pipeline ran; the file is in the run's own data folder.
     config = replace(config, **changes, data=str(args.run / "data" / Path(config.data).name), out=str(args.out / "sft-reflector"), threads=args.threads, resume=True, extra={"probe_changes": changes})

@@ -1,4 +1,4 @@
-"""Command-line options made from the fields of a settings dataclass (`RLConfig`, `WarmupConfig`).
+"""Command-line options made from the fields of a settings dataclass (`RLConfig`, `SFTConfig`).
 
 Each setting is declared once, in its dataclass: its name, type, default and the docstring below it become
 ``--field-name``, its type, its default and its help, so a command cannot drift from the settings it builds.
@@ -24,11 +24,13 @@ _SCALARS = (str, int, float, bool)
 @dataclass(frozen=True)
 class Flag:
     """What a field's option needs beyond ``--field-name``: more click declarations (names older commands
-    and scripts use, e.g. ``--iters``) and bounds the dataclass itself does not check."""
+    and scripts use, e.g. ``--iters``), bounds the dataclass itself does not check, and for a bool the name of
+    its off switch where ``--no-field-name`` would read badly (``--fixed-labels``)."""
 
     aliases: tuple[str, ...] = ()
     min: Optional[float] = None
     max: Optional[float] = None
+    negative: Optional[str] = None
 
 
 def field_docs(config_class: type) -> dict[str, str]:
@@ -114,7 +116,7 @@ def _parameter(field: dataclasses.Field, kind: Any, doc: str, flag: Flag) -> ins
     elif base in _SCALARS:
         annotation = Optional[base] if optional else base
         if base is bool:
-            name = f"{name}/--no-{name[2:]}"
+            name = f"{name}/{flag.negative or '--no-' + name[2:]}"
     else:
         raise TypeError(f"field {field.name}: no option for type {kind}; exclude it and set it in the command")
     option = typer.Option(default, name, *flag.aliases, help=_help_text(doc), **extra)

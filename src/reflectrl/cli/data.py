@@ -13,7 +13,8 @@ from reflectrl.cli.config_options import Flag, with_config_options
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import apply_threads, bf16_option, report_to_names, report_to_option, threads_option, verbose_option
 from reflectrl.datagen.config import SPLIT_SEED_OFFSETS
-from reflectrl.trainers.sft import WarmupConfig
+from reflectrl.players.players_config import PlayersConfig
+from reflectrl.trainers.sft_config import SFTConfig
 
 
 def _parse_env_kwargs(pairs: list[str]) -> dict:
@@ -109,10 +110,10 @@ SFT_FLAGS = {
     "grad_accum": Flag(min=1), "max_length": Flag(min=8), "max_eval_rows": Flag(min=1), "eval_steps": Flag(min=0),
     "save_steps": Flag(min=1), "warmup_ratio": Flag(min=0.0, max=1.0), "focal_gamma": Flag(min=0.0), "threads": Flag(min=1),
 }
-"""Bounds `WarmupConfig.check` leaves to the command line."""
+"""Bounds `SFTConfig.check` leaves to the command line."""
 
 
-@with_config_options(WarmupConfig, into="sft_settings", exclude=("extra", "report_to"), flags=SFT_FLAGS)
+@with_config_options(SFTConfig, into="sft_settings", exclude=("extra", "report_to"), flags=SFT_FLAGS)
 def sft(
     verbose: bool = verbose_option(),
     report_to: str = report_to_option(),
@@ -124,7 +125,7 @@ def sft(
     from reflectrl.run_log import run_log
     from reflectrl.trainers.sft import WarmupError, run_warmup
 
-    config = WarmupConfig(**sft_settings, report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]})
+    config = SFTConfig(**sft_settings, report_to=report_to_names(report_to), extra={"argv": sys.argv[1:]})
     try:
         with run_log(verbose=verbose):
             result = run_warmup(config)
@@ -143,7 +144,9 @@ def reflect_data(
         ..., help="Trained reflector that writes the new reflections: an SFT adapter folder, or served:URL[#MODEL] (the same reflector on an inference server)."
     ),
     out: Path = typer.Option(..., help="Output folder (policy.jsonl, stats.json; re-run to continue)."),
-    reflection_tokens: int = typer.Option(64, min=1, help="Longest reflection in tokens (use the value of RL and eval)."),
+    reflection_tokens: int = typer.Option(
+        PlayersConfig.reflection_tokens, min=1, help="Longest reflection in tokens (use the value of RL and eval)."
+    ),
     positive_only: bool = typer.Option(False, "--positive-only", help="Rewrite policy_positive.jsonl (no negative examples)."),
     max_episodes: Optional[int] = typer.Option(None, min=1, help="Rewrite only the first N episodes' rows (default: all)."),
     batch_size: int = typer.Option(32, min=1, help="Reflector prompts per generate call."),

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from reflectrl.cli.config_options import Flag, with_config_options
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import RunOptions, apply_threads, with_run_options
 from reflectrl.evaluation.agent_loader import AGENT_KINDS
+from reflectrl.evaluation.harness import EvalConfig
+from reflectrl.players.players_config import PlayersConfig
+
+EVAL_FLAGS = {"horizon": Flag(min=1), "batch_size": Flag(min=1)}
+"""Bounds `EvalConfig.check` leaves to the command line, where a bad value is a usage error."""
+EVAL_OWN = ("env", "episodes", "env_kwargs")
+"""`EvalConfig` fields with options of their own: ENV, --episodes (a count or 'all') and --env-option (KEY=VALUE)."""
+TRAINED_PLAYERS = ("lora_r", "lora_alpha", "shuffle_labels", "label_after")
+"""`PlayersConfig` fields eval leaves as they are: the policy it plays is trained already, and its checkpoint
+records its menu layout (`load_agent` reads it)."""
 
 
 @with_run_options
+@with_config_options(PlayersConfig, into="players_settings", exclude=TRAINED_PLAYERS, flags={"reflection_tokens": Flag(min=1)})
+@with_config_options(EvalConfig, into="eval_settings", exclude=EVAL_OWN, flags=EVAL_FLAGS)
 def evaluate(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
     agent: str = typer.Option(..., "--agent", help=f"Agent kind: {', '.join(AGENT_KINDS)}."),
@@ -25,47 +38,42 @@ def evaluate(
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the server's API key."),
     policy: Optional[str] = typer.Option(None, "--policy", help="plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."),
     reflector: Optional[str] = typer.Option(None, "--reflector", help="reflect: reflector adapter folder, the base spec, openai:MODEL, served:URL[#MODEL] (an inference server), or teacher:SPEC (the teacher itself, live: the policy's ceiling)."),
-    split: str = typer.Option("test", "--split", help="test (default), train or validation; alfworld also valid_seen/valid_unseen."),
     episodes: Optional[str] = typer.Option(
         None, "--episodes",
         help="Episodes, or 'all': every task of a task split, or every start state where the environment lists them "
         "(taxi: 100 at dropoff, 300 at pickup and full); default 'all' where there are at most 1000, else 50 seeds.",
     ),
-    level: Optional[str] = typer.Option(None, "--level", help="Curriculum level (default: the hardest)."),
-    horizon: Optional[int] = typer.Option(None, "--horizon", min=1, help="Episode step limit (default: the environment's)."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Episodes stepped in lockstep."),
-    reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="reflect: maximum reflection length in tokens."),
     constrained: bool = typer.Option(
         False, "--constrained",
         help="prompted, local model: pick the most likely menu label instead of parsing a free answer "
         "(label-restricted decoding; never an invalid action).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of label shuffling and of the random player."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for eval.json, eval.md and episodes.jsonl."),
     show: int = typer.Option(0, "--show", min=0, help="Print this many annotated episodes (state, reflection, action), failures first."),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     *,
+    eval_settings: dict[str, Any],
+    players_settings: dict[str, Any],
     run: RunOptions,
 ) -> None:
     """Evaluate an agent: success with a 95% interval, return, steps, invalid actions, per group."""
     from reflectrl.cli.train import parse_env_options
     from reflectrl.envs import lookup
     from reflectrl.evaluation.agent_loader import AgentSpec, load_agent
-    from reflectrl.evaluation.harness import EvalConfig, annotate, plan_episodes
+    from reflectrl.evaluation.harness import annotate, plan_episodes
     from reflectrl.evaluation.harness import evaluate as run_evaluation
 
     try:
         entry = lookup(env_name)
         config = EvalConfig(
-            env=entry.name, split=split, episodes=_episodes(episodes), level=level, horizon=horizon,
-            batch_size=batch_size, seed=seed, env_kwargs=parse_env_options(env_option),
+            env=entry.name, episodes=_episodes(episodes), env_kwargs=parse_env_options(env_option), **eval_settings,
         )
         if out is not None and out.exists() and not out.is_dir():
             fail(f"--out {out} exists and is not a folder")
         plan_episodes(config)  # a bad split or level fails before any model is loaded
         spec = AgentSpec(
             kind=agent, model=model, base_url=base_url, api_key_env=api_key_env, policy=policy, reflector=reflector,
-            reflection_tokens=reflection_tokens, seed=seed, device=run.device, bf16=run.bf16, env=entry.name,
+            **players_settings, seed=config.seed, device=run.device, bf16=run.bf16, env=entry.name,
         )
         spec.check()
         apply_threads(run.threads)

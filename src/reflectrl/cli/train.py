@@ -24,6 +24,7 @@ from reflectrl.cli.config_options import Flag, with_config_options
 from reflectrl.cli.errors import fail
 from reflectrl.cli.options import RunOptions, apply_threads, report_to_names, report_to_option, with_run_options
 from reflectrl.envs import lookup
+from reflectrl.players.players_config import PlayersConfig
 from reflectrl.run_settings import ConfigMismatch, changed_settings, read_saved
 from reflectrl.storage import atomic_write_json
 from reflectrl.trainers.curriculum import resolve_levels
@@ -37,7 +38,15 @@ RL_FLAGS = {"iterations": Flag(aliases=("--iters",)), "advantage_estimator": Fla
 """The older names of two `RLConfig` options, kept working beside ``--iterations`` and ``--advantage-estimator``."""
 
 
+PLAYERS_FLAGS = {
+    "reflection_tokens": Flag(min=1), "lora_r": Flag(min=1), "lora_alpha": Flag(min=1),
+    "shuffle_labels": Flag(negative="--fixed-labels"), "label_after": Flag(negative="--label-first"),
+}
+"""Bounds `PlayersConfig` leaves to the command line, and the off switches of its layout flags."""
+
+
 @with_run_options
+@with_config_options(PlayersConfig, into="players_settings", flags=PLAYERS_FLAGS)
 @with_config_options(RLConfig, into="rl_settings", exclude=("env",), flags=RL_FLAGS)
 def train(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
@@ -50,22 +59,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (final policy, checkpoints, metrics) with a new one."),
     max_concurrent: int = typer.Option(16, "--max-concurrent", min=1, help="Episodes stepped in lockstep."),
-    reflection_tokens: int = typer.Option(64, "--reflection-tokens", min=1, help="Maximum reflection length in tokens."),
-    lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank of a fresh policy adapter."),
-    lora_alpha: int = typer.Option(32, "--lora-alpha", min=1, help="LoRA alpha of a fresh policy adapter."),
-    shuffle_labels: Optional[bool] = typer.Option(
-        None, "--shuffle-labels/--fixed-labels",
-        help="Shuffle action labels per step (default: as the --policy checkpoint was trained, else shuffled).",
-    ),
-    label_after: Optional[bool] = typer.Option(
-        None, "--label-after/--label-first",
-        help='Menu entries as "action (label)" or "label. action" (default: as the --policy checkpoint was trained, else label first).',
-    ),
     env_option: list[str] = typer.Option([], "--env-option", help="KEY=VALUE passed to the environment (repeatable)."),
     eval_env_option: list[str] = typer.Option([], "--eval-env-option", help="KEY=VALUE overriding --env-option for validation, e.g. split=test."),
     report_to: str = report_to_option(),
     *,
     rl_settings: dict[str, Any],
+    players_settings: dict[str, Any],
     run: RunOptions,
 ) -> None:
     """Train the policy online with RL (REINFORCE, PPO or GRPO), the reflector frozen (or trained too: --train-reflector)."""
@@ -116,11 +115,7 @@ def _run(args: dict[str, Any]) -> None:
         "policy": args["policy"],
         # A served reflector is named by its model, not its address: a restarted server may listen on another port.
         "reflector": ServedSpec.parse(args["reflector"]).identity() if is_served_spec(args["reflector"]) else args["reflector"],
-        "reflection_tokens": args["reflection_tokens"],
-        "lora_r": args["lora_r"],
-        "lora_alpha": args["lora_alpha"],
-        "shuffle_labels": args["shuffle_labels"],
-        "label_after": args["label_after"],
+        **args["players_settings"],
         "bf16": args["run"].bf16,
         "env_options": env_kwargs,
         "eval_env_options": eval_kwargs,
@@ -140,9 +135,8 @@ def _run(args: dict[str, Any]) -> None:
     bar = None if args["run"].quiet or not main else _Progress(config.iterations)
     run = build_rl_run(
         config, args["policy"], args["reflector"], run_dir=out, env_kwargs=env_kwargs, eval_env_kwargs=eval_kwargs,
-        max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, lora_r=args["lora_r"],
-        lora_alpha=args["lora_alpha"], reflection_tokens=args["reflection_tokens"], shuffle_labels=args["shuffle_labels"],
-        label_after=args["label_after"], device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
+        max_concurrent=args["max_concurrent"], log=bar.update if bar is not None else None, **args["players_settings"],
+        device=device, bf16=args["run"].bf16, reflector_url=args["reflector_url"], reflector_api_key_env=args["api_key_env"],
         accelerator=accelerator, trackers=trackers,
     )
     try:

@@ -7,7 +7,7 @@ route, experiments/taxi_seeds_v2), and there it is wrong again. The policy canno
 it follows its reflection, and RL moves the policy, not the reflector. Playing the SFT agent
 (reflector and policy, greedy, exactly as evaluation plays) on train-split episodes and asking
 the teacher what it would have written in every state the agent reached gives reflector rows on
-those states; a further SFT round of the reflector on them (`WarmupConfig.init_adapter`), mixed
+those states; a further SFT round of the reflector on them (`SFTConfig.init_adapter`), mixed
 with rows of the first round so that it keeps what it knew, is the reflector's correction.
 
 The teacher reads the hidden state here, as in data generation: these rows are training data,

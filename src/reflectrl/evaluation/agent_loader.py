@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reflectrl.players.players_config import PlayersConfig
+
 AGENT_KINDS = ("oracle", "random", "prompted", "plain", "reflect")
 
 
@@ -44,7 +46,7 @@ class AgentSpec:
     """plain/reflect: policy adapter folder (SFT or RL output) or a base model spec."""
     reflector: str | None = None
     """reflect: reflector adapter folder, the base spec, ``openai:MODEL`` or ``served:URL[#MODEL]``."""
-    reflection_tokens: int = 64
+    reflection_tokens: int = PlayersConfig.reflection_tokens
     """reflect: maximum reflection length in tokens."""
     answer_tokens: int = 4
     """prompted: maximum answer length in tokens."""

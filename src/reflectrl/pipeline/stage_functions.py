@@ -66,9 +66,10 @@ def sft_stage(
     changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One SFT run with the preset's settings for `role`, and `changes` (a DAgger round's start and steps) over them."""
-    from reflectrl.trainers.sft import WarmupConfig, run_warmup, step_callback
+    from reflectrl.trainers.sft import run_warmup, step_callback
+    from reflectrl.trainers.sft_config import SFTConfig
 
-    config = WarmupConfig(
+    config = SFTConfig(
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
         eval_steps=0, save_total_limit=1, report_to=report_to, run_name=_tracker_run_name(folder),
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.

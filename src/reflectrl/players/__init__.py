@@ -10,41 +10,31 @@
 * `TwoPlayerModel` (`players.two_players`): both players as two LoRA adapters of one base model.
 * `reflector_from_spec`, `load_rl_players` (`players.load`): the players from their specs
   (adapter folder, base spec, ``openai:MODEL``, ``served:URL``).
+* `PlayersConfig`, `LoraShape` (`players.players_config`): the settings that shape the players.
 
 The Hugging Face plumbing underneath (loading, adapters, prompt prefixes,
 tokens, precision, the OpenAI client) is `reflectrl.models`.
+
+The names below load on first use (PEP 562), so that the CLI and the settings classes read `PlayersConfig` and
+`LoraShape` (`players.players_config`) without importing torch.
 """
 
-from reflectrl.players.agents import Agent, PlainAgent, ReflectiveAgent, SeededAgent, StepRecord
-from reflectrl.players.load import RLPlayers, load_rl_players, reflector_from_spec
-from reflectrl.players.local_reflector import LocalReflector
-from reflectrl.players.openai_reflector import OpenAIReflector
-from reflectrl.players.policy import LabelPolicy, PolicyOutput, ValueHead
-from reflectrl.players.reflection_cache import CachedReflector
-from reflectrl.players.reflector import Reflector
-from reflectrl.players.served_reflector import ServedReflector
-from reflectrl.players.timed_reflector import TimedReflector
-from reflectrl.players.two_players import POLICY, REFLECTOR, TwoPlayerModel
+from reflectrl.lazy_exports import lazy_getattr
 
-__all__ = [
-    "POLICY",
-    "REFLECTOR",
-    "Agent",
-    "CachedReflector",
-    "LabelPolicy",
-    "LocalReflector",
-    "OpenAIReflector",
-    "PlainAgent",
-    "PolicyOutput",
-    "RLPlayers",
-    "ReflectiveAgent",
-    "Reflector",
-    "SeededAgent",
-    "ServedReflector",
-    "StepRecord",
-    "TimedReflector",
-    "TwoPlayerModel",
-    "ValueHead",
-    "load_rl_players",
-    "reflector_from_spec",
-]
+_HOMES = {
+    **dict.fromkeys(("Agent", "PlainAgent", "ReflectiveAgent", "SeededAgent", "StepRecord"), "reflectrl.players.agents"),
+    **dict.fromkeys(("RLPlayers", "load_rl_players", "reflector_from_spec"), "reflectrl.players.load"),
+    "LocalReflector": "reflectrl.players.local_reflector",
+    "OpenAIReflector": "reflectrl.players.openai_reflector",
+    **dict.fromkeys(("LabelPolicy", "PolicyOutput", "ValueHead"), "reflectrl.players.policy"),
+    "CachedReflector": "reflectrl.players.reflection_cache",
+    "Reflector": "reflectrl.players.reflector",
+    "ServedReflector": "reflectrl.players.served_reflector",
+    "TimedReflector": "reflectrl.players.timed_reflector",
+    **dict.fromkeys(("POLICY", "REFLECTOR", "TwoPlayerModel"), "reflectrl.players.two_players"),
+    **dict.fromkeys(("LoraShape", "PlayersConfig"), "reflectrl.players.players_config"),
+}
+
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_getattr(__name__, _HOMES)

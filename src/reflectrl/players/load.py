@@ -44,6 +44,7 @@ from reflectrl.models.precision import resolve_bf16
 from reflectrl.models.served_spec import is_served_spec
 from reflectrl.players.agents import PlainAgent, ReflectiveAgent
 from reflectrl.players.openai_reflector import OpenAIReflector
+from reflectrl.players.players_config import PlayersConfig
 from reflectrl.players.policy import VALUE_HEAD_FILE, LabelPolicy
 from reflectrl.players.reflection_cache import CachedReflector, reflector_identity
 from reflectrl.players.served_reflector import ServedReflector
@@ -64,7 +65,7 @@ def reflector_from_spec(
     spec: str | os.PathLike,
     *,
     players: TwoPlayerModel | None = None,
-    reflection_tokens: int = 64,
+    reflection_tokens: int = PlayersConfig.reflection_tokens,
     url: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int | None = None,
@@ -152,11 +153,11 @@ def load_rl_players(
     *,
     value_head: bool = False,
     kl_reference: bool = False,
-    lora_r: int = 16,
-    lora_alpha: int = 32,
-    reflection_tokens: int = 64,
-    shuffle_labels: bool | None = None,
-    label_after: bool | None = None,
+    lora_r: int = PlayersConfig.lora_r,
+    lora_alpha: int = PlayersConfig.lora_alpha,
+    reflection_tokens: int = PlayersConfig.reflection_tokens,
+    shuffle_labels: bool | None = PlayersConfig.shuffle_labels,
+    label_after: bool | None = PlayersConfig.label_after,
     init_seed: int = 0,
     device: str | None = None,
     dtype: str | None = None,
@@ -169,6 +170,8 @@ def load_rl_players(
     reflector_reference: bool = False,
 ) -> RLPlayers:
     """Load the base model once, put the players' adapters on it and build the agent (see the module docstring).
+
+    `lora_r` to `label_after` are the fields of `PlayersConfig` (``**asdict(players)`` passes one).
 
     `init_seed` seeds the fresh LoRA adapter and value head, so two runs with
     the same seed start from identical weights. `shuffle_labels` and `label_after` None take

@@ -5,7 +5,7 @@ The names below load on first use (PEP 562): a Ray environment actor imports
 engines, and so without torch.
 """
 
-import importlib
+from reflectrl.lazy_exports import lazy_getattr
 
 _HOMES = {
     "Agent": "reflectrl.rollout.engine",
@@ -20,8 +20,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'reflectrl.rollout' has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

@@ -43,7 +43,7 @@ from reflectrl.pipeline.presets import alfworld, autoexplore, corridor, taxi, te
 from reflectrl.pipeline.presets.taxi import TAXI_CPU_LESSONS  # noqa: F401
 from reflectrl.run_settings import as_saved
 from reflectrl.trainers.rl_config import RLConfig
-from reflectrl.trainers.sft import WarmupConfig
+from reflectrl.trainers.sft_config import SFTConfig
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ SFT: dict[str, Any] = {
     "lora_r": 16, "lora_alpha": 32, "lora_layers": 8, "max_length": 1024, "eval_fraction": 0.1, "max_eval_rows": 16,
     "save_steps": 4, "epochs": 1.0, "max_minutes": None,
 }
-"""Warm-up SFT of each player: `WarmupConfig` fields (see their docs there) that presets set; role, data, output
+"""Warm-up SFT of each player: `SFTConfig` fields (see their docs there) that presets set; role, data, output
 folder, model, seed and threads come from the stage and the preset."""
 
 RL = RLConfig(iterations=3, episodes_per_iter=8, eval_every=0, eval_episodes=16, checkpoint_every=1, keep_checkpoints=1)
@@ -145,9 +145,9 @@ class Preset:
     """Extra environment keywords for data, RL and evaluation."""
     data: DataSettings = field(default_factory=DataSettings)
     sft: dict[str, Any] = field(default_factory=lambda: dict(SFT))
-    """`WarmupConfig` overrides of every SFT run."""
+    """`SFTConfig` overrides of every SFT run."""
     sft_by_role: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Further `WarmupConfig` overrides for one role (reflector, policy, plain), e.g. more steps for the reflector."""
+    """Further `SFTConfig` overrides for one role (reflector, policy, plain), e.g. more steps for the reflector."""
     rl: RLConfig = field(default_factory=lambda: RL)
     eval: EvalSettings = field(default_factory=EvalSettings)
     dagger: DaggerSettings = field(default_factory=DaggerSettings)
@@ -244,14 +244,14 @@ def saved_defaults() -> dict[str, Any]:
 
     `StageRunner` fills these in before it compares a folder's pipeline.json with the current settings, so a
     field added since the folder was made is no change unless a preset sets it to something else. The SFT
-    overrides hold only the keys a preset sets, so a key missing there means `WarmupConfig`'s default, and the
+    overrides hold only the keys a preset sets, so a key missing there means `SFTConfig`'s default, and the
     RL part is a whole `RLConfig`.
     """
     defaults = asdict(Preset(name="", model=""))
     del defaults["name"], defaults["model"]  # every version saved them
     defaults["sft"] = {
         f.name: f.default if f.default is not MISSING else f.default_factory()
-        for f in fields(WarmupConfig) if f.default is not MISSING or f.default_factory is not MISSING
+        for f in fields(SFTConfig) if f.default is not MISSING or f.default_factory is not MISSING
     }
     defaults["rl"] = RLConfig().to_dict()
     return as_saved(defaults)
@@ -277,10 +277,31 @@ def preset(name: str, env: str, changes: Mapping[str, Any] | None = None) -> Pre
     chosen = _changed(PRESETS[name], _env_overrides(env).get(name, {}))
     if changes:
         chosen = _changed(chosen, _checked_changes(chosen, changes))
-    unknown = sorted(set(chosen.sft).union(*chosen.sft_by_role.values()) - {f.name for f in fields(WarmupConfig)})
+    sft_keys = set(chosen.sft).union(*chosen.sft_by_role.values())
+    unknown = sorted(sft_keys - {f.name for f in fields(SFTConfig)})
     if unknown:
         raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
+    # Refused rather than silently replaced by the stage's own value: a run would not be what its settings say.
+    for part, asked in (("sft", sorted(sft_keys)), ("rl", sorted((changes or {}).get("rl", {})))):
+        for key in asked:
+            if key in SET_BY_THE_RUN[part]:
+                raise ValueError(f"{part}.{key} is not a preset setting: {SET_BY_THE_RUN[part][key]}")
     return chosen
+
+
+SET_BY_THE_RUN: dict[str, dict[str, str]] = {
+    "sft": {
+        **dict.fromkeys(("role", "data", "out", "run_name"), "each SFT stage sets it"),
+        **dict.fromkeys(("eval_steps", "save_total_limit", "resume"), "the pipeline sets it (one evaluation at the end, resumable stages)"),
+        "report_to": "give --report-to", "model": "set model", "seed": "give --seeds, or set seed", "threads": "give --threads, or set threads",
+    },
+    "rl": {
+        "env": "the pipeline's environment", "horizon": "set horizon (both SFT data and RL use it)",
+        "seed": "give --seeds, or set seed",
+    },
+}
+"""Fields of `SFTConfig` (`stage_functions.sft_stage`) and `RLConfig` (`plan.rl_config`) that a run fills in from
+its stage, its command line or the preset's own keys; what to set instead."""
 
 
 def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
@@ -333,7 +354,7 @@ def merge_changes(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[s
 
 
 _FREE_FORM = frozenset({"env_kwargs", "sft", "sft_by_role"})
-"""Preset fields that are dicts of their own: any key goes (SFT keys are checked against `WarmupConfig` afterwards)."""
+"""Preset fields that are dicts of their own: any key goes (SFT keys are checked against `SFTConfig` afterwards)."""
 
 
 def _checked_changes(base: Preset, changes: Mapping[str, Any]) -> dict[str, Any]:
