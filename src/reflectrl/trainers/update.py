@@ -57,9 +57,8 @@ class PolicyUpdate:
     With `RLConfig.max_kl` each optimizer step is a trust-region step: kept only if the policy's exact KL
     from before the step, on the step's own rows, stays within it. Why: Adam scales each step to the
     gradient's own size, so on a near-deterministic policy (a label-after reflective policy leaves SFT
-    with an entropy of about 1e-4 nats) a gradient of norm 1e-4 still moves it as far as a large one would;
-    on DangerousTaxi one such step moved seed 3's reflective policy by 1.05 nats, and its Reflect-RL fell from
-    61% after SFT to 0% (experiments/taxi_dagger).
+    with an entropy of about 1e-4 nats) a gradient of norm 1e-4 still moves it as far as a large one would,
+    which collapsed a taxi Reflect-RL run (experiments/taxi_dagger/README.md).
     """
 
     reuse_first_forward = True

@@ -3,15 +3,13 @@
 The planner knows where every object is and walks straight there; a player
 sees only the task, the room's receptacles and what it has looked at, so
 teacher data whose search steps follow the planner asks the student to guess
-hidden state (on run 1's data the SFT reflector named the planner's place in
-18% of search steps). A *prior-ordered* search is a function of what the
+hidden state. A *prior-ordered* search is a function of what the
 player sees: go to the receptacles in the order of how often the train games
 hide an object of the goal type in a receptacle of that type (ties: how often
 any object is hidden there, then the name, then the instance number), open
 the closed ones, and take the first goal object seen. Played as the oracle
-(`ALFWorldEnv(oracle_search="prior")`) on 260 generated pick-and-place games
-it wins within 15 steps in 23 of the 26 unseen rooms, 19 of 26 valid_seen and
-161 of 208 train games (experiments/alfworld_rl).
+(`ALFWorldEnv(oracle_search="prior")`) it wins 23 of 26 unseen-room games
+within 15 steps (experiments/alfworld_rl/README.md).
 
 The prior is counted from the initial states of the train split's game files
 (``initial_state.pddl``: ``(inReceptacle <Object>_... <Receptacle>_...)``),

@@ -1,15 +1,12 @@
 """What `cat` shows of a file: its head, or a window at the line that best matches the question.
 
 A head view answers "does this file answer the question?" only when the
-answer sits at the top: on the built-in train tasks the question's evidence is
-within the first 300 characters for 79% of code files and 70% of documents.
-A question view starts at the line sharing the most (rare) words with the
-question, keeping the file's first line above it for context (a CSV header, a
-module docstring's opening): in 200 characters the evidence is visible for
-every code task and 95-99% of document tasks (train and test), against 75%
-and 45-52% for a 200-character head (experiments/autoexplore_rl). The agent still
-has to judge what it sees: the view of a file that does not answer is its best
-partial match.
+answer sits at the top. A question view starts at the line sharing the most
+(rare) words with the question, keeping the file's first line above it for
+context (a CSV header, a module docstring's opening), so the evidence is
+visible far more often in the same characters (experiments/autoexplore_rl/README.md,
+"Question views"). The agent still has to judge what it sees: the view of a
+file that does not answer is its best partial match.
 
 Scoring is ours and deliberately simple (a dozen lines, no index to build):
 words are weighted by how few lines of the file hold them, so words every line

@@ -17,10 +17,10 @@ horizon and sizes filled in (`ENV_OVERRIDES`). Every field can be changed
 with `dataclasses.replace` for experiments; the run folder remembers the
 exact preset, so a re-run with other settings needs another ``--out``.
 
-Each built-in environment's changes, with the reasons for them, are in a module of this package named after
-it (`taxi`, `corridor`, `autoexplore`, `alfworld`, `textworld`); `taxi` also holds `TAXI_CPU_LESSONS`, which
-the other cpu presets start from, and the time a taxi cpu run takes. An environment registered elsewhere
-brings its own (`EnvEntry.presets`).
+Each built-in environment's changes are in a module of this package named after it (`taxi`, `corridor`,
+`autoexplore`, `alfworld`, `textworld`), each group of settings with a one-line reason and a link to the study
+that decided it (experiments/README.md indexes them); `taxi` also holds `TAXI_CPU_LESSONS`, which the other cpu
+presets start from. An environment registered elsewhere brings its own (`EnvEntry.presets`).
 
 Knobs, in order of effect: the SFT `max_steps`, `RLConfig.iterations` and `episodes_per_iter`,
 `EvalSettings.episodes`, `Preset.reflection_tokens`, `Preset.horizon`. `max_minutes` (SFT) and
@@ -182,12 +182,10 @@ PRESET_CHANGES: dict[str, dict[str, Any]] = {
     "cpu": dict(
         model="smollm2-135m", horizon=10, reflection_tokens=24,
         data={"episodes": 60, "negatives": 2},
-        # LoRA on every block learned faster per minute than on the top blocks only (taxi, plain role:
-        # held-out loss 1.43 after 50 steps of 8 rows against 1.65; experiments/taxi_sft).
+        # LoRA on every block: faster per minute than the top blocks only (experiments/taxi_sft/README.md).
         sft={"max_steps": 24, "batch_size": 8, "lr_scheduler": "cosine", "warmup_ratio": 0.05, "lora_layers": None,
              "max_eval_rows": 24, "save_steps": 8},
-        # GRPO with one epoch: the algorithm that lifted taxi drop-off from 44% to 75-80% in
-        # experiments/taxi_rl; REINFORCE with a batch-mean baseline collapsed there, and more epochs
+        # GRPO, one epoch: it learned where REINFORCE collapsed (experiments/taxi_rl/README.md); more epochs
         # multiply the update's cost.
         rl={"algo": "grpo", "group_size": 4, "epochs": 1, "iterations": 2, "episodes_per_iter": 8},
         # batch_size >= episodes: all episodes in one lockstep batch, so each reflection round
