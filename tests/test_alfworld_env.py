@@ -330,3 +330,16 @@ def test_cached_template_parses_leave_the_game_text_unchanged(root):
     assert with_cache == without_cache
     cache_template_parses()
     assert [module._parse_and_convert for module in modules] == cached  # installed once
+
+
+def test_true_facts_name_the_hidden_state_and_follow_the_game(root):
+    env = ALFWorldEnv(data_dir=root, split="train")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.true_facts()
+    env.reset(seed=0, options={"index": 0})
+    facts = env.true_facts()
+    goal_object, _ = goal_types(env.game.game_id)
+    # Where the goal object lies is in the facts, not in what the player is shown at the start.
+    assert any(name == "inreceptacle" and instance_type(args[0]) == goal_object for name, args in facts)
+    env.step(env.oracle_action())
+    assert env.true_facts() != facts  # read afresh from the engine: the expert's move changed the world

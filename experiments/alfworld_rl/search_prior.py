@@ -31,7 +31,7 @@ def rooms(split: str) -> list[dict]:
     for index in range(len(env.games)):
         env.reset(seed=0, options={"index": index})
         obj, _ = goal_types(env.game.game_id)
-        facts = env._game.facts()  # the true state, which only this analysis (not a player) reads
+        facts = env.true_facts()  # the hidden state, which only this analysis (not a player) reads
         pairs = [(name, args) for name, args in facts if len(args) == 2]
         found.append({
             "object": obj,

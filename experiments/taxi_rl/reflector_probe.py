@@ -2,11 +2,13 @@
 
 Reads a `reflectrl reflect-data` output (policy rows whose reflection was written by a
 trained reflector, with the teacher's reflection and the oracle's action kept beside it)
-and finds the one recommendation sentence in each reflection. The sentence patterns are
-the oracle explainer's (`reflectrl.teachers.oracle_taxi._next_move`), which the reflector
-learned to imitate, so the teacher's own reflections score about 100% and the number for
-the trained reflector is the share of states where reading its reflection leads to the
-right move. Usage: python experiments/taxi_rl/reflector_probe.py OUT/policy.jsonl
+and finds the recommendation in each reflection: the library's own reading
+(`reflectrl.evaluation.reflection_diagnostics.recommended_action`, the entry after the teacher
+styles' "Next:" cue), else, for the ``full`` style that this study's data used (no cue), its
+recommendation sentences as the oracle explainer worded them when the data was made (frozen
+here on purpose: the files this script reads keep that wording). The teacher's own reflections
+score about 100%, so the number for the trained reflector is the share of states where reading
+its reflection leads to the right move. Usage: python experiments/taxi_rl/reflector_probe.py OUT/policy.jsonl
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import re
 import sys
 from collections import Counter
 
+from reflectrl.envs.taxi import ACTIONS
+from reflectrl.evaluation.reflection_diagnostics import recommended_action
 from reflectrl.protocol import reflection_in
+from reflectrl.teachers.base import NEXT_CUE
 
 MOVE_PATTERNS = (
     r"should move (north|south|east|west)",
@@ -30,7 +35,9 @@ DROPOFF_PATTERNS = (r"dropping them off finishes", r"drop off the passenger now"
 
 
 def recommendation(reflection: str) -> str | None:
-    """The action the reflection recommends (its last recommendation sentence), or None."""
+    """The action the reflection recommends (after its "Next:" cue, else its last recommendation sentence), or None."""
+    if NEXT_CUE in reflection:
+        return recommended_action(reflection, ACTIONS)
     found: list[tuple[int, str]] = []
     for pattern in MOVE_PATTERNS:
         found += [(m.start(), f"move {m.group(1)}") for m in re.finditer(pattern, reflection)]

@@ -237,6 +237,13 @@ class ALFWorldEnv(TextEnv):
             return self._observation()
         return super()._observation_text()
 
+    def true_facts(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The engine's current facts, as (predicate, argument names): the hidden state, which the oracle and
+        analyses read and a player never does (it sees only the observation)."""
+        if self._game is None:
+            raise RuntimeError("no episode is running: call reset() first")
+        return self._game.facts()
+
     def oracle_action(self) -> str:
         """The expert's next command from the current state: the search's (see `search_action`), else the planner's."""
         if self._game is None or self._done:
