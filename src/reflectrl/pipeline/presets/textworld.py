@@ -12,9 +12,9 @@ from reflectrl.pipeline.presets.taxi import TAXI_CPU_LESSONS
 CHANGES: dict[str, dict[str, Any]] = {
     # Coin collector (the default challenge); two games per split keep the tiny run's generation to seconds.
     "tiny": {"level": "easy", "env_kwargs": {"games": 2}},
-    # A first proposal, not run end to end: coin collector at the medium level, the taxi cpu preset's reasoned
+    # Run once (62.9 min; its frozen reflector limits Reflect-RL, RL learned nothing from greedy episodes): coin collector at the medium level, the taxi cpu preset's reasoned
     # reflections (40 tokens hold every one), labels after the actions, 40 games per split to keep generation short
-    # (experiments/textworld_preset/README.md).
+    # (experiments/textworld_pipeline/preset_notes.md; its run: experiments/textworld_pipeline/README.md).
     "cpu": {
         "level": "medium", "horizon": 12, "label_after": True, "reflection_tokens": 40,
         "env_kwargs": {"challenge": "coin_collector", "games": 40},
