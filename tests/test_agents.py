@@ -129,7 +129,7 @@ def test_long_prompts_are_shortened_to_the_budget(tiny_model):
 
 def test_prompted_local_model(tiny_model):
     model, tokenizer = tiny_model
-    agent = PromptedAgent(model, tokenizer, max_new_tokens=3)
+    agent = PromptedAgent(model, tokenizer, answer_tokens=3)
     states = taxi_states(2)
     actions, records = agent.act(states, greedy=True)
     assert len(actions) == 2

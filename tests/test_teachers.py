@@ -209,7 +209,7 @@ def test_hf_teacher_generates_and_is_cached(tmp_path):
     from reflectrl.teachers.local_teacher import LocalModelTeacher
 
     model, tokenizer = load_model("tiny-random")
-    teacher = LocalModelTeacher("tiny-random", max_new_tokens=8, model=model, tokenizer=tokenizer)
+    teacher = LocalModelTeacher("tiny-random", reflection_tokens=8, model=model, tokenizer=tokenizer)
     counted = {"n": 0}
     generate = teacher.generator.reflect
 

@@ -130,7 +130,7 @@ def _label_restricted(loaded):
 
     free = loaded.agent
     agent = PromptedAgent(
-        free.model, free.tokenizer, max_new_tokens=free.max_new_tokens, shuffle_labels=free.shuffle_labels,
+        free.model, free.tokenizer, answer_tokens=free.answer_tokens, shuffle_labels=free.shuffle_labels,
         max_prompt_tokens=free.max_prompt_tokens, chat=free.chat, constrained=True,
     )
     return replace(loaded, agent=agent, max_actions=len(agent.label_set), description=f"{loaded.description}, label-restricted")

@@ -165,10 +165,10 @@ def _prompted(spec: AgentSpec) -> LoadedAgent:
         from reflectrl.models import OpenAIChatClient
 
         client = OpenAIChatClient(spec.base_url, spec.model, api_key_env=spec.api_key_env)
-        agent = PromptedAgent(client, max_new_tokens=spec.answer_tokens, seed=spec.seed)
+        agent = PromptedAgent(client, answer_tokens=spec.answer_tokens, seed=spec.seed)
         return LoadedAgent(agent, len(agent.label_set), spec.describe(), [client.close])
     from reflectrl.models import load_model
 
     model, tokenizer = load_model(spec.model, device=spec.device)
-    agent = PromptedAgent(model, tokenizer, max_new_tokens=spec.answer_tokens, seed=spec.seed)
+    agent = PromptedAgent(model, tokenizer, answer_tokens=spec.answer_tokens, seed=spec.seed)
     return LoadedAgent(agent, len(agent.label_set), spec.describe())

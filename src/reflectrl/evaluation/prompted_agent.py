@@ -50,7 +50,7 @@ class PromptedAgent(SeededAgent):
         model_or_client,
         tokenizer=None,
         *,
-        max_new_tokens: int = 4,
+        answer_tokens: int = 4,
         shuffle_labels: bool = False,
         seed: int = 0,
         max_prompt_tokens: int | None = None,
@@ -61,7 +61,7 @@ class PromptedAgent(SeededAgent):
         Args:
             model_or_client: a causal LM with `generate` (needs `tokenizer`) or an `OpenAIChatClient`.
             tokenizer: the local model's tokenizer.
-            max_new_tokens: answer length limit in tokens.
+            answer_tokens: answer length limit in tokens.
             shuffle_labels: shuffle labels per state (off by default for a zero-shot baseline).
             seed: seed of the label shuffling.
             max_prompt_tokens: prompt budget for a local model, chat formatting included
@@ -69,9 +69,9 @@ class PromptedAgent(SeededAgent):
             chat: wrap a local model's prompt in its tokenizer's chat template (None: when it has one).
             constrained: label-restricted decoding instead of a free answer (local models only).
         """
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
-        self.max_new_tokens = int(max_new_tokens)
+        if answer_tokens < 1:
+            raise ValueError("answer_tokens must be >= 1")
+        self.answer_tokens = int(answer_tokens)
         self.shuffle_labels = bool(shuffle_labels)
         self.constrained = bool(constrained)
         SeededAgent.__init__(self, seed)
@@ -94,7 +94,7 @@ class PromptedAgent(SeededAgent):
             self.chat = has_template if chat is None else bool(chat)
             self.label_set = LabelSet.for_tokenizer(tokenizer)
             context = getattr(model_or_client.config, "max_position_embeddings", None)
-            self.max_prompt_tokens = max_prompt_tokens or (context - self.max_new_tokens if context else None)
+            self.max_prompt_tokens = max_prompt_tokens or (context - self.answer_tokens if context else None)
             self._count = self._count_chat_tokens if self.chat else token_counter(tokenizer)
             if self.constrained:
                 self.label_set = self._labels_at_answer_start()
@@ -121,7 +121,7 @@ class PromptedAgent(SeededAgent):
         prompts = [plain_prompt(state, menu, self._count, self.max_prompt_tokens) for state, menu in zip(states, menus)]
         probs: list[list[float] | None] = [None] * len(prompts)
         if self.client is not None:
-            answers = self.client.complete(prompts, max_tokens=self.max_new_tokens, temperature=0.0 if greedy else 1.0)
+            answers = self.client.complete(prompts, max_tokens=self.answer_tokens, temperature=0.0 if greedy else 1.0)
             prompt_ids = [[] for _ in prompts]
             log_probs = entropies = [math.nan] * len(prompts)
         else:
@@ -198,7 +198,7 @@ class PromptedAgent(SeededAgent):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         input_ids, attention_mask = left_pad(prompt_ids, pad, device)
         config = GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=self.answer_tokens,
             do_sample=not greedy,
             temperature=None if greedy else 1.0,
             top_k=None,

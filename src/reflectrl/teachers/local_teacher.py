@@ -13,7 +13,7 @@ from reflectrl.teachers.prompt import TEACHER_SYSTEM, teacher_prompt
 class LocalModelTeacher(Teacher):
     """Greedy generation on the teacher prompt, wrapped in the model's chat template when it has one."""
 
-    def __init__(self, spec: str, *, max_new_tokens: int = 96, batch_size: int = 8, model=None, tokenizer=None):
+    def __init__(self, spec: str, *, reflection_tokens: int = 96, batch_size: int = 8, model=None, tokenizer=None):
         """`model`/`tokenizer` may be passed in to reuse an already loaded model (tests)."""
         self.name = f"hf:{spec}"
         if model is None:
@@ -21,7 +21,7 @@ class LocalModelTeacher(Teacher):
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
         # LocalReflector already does batched, stop-string aware generation and cleaning.
-        self.generator = LocalReflector(model, tokenizer, reflection_tokens=max_new_tokens)
+        self.generator = LocalReflector(model, tokenizer, reflection_tokens=reflection_tokens)
 
     def _as_chat(self, text: str) -> str:
         if getattr(self.tokenizer, "chat_template", None):
