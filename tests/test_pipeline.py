@@ -308,6 +308,19 @@ def test_a_run_folder_from_an_older_version_resumes_and_a_refusal_names_the_chan
         run_pipeline("taxi", replace(preset("tiny", "taxi"), label_after=True), out, log=messages.append, progress=False)
     with pytest.raises(ConfigMismatch, match=r": preset\.rl\.seed, preset\.seed differ"):
         run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
+    # A folder without bf16 (every folder made at the device's default precision) ran at the default: None.
+    assert "bf16" not in saved["preset"]
+    with pytest.raises(ConfigMismatch, match=r": preset\.bf16 differ"):
+        run_pipeline("taxi", replace(preset("tiny", "taxi"), bf16=True), out, log=messages.append, progress=False)
+
+
+def test_a_run_at_the_default_precision_keeps_its_settings_and_report_and_names_float32_in_its_timing(straight):
+    for stage in ("sft-reflector", "sft-policy", "sft-plain"):
+        assert json.loads((straight / stage / "warmup_config.json").read_text())["bf16"] is None, stage
+    assert "bf16" not in json.loads((straight / "pipeline.json").read_text())["preset"]
+    report = (straight / "report.md").read_text()
+    assert "precision" not in report and '"bf16"' not in report
+    assert "device cpu (float32)" in (straight / "timing.md").read_text()
 
 
 def test_the_rl_stage_closes_its_run_when_it_ends_and_when_it_fails(tmp_path, monkeypatch):

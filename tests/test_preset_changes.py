@@ -52,6 +52,8 @@ def test_changes_apply_over_the_environments_preset_with_the_settings_types():
         ("rl=3", "sub-settings"),
         ("reflection_tokens.x=3", "one value"),
         ("sft.max_stepz=3", "unknown SFT settings: max_stepz"),
+        ("bf16=yes", "bf16 takes true, false or null"),
+        ("sft.bf16=true", "sft.bf16 is not a preset setting: set bf16"),
     ],
 )
 def test_a_wrong_change_is_refused_naming_it(assignment, message):
@@ -86,3 +88,48 @@ def test_the_cli_runs_with_set_saves_it_and_refuses_to_resume_with_another_value
     assert again.exit_code != 0 and "preset.rl.iterations differ" in again.output
     wrong = runner.invoke(app, ["pipeline", "taxi", "--preset", "tiny", "--out", str(tmp_path / "other"), "--set", "rl.gamma=2"])
     assert wrong.exit_code != 0 and "gamma" in wrong.output and not (tmp_path / "other").exists()
+
+
+def _precisions(agent) -> set[bool]:
+    """The bf16 flags of whatever in `agent` runs a model: itself (prompted), its policy and its reflector."""
+    parts = (agent, getattr(agent, "policy", None), getattr(agent, "reflector", None))
+    return {flag for flag in (getattr(part, "bf16", None) for part in parts) if flag is not None}
+
+
+@pytest.mark.slow  # about 30 s: the tiny pipeline once, with a DAgger round
+def test_set_bf16_runs_every_stage_under_bfloat16_autocast_and_the_report_says_so(tmp_path, monkeypatch):
+    import reflectrl.evaluation.agent_loader as agent_loader
+    import reflectrl.trainers.recipe as recipe
+
+    played: list[tuple[str, set[bool]]] = []  # (agent kind, bf16 flags) of the DAgger round's play and every row
+    trained: list[set[bool]] = []  # the RL stages' players
+    load_agent, load_rl_players = agent_loader.load_agent, recipe.load_rl_players
+
+    def agent_spy(spec):
+        loaded = load_agent(spec)
+        played.append((spec.kind, _precisions(loaded.agent)))
+        return loaded
+
+    def players_spy(*args, **kwargs):
+        players = load_rl_players(*args, **kwargs)
+        trained.append(_precisions(players.agent))
+        return players
+
+    monkeypatch.setattr(agent_loader, "load_agent", agent_spy)
+    monkeypatch.setattr(recipe, "load_rl_players", players_spy)
+    out = tmp_path / "run"
+    sets = ["bf16=true", "dagger.episodes=2", "dagger.steps=1", "rl.iterations=1"]
+    result = CliRunner().invoke(
+        app, ["pipeline", "taxi", "--preset", "tiny", "--out", str(out), "--quiet"] + [arg for item in sets for arg in ("--set", item)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "pipeline.json").read_text())["preset"]["bf16"] is True
+    for stage in ("sft-reflector", "sft-policy", "sft-plain", "sft-reflector-dagger"):
+        assert json.loads((out / stage / "warmup_config.json").read_text())["bf16"] is True, stage
+        assert json.loads((out / stage / "metrics.json").read_text())["bf16"] is True, stage
+    assert trained == [{True}, {True}]  # rl-reflect (policy and reflector), rl-plain
+    models = [flags for kind, flags in played if kind in ("plain", "reflect", "prompted")]
+    assert len(models) == 9 and all(flags == {True} for flags in models)  # the DAgger round's play and 8 rows
+    report = (out / "report.md").read_text()
+    assert "- **precision**: bfloat16 autocast in every stage" in report and '"bf16": true' in report
+    assert "(bfloat16 autocast)" in (out / "timing.md").read_text()

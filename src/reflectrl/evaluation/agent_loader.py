@@ -55,7 +55,8 @@ class AgentSpec:
     device: str | None = None
     """cpu or cuda (default: cuda when available)."""
     bf16: bool | None = None
-    """plain/reflect: bfloat16 autocast; None: where the hardware has native bfloat16."""
+    """plain/reflect: bfloat16 autocast; None: where the hardware has native bfloat16. prompted (a local model): only
+    when True (None keeps it in the dtype it loads in: bfloat16 on CUDA, float32 on a CPU)."""
     reflection_cache: str | None = None
     """reflect: JSON-lines file caching the reflector's answers across evaluations
     (see `reflectrl.players.reflection_cache`); None: no cache."""
@@ -170,5 +171,5 @@ def _prompted(spec: AgentSpec) -> LoadedAgent:
     from reflectrl.models import load_model
 
     model, tokenizer = load_model(spec.model, device=spec.device)
-    agent = PromptedAgent(model, tokenizer, answer_tokens=spec.answer_tokens, seed=spec.seed)
+    agent = PromptedAgent(model, tokenizer, answer_tokens=spec.answer_tokens, seed=spec.seed, bf16=bool(spec.bf16))
     return LoadedAgent(agent, len(agent.label_set), spec.describe())

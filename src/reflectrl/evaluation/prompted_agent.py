@@ -20,6 +20,7 @@ import math
 import torch
 
 from reflectrl.models.openai_backend import OpenAIChatClient
+from reflectrl.models.precision import bf16_autocast
 from reflectrl.models.prefix import left_pad
 from reflectrl.models.seeding import seed_from, seeded
 from reflectrl.models.tokens import encode_prompts, token_counter
@@ -56,6 +57,7 @@ class PromptedAgent(SeededAgent):
         max_prompt_tokens: int | None = None,
         chat: bool | None = None,
         constrained: bool = False,
+        bf16: bool = False,
     ):
         """
         Args:
@@ -68,12 +70,14 @@ class PromptedAgent(SeededAgent):
                 (default: its context minus the answer).
             chat: wrap a local model's prompt in its tokenizer's chat template (None: when it has one).
             constrained: label-restricted decoding instead of a free answer (local models only).
+            bf16: run a local model under bfloat16 autocast (see `models.precision`).
         """
         if answer_tokens < 1:
             raise ValueError("answer_tokens must be >= 1")
         self.answer_tokens = int(answer_tokens)
         self.shuffle_labels = bool(shuffle_labels)
         self.constrained = bool(constrained)
+        self.bf16 = bool(bf16)
         SeededAgent.__init__(self, seed)
         self._label_head: LabelPolicy | None = None
         if isinstance(model_or_client, OpenAIChatClient):
@@ -98,7 +102,7 @@ class PromptedAgent(SeededAgent):
             self._count = self._count_chat_tokens if self.chat else token_counter(tokenizer)
             if self.constrained:
                 self.label_set = self._labels_at_answer_start()
-                self._label_head = LabelPolicy(model_or_client, tokenizer, self.label_set, max_prompt_tokens=None)
+                self._label_head = LabelPolicy(model_or_client, tokenizer, self.label_set, max_prompt_tokens=None, bf16=self.bf16)
         else:
             raise TypeError(
                 f"PromptedAgent needs a causal LM or an OpenAIChatClient, got {type(model_or_client).__name__}"
@@ -208,7 +212,7 @@ class PromptedAgent(SeededAgent):
             output_logits=True,
             return_dict_in_generate=True,
         )
-        with torch.no_grad(), seeded(None if greedy else seed_from(generator), device):
+        with torch.no_grad(), seeded(None if greedy else seed_from(generator), device), bf16_autocast(self.bf16, device):
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

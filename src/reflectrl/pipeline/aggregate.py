@@ -35,7 +35,7 @@ from typing import Any
 
 from reflectrl.pipeline.plan import PAIRED, RL_JOBS, SETTINGS, row_label, saved_settings
 from reflectrl.pipeline.presets import Preset
-from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, rl_curve, write_timing
+from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, precision_meta, rl_curve, write_timing
 from reflectrl.pipeline.stages import DONE
 from reflectrl.run_settings import read_saved
 
@@ -351,6 +351,7 @@ def write_aggregate(
         "model": f"{preset.model} for both players (LoRA adapters) and the prompted baseline",
         "evaluation": "; ".join(plans) + f"; greedy decisions; data and evaluation seed {preset.seed} for every training seed",
         "teacher data": f"{data['summary']['episodes']} {preset.data.teacher} teacher episodes, made once and copied into every seed's folder",
+        **precision_meta(preset),
     }
     parts += ["## Run", ""] + [f"- **{key}**: {value}" for key, value in meta.items()] + [""]
     parts += ["| training seed | run folder | report |", "|---|---|---|"]

@@ -388,7 +388,35 @@ def _run_meta(entry: EnvEntry, preset: Preset, records: dict[str, dict[str, Any]
         + ", ".join(f"{n} {name} rows" for name, n in sorted(data["rows"].items()))
         + f"; negative share {data['negative_share']:.1%}",
         "RL": _rl_text(preset),
+        **precision_meta(preset),
     }
+
+
+def _precision(preset: Preset) -> tuple[bool, str]:
+    """Whether the run's stages compute under bfloat16 autocast (`Preset.bf16` as `resolve_bf16` resolves it on the
+    run's device), and that device's type."""
+    import torch
+
+    from reflectrl.models.precision import resolve_bf16
+
+    device = torch.device(preset.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return resolve_bf16(preset.bf16, device), device.type
+
+
+def precision_text(preset: Preset) -> str:
+    """The precision the run's stages compute in: "bfloat16 autocast", or "float32" on a CPU without it."""
+    bf16, kind = _precision(preset)
+    if bf16:
+        return "bfloat16 autocast"
+    return "float32" if kind == "cpu" else "no bfloat16 autocast (the weights' own dtype)"
+
+
+def precision_meta(preset: Preset) -> dict[str, str]:
+    """The report's "precision" item where the stages run under bfloat16 autocast, else none: a float32 run's report
+    keeps the bytes it had before `Preset.bf16` existed (its timing.md names the precision either way)."""
+    if not _precision(preset)[0]:
+        return {}
+    return {"precision": "bfloat16 autocast in every stage (SFT, the DAgger round's play, RL, evaluation)"}
 
 
 def _rl_text(preset: Preset) -> str:
@@ -426,7 +454,7 @@ def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: fl
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
         f"this invocation {seconds:.0f} s",
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"device {device}, {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+        f"device {device} ({precision_text(preset)}), {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
         "CPU": cpu_description(),
         "packages": f"transformers {transformers.__version__}, peft {peft.__version__}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

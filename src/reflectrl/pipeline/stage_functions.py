@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 def local_reflector(adapter: Path) -> str:
     """The reflector spec of an adapter that generates in this process (the default `reflector_for` of the RL and
-    evaluation stages; a served run gives the server's spec instead)."""
+    evaluation stages; a served run gives the server's spec instead); the stage loads it with its players, under
+    `Preset.bf16`."""
     return str(adapter)
 
 
@@ -71,7 +72,7 @@ def sft_stage(
 
     config = SFTConfig(
         role=role, data=str(data), out=str(folder), model=preset.model, seed=preset.train_seed, threads=preset.threads,
-        eval_steps=0, save_total_limit=1, report_to=report_to, run_name=_tracker_run_name(folder),
+        bf16=preset.bf16, eval_steps=0, save_total_limit=1, report_to=report_to, run_name=_tracker_run_name(folder),
         # Always "resume": with no checkpoint it starts afresh, after a kill it continues.
         resume=True, **{**preset.sft, **preset.sft_by_role.get(role, {}), **(changes or {})},
     )
@@ -133,7 +134,7 @@ def _sft_agent_visits(env: str, preset: Preset, root: Path, lines: StageLines) -
 
     spec = AgentSpec(
         kind="reflect", policy=str(root / "sft-policy"), reflector=str(root / "sft-reflector"), reflection_tokens=preset.reflection_tokens,
-        seed=preset.train_seed, device=preset.device, env=env,
+        seed=preset.train_seed, device=preset.device, bf16=preset.bf16, env=env,
     )
     config = EvalConfig(
         env=env, split="train", episodes=preset.dagger.episodes, level=preset.level, horizon=preset.horizon,
@@ -186,7 +187,7 @@ def rl_stage(
     run = build_rl_run(
         config, str(policy), reflector_for(reflector) if reflector is not None else None, run_dir=folder / RL_RUN,
         env_kwargs=preset.env_kwargs, max_concurrent=max(1, config.episodes_per_iter), log=report,
-        reflection_tokens=preset.reflection_tokens, device=preset.device,
+        reflection_tokens=preset.reflection_tokens, device=preset.device, bf16=preset.bf16,
         trackers=RunTrackers(report_to, folder / RL_RUN, _tracker_run_name(folder), settings),
     )
     trainer = run.trainer
@@ -284,6 +285,7 @@ def _eval_agent(env: str, preset: Preset, setting: Setting, root: Path, reflecto
         answer_tokens=preset.answer_tokens,
         seed=preset.seed,
         device=preset.device,
+        bf16=preset.bf16,
         # Rows that share a reflector meet the same states (same seeds): reuse its greedy reflections.
         reflection_cache=str(root / REFLECTION_CACHE / cache_name) if setting.reflector else None,
         env=env,

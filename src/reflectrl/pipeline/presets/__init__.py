@@ -141,6 +141,8 @@ class Preset:
     """torch CPU threads (None: torch's default)."""
     device: str | None = None
     """cpu or cuda (None: cuda when available)."""
+    bf16: bool | None = None
+    """bfloat16 autocast in every stage (SFT, the DAgger round's play, RL, evaluation); None: the device's default (on for a CUDA GPU with bfloat16, off on a CPU)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra environment keywords for data, RL and evaluation."""
     data: DataSettings = field(default_factory=DataSettings)
@@ -168,6 +170,9 @@ class Preset:
         if self.training_seed is None:
             # A run with one seed saves and reports what it did before training seeds were separate.
             del settings["training_seed"]
+        if self.bf16 is None:
+            # Likewise a run at the device's default precision saves and reports what it did before the switch.
+            del settings["bf16"]
         return settings
 
 
@@ -279,6 +284,8 @@ def preset(name: str, env: str, changes: Mapping[str, Any] | None = None) -> Pre
     unknown = sorted(sft_keys - {f.name for f in fields(SFTConfig)})
     if unknown:
         raise ValueError(f"preset {name!r} sets unknown SFT settings: {', '.join(unknown)}")
+    if chosen.bf16 is not None and not isinstance(chosen.bf16, bool):
+        raise ValueError(f"bf16 takes true, false or null, not {chosen.bf16!r}")
     # Refused rather than silently replaced by the stage's own value: a run would not be what its settings say.
     for part, asked in (("sft", sorted(sft_keys)), ("rl", sorted((changes or {}).get("rl", {})))):
         for key in asked:
@@ -292,6 +299,7 @@ SET_BY_THE_RUN: dict[str, dict[str, str]] = {
         **dict.fromkeys(("role", "data", "out", "run_name"), "each SFT stage sets it"),
         **dict.fromkeys(("eval_steps", "save_total_limit", "resume"), "the pipeline sets it (one evaluation at the end, resumable stages)"),
         "report_to": "give --report-to", "model": "set model", "seed": "give --seeds, or set seed", "threads": "give --threads, or set threads",
+        "bf16": "set bf16",
     },
     "rl": {
         "env": "the pipeline's environment", "horizon": "set horizon (both SFT data and RL use it)",
