@@ -392,29 +392,33 @@ def _run_meta(entry: EnvEntry, preset: Preset, records: dict[str, dict[str, Any]
     }
 
 
-def _precision(preset: Preset) -> tuple[bool, str]:
-    """Whether the run's stages compute under bfloat16 autocast (`Preset.bf16` as `resolve_bf16` resolves it on the
-    run's device), and that device's type."""
+def _device(preset: Preset):
+    """The device the run's stages use (`Preset.device`, else `models.loading.default_device`)."""
     import torch
 
+    from reflectrl.models.loading import default_device
+
+    return torch.device(preset.device) if preset.device else default_device()
+
+
+def _runs_bf16(preset: Preset) -> bool:
+    """Whether the stages compute under bfloat16 autocast: `Preset.bf16` as `resolve_bf16` resolves it on the device."""
     from reflectrl.models.precision import resolve_bf16
 
-    device = torch.device(preset.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return resolve_bf16(preset.bf16, device), device.type
+    return resolve_bf16(preset.bf16, _device(preset))
 
 
 def precision_text(preset: Preset) -> str:
     """The precision the run's stages compute in: "bfloat16 autocast", or "float32" on a CPU without it."""
-    bf16, kind = _precision(preset)
-    if bf16:
+    if _runs_bf16(preset):
         return "bfloat16 autocast"
-    return "float32" if kind == "cpu" else "no bfloat16 autocast (the weights' own dtype)"
+    return "float32" if _device(preset).type == "cpu" else "no bfloat16 autocast (the weights' own dtype)"
 
 
 def precision_meta(preset: Preset) -> dict[str, str]:
     """The report's "precision" item where the stages run under bfloat16 autocast, else none: a float32 run's report
     keeps the bytes it had before `Preset.bf16` existed (its timing.md names the precision either way)."""
-    if not _precision(preset)[0]:
+    if not _runs_bf16(preset):
         return {}
     return {"precision": "bfloat16 autocast in every stage (SFT, the DAgger round's play, RL, evaluation)"}
 
@@ -448,7 +452,7 @@ def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: fl
     import torch
     import transformers
 
-    device = preset.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(_device(preset))
     total = sum(r["seconds"] for r in records.values())
     return {
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "

@@ -167,13 +167,13 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (stored in the run folder)."""
         settings = asdict(self)
-        if self.training_seed is None:
-            # A run with one seed saves and reports what it did before training seeds were separate.
-            del settings["training_seed"]
-        if self.bf16 is None:
-            # Likewise a run at the device's default precision saves and reports what it did before the switch.
-            del settings["bf16"]
-        return settings
+        # A field added later and left unset is not saved: such a run saves and reports what it did before the field
+        # existed (resuming fills it back in from `saved_defaults`).
+        return {key: value for key, value in settings.items() if not (key in OMITTED_WHEN_UNSET and value is None)}
+
+
+OMITTED_WHEN_UNSET = ("training_seed", "bf16")
+"""`Preset` fields added after run folders existed: a run with one seed, or at the device's default precision."""
 
 
 PRESET_CHANGES: dict[str, dict[str, Any]] = {
