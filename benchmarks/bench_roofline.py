@@ -6,7 +6,9 @@ Measures, in one process:
   and, only where the CPU runs bfloat16 natively (AVX512-BF16 or AMX in
   /proc/cpuinfo), in bfloat16; and float32 at the shape of the model's MLP
   projection over one batch of tokens (hidden size is small, so this is the
-  rate its largest matrix products can reach);
+  rate its largest matrix products can reach); and the rate at which it reads
+  memory (a float32 tensor far larger than the caches, summed once), the
+  bound of decoding;
 * the workloads of ``reflectrl pipeline taxi --preset cpu`` on the embedded
   default model (`reflectrl.models.EMBEDDED_DEFAULT`) and its real prompts: the
   DangerousTaxi teacher data made as the pipeline's data stage makes it
@@ -66,6 +68,14 @@ those of one core). The load average is printed before
 and after. Decoding model FLOPs take every generated token's attention at
 the batch's mean context.
 
+Decoding is bound by memory, not by matrix products: each step projects a
+batch of single tokens, so it reads every weight once per step (the blocks,
+the active adapter, the vocabulary projection) and the KV cache of every row,
+for few FLOPs per byte. Its line in a second table gives those bytes per
+wall second as a fraction of the memory read rate; steps are the decoder's
+single-token passes counted in the timed run, the KV cache read at each at
+the batch's mean context.
+
 Usage: python benchmarks/bench_roofline.py [--threads N] [--repeats 3] [--matmul-size 4096]
        [--model SPEC] [--policy ADAPTER] [--reflector ADAPTER] [--quick] [--save benchmarks/results/bench_roofline.txt]
 `--quick` (development only) shrinks the data, batches and token budgets; its numbers are not the main job's.
@@ -92,6 +102,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from bench_decide import load_average, timed  # the benchmark's own folder is on sys.path when run as a script
 from reflectrl.models import EMBEDDED_DEFAULT, load_model
 from reflectrl.models.adapters import load_adapter, lora_parameters
+from reflectrl.models.prefix import bare_decoder
 from reflectrl.models.tokens import encode_prompts
 from reflectrl.pipeline.console import StageLines
 from reflectrl.pipeline.plan import SFT_JOBS, rl_config
@@ -151,6 +162,16 @@ def matmul_rate(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> tup
     runs = [timed(lambda: torch.mm(a, b))[:2] for _ in range(repeats)]
     flops = 2 * m * k * n
     return flops / statistics.median(w for w, _ in runs), flops / statistics.median(c for _, c in runs)
+
+
+def read_rate(megabytes: int, repeats: int) -> tuple[float, float]:
+    """Median bytes/s of reading a float32 tensor of `megabytes` MiB once (`torch.sum`): (per wall second, per CPU
+    second). Far larger than the caches, so it measures memory, not cache, bandwidth."""
+    data = torch.ones(megabytes * 2**20 // 4)
+    data.sum()  # warm-up: pages touched, thread pool started
+    runs = [timed(data.sum)[:2] for _ in range(repeats)]
+    size = data.numel() * data.element_size()
+    return size / statistics.median(w for w, _ in runs), size / statistics.median(c for _, c in runs)
 
 
 # ------------------------------------------------------------- model FLOPs
@@ -224,6 +245,10 @@ class Workload:
     executed_flops: float
     wall: float
     cpu: float
+    bytes_read: float | None = None
+    """Memory-bound workloads (decoding): the bytes their steps must read (see the module docstring)."""
+    steps: int = 0
+    """Memory-bound workloads: the steps that read them."""
 
 
 def measure(name: str, run, rows: int, tokens: int, model_flops: float, repeats: int) -> Workload:
@@ -344,16 +369,28 @@ def rl_workloads(the_preset, args, data: Path, shape: ModelShape) -> tuple[list[
         flops = shape.rows(lengths, lora=reflector_lora, head=len(prompts))
         first = measure(f"reflection prefill (batch {len(prompts)})", lambda: prefill.generate_raw(prompts),
                         len(prompts), sum(lengths), flops, args.repeats)
-        whole.generate_raw(prompts)
+        steps = []  # the decoder's single-token passes: one per decoding step, for the whole batch
+        counter = bare_decoder(players.model).register_forward_hook(
+            lambda module, args, kwargs, out: steps.append(1) if kwargs["input_ids"].shape[1] == 1 else None,
+            with_kwargs=True,
+        )
+        try:
+            whole.generate_raw(prompts)
+        finally:
+            counter.remove()
         generated = whole.last_stats["new_tokens"] - len(prompts)  # each row's first token comes with the prefill
         context = statistics.mean(lengths) + budget / 2
         per_token = shape.flops(1, round(context), lora=reflector_lora, head=1)
         both = measure(f"reflection, whole (up to {budget} tokens)", lambda: whole.generate_raw(prompts),
                        len(prompts), generated, flops + generated * per_token, args.repeats)
         results.append(first)
+        weight_bytes = next(players.model.parameters()).element_size()
+        per_step = weight_bytes * (shape.block_weights + reflector_lora + shape.hidden * shape.vocab
+                                   + 2 * shape.layers * shape.kv_heads * shape.head_dim * len(prompts) * context)
         results.append(Workload(
             f"reflection decode (batch {len(prompts)}, up to {budget} tokens)", len(prompts), generated,
             generated * per_token, both.executed_flops - first.executed_flops, both.wall - first.wall, both.cpu - first.cpu,
+            bytes_read=len(steps) * per_step, steps=len(steps),
         ))
         described = (f"policy {args.policy}, reflector {args.reflector or 'a fresh LoRA adapter (r ' + str(lora_r) + ')'}; "
                      f"adapter weights: policy {policy_lora / 1e6:.2f}M, reflector {reflector_lora / 1e6:.2f}M")
@@ -419,6 +456,10 @@ def main() -> None:
         report(f"  bfloat16 {size}x{size}x{size}: {rate[0] / 1e9:8.1f}  {rate[1] / 1e9:8.1f}  ({rate[0] / peak:.2f}x float32)")
     else:
         report("  bfloat16: not measured (no native bfloat16 on this CPU: it would run as float32 conversions)")
+    megabytes = 64 if quick else 1024
+    read, cpu_read = read_rate(megabytes, max(3, args.repeats))
+    report(f"memory read rate (torch.sum over {megabytes} MiB of float32, median of {max(3, args.repeats)}): "
+           f"{read / 1e9:.1f} GB/s per wall second, {cpu_read / 1e9:.1f} per CPU second")
     tokens = 512 if quick else 4096
     rate = matmul_rate(tokens, shape.hidden, shape.intermediate, torch.float32, max(3, args.repeats))
     report(f"  float32  {tokens}x{shape.hidden}x{shape.intermediate} (the MLP's shape): {rate[0] / 1e9:8.1f}  "
@@ -452,6 +493,16 @@ def main() -> None:
     report("  model GF: the workload's model FLOPs (10^9); GFLOP/s: model FLOPs per wall second, 'of peak' over the matmul "
            "rate per wall second, CPU: per CPU second over the matmul rate per CPU second; exec/model: executed FLOPs "
            "(FlopCounterMode) over model FLOPs, exec and its CPU: executed FLOPs as fractions of the matmul rate likewise")
+    bound = [w for w in workloads if w.bytes_read]
+    if bound:
+        report()
+        report("memory-bound workloads: the bytes their steps must read (weights once per step, the KV cache of every row) "
+               f"per second, as fractions of the memory read rate ({read / 1e9:.1f} GB/s per wall second, "
+               f"{cpu_read / 1e9:.1f} per CPU second):")
+        report(f"  {'workload':58s} {'steps':>6s} {'MB/step':>8s} {'ms/step':>8s} {'GB/s':>7s} {'of read':>7s} {'CPU':>6s}")
+        for w in bound:
+            report(f"  {w.name:58s} {w.steps:6d} {w.bytes_read / w.steps / 1e6:8.1f} {1000 * w.wall / w.steps:8.1f} "
+                   f"{w.bytes_read / w.wall / 1e9:7.2f} {w.bytes_read / w.wall / read:7.1%} {w.bytes_read / w.cpu / cpu_read:6.1%}")
     report()
     report(f"load average at the end (1, 5, 15 min): {load_average()}")
     if args.save:

@@ -128,9 +128,14 @@ def test_generation_projects_only_the_last_position(tiny_model):
 
     model, tokenizer = tiny_model
     model = add_lora(model, "reflector")
-    widths = []
+    widths, contiguous = [], []
     head = model.get_output_embeddings()
-    hook = head.register_forward_hook(lambda module, args, out: widths.append(out.shape[1]))
+
+    def record(module, args, out):
+        widths.append(out.shape[1])
+        contiguous.append(args[0].is_contiguous())
+
+    hook = head.register_forward_hook(record)
     try:
         for chunk in (None, 16):
             reflector = LocalReflector(model, tokenizer, adapter="reflector", reflection_tokens=5, prefill_chunk_size=chunk)
@@ -139,6 +144,9 @@ def test_generation_projects_only_the_last_position(tiny_model):
         hook.remove()
     # Full-vocabulary logits for every prompt position would be [batch, prompt length, vocabulary].
     assert widths and set(widths) == {1}
+    # A chunk's last position reached the head as a contiguous tensor (a strided slice takes torch's slow path),
+    # and the hook that makes it so is gone after generation.
+    assert all(contiguous) and not head._forward_pre_hooks
 
 
 def test_prefill_chunk_size_is_checked(tiny_model):
