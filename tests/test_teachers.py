@@ -286,6 +286,53 @@ def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm
     assert OracleTeacher(seed=1, style="concise").reflect(requests) == concise
 
 
+def _move_by_the_rule(text: str) -> str:
+    """The move that the facts of a mapped taxi reflection give by the rule its docstring states."""
+    import re
+
+    (row, col), (trow, tcol) = [tuple(map(int, pair)) for pair in re.findall(r"at row (\d), column (\d)", text)]
+    if (row, col) == (trow, tcol):
+        return "drop off passenger" if text.split("; ")[1].startswith("destination") else "pick up passenger"
+    opened = re.search(r"Open across: rows? ([\d\- and]+)\.", text)
+    rows = list(range(5))
+    if opened:
+        spans = [span.split("-") for span in opened.group(1).split(" and ")]
+        rows = [r for span in spans for r in range(int(span[0]), int(span[-1]) + 1)]
+    else:
+        assert ("No walls across." in text) == (col != tcol), text
+    vertical = lambda step: "move south" if step > 0 else "move north"  # noqa: E731
+    if row not in rows:
+        return vertical(min(rows, key=lambda r: (abs(r - row), abs(r - trow))) - row)
+    if row != trow and row + (1 if trow > row else -1) in rows:
+        return vertical(trow - row)
+    if col != tcol:
+        return "move east" if tcol > col else "move west"
+    return vertical(trow - row)
+
+
+@pytest.mark.parametrize("level", ["pickup", "dropoff", "full"])
+def test_taxi_mapped_reflections_state_the_facts_the_oracle_s_move_follows_from(level, smollm2_tokenizer):
+    env = make_env("taxi", level=level)
+    starts = [{"options": options} for options in env.start_states(level)]
+    requests = requests_along_episodes("taxi", env, starts[:: 3 if level == "dropoff" else 10], detour_prob=0.2)
+    for start in starts:  # every start state, first step
+        info = env.reset(**start)[1]
+        requests.append(ReflectionRequest("taxi", State.from_info(info), info["actions"][env.oracle_index()], None,
+                                          explainer_for("taxi").facts(env)))
+    mapped = make_teacher("oracle:mapped").reflect(requests)
+    reasoned = make_teacher("oracle:reasoned").reflect(requests)
+    for request, text, plain in zip(requests, mapped, reasoned):
+        assert text.endswith(f"Next: {request.best_action}.") and _move_by_the_rule(text) == request.best_action, text
+        # The reasoned facts, word for word, without its wall sentence.
+        assert text.startswith(plain.removesuffix(f" Next: {request.best_action}.").removesuffix(" A wall is in the way.")
+                               .removesuffix(".")), (plain, text)
+        assert len(smollm2_tokenizer.encode(text)) <= 62, text
+    assert any("Open across: row 2." in t for t in mapped) and any("Open across: rows 0-2." in t for t in mapped)
+    assert any("No walls across." in t for t in mapped)
+    with pytest.raises(ValueError, match="no mapped explainer"):
+        make_teacher("oracle:mapped").reflect(autoexplore_requests(range(1))[:1])
+
+
 def test_taxi_reasoned_reflections_copy_the_observation_and_fit_the_preset_budget(smollm2_tokenizer):
     from reflectrl.pipeline.presets import preset
 

@@ -46,6 +46,9 @@ class Explainer:
     reasoned: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
     """Write it in the reasoned style: what the observation shows, the verdict on the last action, then
     "Next: <action>." last (the paper's order); None: no such style."""
+    mapped: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
+    """Write it in the mapped style: the reasoned one plus what the map shows between the player and its target
+    (DangerousTaxi: the walls a route must cross), before "Next:"; None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {}

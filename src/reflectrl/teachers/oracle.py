@@ -19,6 +19,9 @@ past the facts. ``reasoned`` (spec ``oracle:reasoned``): the paper's order in on
 template: what the observation shows, whether the last action was good, and
 the next action last ("... Last move (south) was good. Next: move south."),
 so the recommendation is conditioned on the analysis written before it.
+``mapped`` (spec ``oracle:mapped``, DangerousTaxi): the reasoned text plus the
+walls between the taxi and its target as the map draws them, the facts from
+which the next move follows by one rule.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from reflectrl.teachers.explainers import explainer_for
 from reflectrl.teachers.prompt import teacher_prompt
 
 
-ORACLE_STYLES = ("full", "concise", "grounded", "reasoned")
+ORACLE_STYLES = ("full", "concise", "grounded", "reasoned", "mapped")
 """Reflection styles of the oracle (see the module docstring)."""
 
 

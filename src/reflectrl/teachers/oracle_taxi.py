@@ -259,6 +259,12 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     the reflector had written the target's position, and SFT reflectors wrote "move north" there in most
     episodes (experiments/taxi_reflection).
     """
+    return " ".join(_verdict_and_facts(request, wall_sentence=True) + [f"Next: {request.best_action}."])
+
+
+def _verdict_and_facts(request: ReflectionRequest, *, wall_sentence: bool) -> list[str]:
+    """The reasoned style's sentences before "Next:"; `wall_sentence` adds "A wall is in the way." before a move that
+    does not close the gap."""
     facts, best = request.facts, request.best_action
     (row, col), (trow, tcol) = facts["taxi"], facts["target"]
     name = facts["target_name"].removeprefix("the ")
@@ -272,10 +278,50 @@ def taxi_explain_reasoned(request: ReflectionRequest, rng: np.random.Generator) 
     if (row, col) != (trow, tcol):
         blocked = [DIRECTION[m] for m in facts["crashing_moves"]]
         where += f"; blocked: {', '.join(blocked) or 'none'}"
-        if best in MOVES and not _closes_gap(facts, best):
+        if wall_sentence and best in MOVES and not _closes_gap(facts, best):
             where += ". A wall is in the way"
-    parts += [where + ".", f"Next: {best}."]
-    return " ".join(parts)
+    return parts + [where + "."]
+
+
+def taxi_explain_mapped(request: ReflectionRequest, rng: np.random.Generator) -> str:
+    """The reasoned reflection with the rows the map leaves open between the taxi's and the target's columns.
+
+    e.g. "Taxi at row 0, column 1; destination G at row 0, column 4: 3 columns east; blocked: north, east. Open
+    across: rows 2-4. Next: move south."
+
+    Why: reasoned reflectors stayed wrong on the squares where a wall further on forces a detour; they had to
+    memorise each such square from the few rows that hold it (experiments/taxi_focal). The rows on which no wall
+    stands between two columns depend on the two columns alone (three different answers for the taxi's stops),
+    so every row teaches them, and from them the oracle's move follows by one rule on every state of every level
+    (off the open rows, go towards the nearest one; on them, towards the target's row while the next row is open,
+    then along the row, then down or up; `tests/test_teachers.py` checks it). The walls are drawn in the map of the observation, so the reflector states nothing the policy
+    could not read. At most 62 tokens of SmolLM2's tokenizer (the reasoned style: 59).
+    """
+    parts = _verdict_and_facts(request, wall_sentence=False)
+    (_, col), (_, tcol) = request.facts["taxi"], request.facts["target"]
+    if col != tcol:
+        rows = open_rows_across(col, tcol)
+        parts.append(f"Open across: {_rows_text(rows)}." if len(rows) < len(_taxi().desc) - 2 else "No walls across.")
+    return " ".join(parts + [f"Next: {request.best_action}."])
+
+
+def open_rows_across(col: int, tcol: int) -> list[int]:
+    """The rows on which the map has no wall between columns `col` and `tcol`."""
+    lines = _taxi().desc[1:-1]  # the grid rows, without the top and bottom borders
+    boundaries = range(min(col, tcol), max(col, tcol))  # boundary b lies between columns b and b + 1
+    return [r for r, line in enumerate(lines) if all(line[2 * b + 2] != b"|" for b in boundaries)]
+
+
+def _rows_text(rows: list[int]) -> str:
+    """'row 2', 'rows 0-2', 'rows 0 and 2-4' for sorted row numbers."""
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][-1] + 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    spans = [f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs]
+    return ("rows " if len(rows) > 1 else "row ") + " and ".join(spans)
 
 
 def _closes_gap(facts: dict[str, Any], move: str) -> bool:
@@ -285,5 +331,6 @@ def _closes_gap(facts: dict[str, Any], move: str) -> bool:
 
 
 EXPLAINER = Explainer(
-    facts=taxi_facts, assess=taxi_assess, explain=taxi_explain, concise=taxi_explain_concise, reasoned=taxi_explain_reasoned
+    facts=taxi_facts, assess=taxi_assess, explain=taxi_explain, concise=taxi_explain_concise, reasoned=taxi_explain_reasoned,
+    mapped=taxi_explain_mapped,
 )
