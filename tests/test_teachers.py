@@ -287,11 +287,13 @@ def test_autoexplore_concise_names_the_next_command_first_and_stays_short(smollm
 
 
 def _move_by_the_rule(text: str) -> str:
-    """The move that the facts of a mapped taxi reflection give by the rule its docstring states."""
+    """The move that the facts written in a mapped taxi reflection give by `move_by_open_rows`."""
     import re
 
-    (row, col), (trow, tcol) = [tuple(map(int, pair)) for pair in re.findall(r"at row (\d), column (\d)", text)]
-    if (row, col) == (trow, tcol):
+    from reflectrl.teachers.oracle_taxi import move_by_open_rows
+
+    taxi, target = [tuple(map(int, pair)) for pair in re.findall(r"at row (\d), column (\d)", text)]
+    if taxi == target:
         return "drop off passenger" if text.split("; ")[1].startswith("destination") else "pick up passenger"
     opened = re.search(r"Open across: rows? ([\d\- and]+)\.", text)
     rows = list(range(5))
@@ -299,15 +301,8 @@ def _move_by_the_rule(text: str) -> str:
         spans = [span.split("-") for span in opened.group(1).split(" and ")]
         rows = [r for span in spans for r in range(int(span[0]), int(span[-1]) + 1)]
     else:
-        assert ("No walls across." in text) == (col != tcol), text
-    vertical = lambda step: "move south" if step > 0 else "move north"  # noqa: E731
-    if row not in rows:
-        return vertical(min(rows, key=lambda r: (abs(r - row), abs(r - trow))) - row)
-    if row != trow and row + (1 if trow > row else -1) in rows:
-        return vertical(trow - row)
-    if col != tcol:
-        return "move east" if tcol > col else "move west"
-    return vertical(trow - row)
+        assert ("No walls across." in text) == (taxi[1] != target[1]), text
+    return move_by_open_rows(taxi, target, rows)
 
 
 @pytest.mark.parametrize("level", ["pickup", "dropoff", "full"])

@@ -293,15 +293,14 @@ def taxi_explain_mapped(request: ReflectionRequest, rng: np.random.Generator) ->
     memorise each such square from the few rows that hold it (experiments/taxi_focal). The rows on which no wall
     stands between two columns depend on the two columns alone (three different answers for the taxi's stops),
     so every row teaches them, and from them the oracle's move follows by one rule on every state of every level
-    (off the open rows, go towards the nearest one; on them, towards the target's row while the next row is open,
-    then along the row, then down or up; `tests/test_teachers.py` checks it). The walls are drawn in the map of the observation, so the reflector states nothing the policy
+    (`move_by_open_rows`). The walls are drawn in the map of the observation, so the reflector states nothing the policy
     could not read. At most 62 tokens of SmolLM2's tokenizer (the reasoned style: 59).
     """
     parts = _verdict_and_facts(request, wall_sentence=False)
     (_, col), (_, tcol) = request.facts["taxi"], request.facts["target"]
     if col != tcol:
         rows = open_rows_across(col, tcol)
-        parts.append(f"Open across: {_rows_text(rows)}." if len(rows) < len(_taxi().desc) - 2 else "No walls across.")
+        parts.append(f"Open across: {rows_text(rows)}." if len(rows) < len(_taxi().desc) - 2 else "No walls across.")
     return " ".join(parts + [f"Next: {request.best_action}."])
 
 
@@ -312,7 +311,26 @@ def open_rows_across(col: int, tcol: int) -> list[int]:
     return [r for r, line in enumerate(lines) if all(line[2 * b + 2] != b"|" for b in boundaries)]
 
 
-def _rows_text(rows: list[int]) -> str:
+def move_by_open_rows(taxi: tuple[int, int], target: tuple[int, int], open_rows: list[int]) -> str | None:
+    """The move that the mapped style's rule gives from its written facts (None on the target's square): off the
+    open rows, towards the nearest one; on them, towards the target's row while the next row is open, then along
+    the row, then down or up. It is the oracle's own move in every state of every level (`tests/test_teachers.py`),
+    and it tells a mapped reflection that follows its own facts from one that does not."""
+    (row, col), (trow, tcol) = taxi, target
+    if (row, col) == (trow, tcol):
+        return None
+    vertical = "move south", "move north"
+    if row not in open_rows:
+        nearest = min(open_rows, key=lambda r: (abs(r - row), abs(r - trow)))
+        return vertical[0] if nearest > row else vertical[1]
+    if row != trow and row + (1 if trow > row else -1) in open_rows:
+        return vertical[0] if trow > row else vertical[1]
+    if col != tcol:
+        return "move east" if tcol > col else "move west"
+    return vertical[0] if trow > row else vertical[1]
+
+
+def rows_text(rows: list[int]) -> str:
     """'row 2', 'rows 0-2', 'rows 0 and 2-4' for sorted row numbers."""
     runs: list[list[int]] = []
     for r in rows:
