@@ -48,7 +48,7 @@ class Explainer:
     "Next: <action>." last (the paper's order); None: no such style."""
     mapped: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
     """Write it in the mapped style: the reasoned one plus what the map shows between the player and its target
-    (DangerousTaxi: the walls a route must cross), before "Next:"; None: no such style."""
+    (DangerousTaxi: the rows with no wall between the taxi's and the target's columns), before "Next:"; None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {}

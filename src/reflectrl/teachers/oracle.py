@@ -20,8 +20,8 @@ template: what the observation shows, whether the last action was good, and
 the next action last ("... Last move (south) was good. Next: move south."),
 so the recommendation is conditioned on the analysis written before it.
 ``mapped`` (spec ``oracle:mapped``, DangerousTaxi): the reasoned text plus the
-walls between the taxi and its target as the map draws them, the facts from
-which the next move follows by one rule.
+rows on which the map has no wall between the taxi's and the target's
+columns, the fact from which the next move follows by one rule.
 """
 
 from __future__ import annotations

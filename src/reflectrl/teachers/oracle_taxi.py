@@ -287,7 +287,7 @@ def taxi_explain_mapped(request: ReflectionRequest, rng: np.random.Generator) ->
     """The reasoned reflection with the rows the map leaves open between the taxi's and the target's columns.
 
     e.g. "Taxi at row 0, column 1; destination G at row 0, column 4: 3 columns east; blocked: north, east. Open
-    across: rows 2-4. Next: move south."
+    across: row 2. Next: move south."
 
     Why: reasoned reflectors stayed wrong on the squares where a wall further on forces a detour; they had to
     memorise each such square from the few rows that hold it (experiments/taxi_focal). The rows on which no wall
@@ -300,7 +300,7 @@ def taxi_explain_mapped(request: ReflectionRequest, rng: np.random.Generator) ->
     (_, col), (_, tcol) = request.facts["taxi"], request.facts["target"]
     if col != tcol:
         rows = open_rows_across(col, tcol)
-        parts.append(f"Open across: {rows_text(rows)}." if len(rows) < len(_taxi().desc) - 2 else "No walls across.")
+        parts.append(f"Open across: {rows_text(rows)}." if len(rows) < len(_taxi().desc[1:-1]) else "No walls across.")
     return " ".join(parts + [f"Next: {request.best_action}."])
 
 
