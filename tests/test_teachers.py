@@ -290,18 +290,17 @@ def _move_by_the_rule(text: str) -> str:
     """The move that the facts written in a mapped taxi reflection give by `move_by_open_rows`."""
     import re
 
-    from reflectrl.teachers.oracle_taxi import move_by_open_rows
+    from reflectrl.teachers.oracle_taxi import move_by_open_rows, written_open_rows
 
     taxi, target = [tuple(map(int, pair)) for pair in re.findall(r"at row (\d), column (\d)", text)]
     if taxi == target:
         return "drop off passenger" if text.split("; ")[1].startswith("destination") else "pick up passenger"
-    opened = re.search(r"Open across: rows? ([\d\- and]+)\.", text)
-    rows = list(range(5))
-    if opened:
-        spans = [span.split("-") for span in opened.group(1).split(" and ")]
-        rows = [r for span in spans for r in range(int(span[0]), int(span[-1]) + 1)]
+    rows = written_open_rows(text)
+    if rows is None:  # nothing stated: only in the target's column, where every row counts as open
+        assert taxi[1] == target[1], text
+        rows = list(range(5))
     else:
-        assert ("No walls across." in text) == (taxi[1] != target[1]), text
+        assert ("Open across:" in text) != ("No walls across." in text) and taxi[1] != target[1], text
     return move_by_open_rows(taxi, target, rows)
 
 

@@ -17,20 +17,9 @@ import json
 import re
 import sys
 
-from reflectrl.teachers.oracle_taxi import move_by_open_rows, open_rows_across, rows_text
+from reflectrl.teachers.oracle_taxi import move_by_open_rows, open_rows_across, written_open_rows
 
 POSITIONS = re.compile(r"Taxi at row (\d), column (\d), with the passenger; destination \w \(row (\d), column (\d)\)")
-
-
-def written_open_rows(text: str) -> list[int] | None:
-    """The rows a reflection says are open across (all five for "No walls across."), None if it says neither."""
-    if "No walls across." in text:
-        return list(range(5))
-    found = re.search(r"Open across: rows? ([\d\- and]+)\.", text)
-    if not found:
-        return None
-    spans = [span.split("-") for span in found.group(1).split(" and ")]
-    return [r for span in spans for r in range(int(span[0]), int(span[-1]) + 1)]
 
 
 def check(path: str) -> dict[str, int]:
@@ -54,9 +43,8 @@ def check(path: str) -> dict[str, int]:
                 if col == tcol:
                     continue
                 counts["steps"] += 1
-                truth = open_rows_across(col, tcol)
-                fact = f"Open across: {rows_text(truth)}." in text if len(truth) < 5 else "No walls across." in text
                 rows = written_open_rows(text)
+                fact = rows == open_rows_across(col, tcol)
                 nxt = text.split("Next: ")[-1].rstrip(".") if "Next: " in text else None
                 own = rows is not None and move_by_open_rows((row, col), (trow, tcol), rows) == nxt
                 counts["fact right"] += fact

@@ -10,6 +10,7 @@ crash. Wording is drawn from several phrasings with the caller's RNG.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -340,6 +341,18 @@ def rows_text(rows: list[int]) -> str:
             runs.append([r])
     spans = [f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs]
     return ("rows " if len(rows) > 1 else "row ") + " and ".join(spans)
+
+
+def written_open_rows(text: str) -> list[int] | None:
+    """The rows a mapped reflection says are open across (`rows_text` read back; every row for "No walls across."),
+    None where it says neither (the taxi in the target's column, or a reflection in another style)."""
+    if "No walls across." in text:
+        return list(range(len(_taxi().desc[1:-1])))
+    found = re.search(r"Open across: rows? ([\d\- and]+)\.", text)
+    if not found:
+        return None
+    spans = [span.split("-") for span in found.group(1).split(" and ")]
+    return [r for span in spans for r in range(int(span[0]), int(span[-1]) + 1)]
 
 
 def _closes_gap(facts: dict[str, Any], move: str) -> bool:
