@@ -128,6 +128,21 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
         run_pipeline("taxi", replace(preset("tiny", "taxi"), seed=1), out, log=messages.append, progress=False)
 
 
+@pytest.mark.slow  # about 30 s: the tiny pipeline with two stages at a time in worker processes
+def test_stages_in_parallel_processes_give_the_same_adapters_and_report_as_a_straight_run(tmp_path, straight):
+    out = tmp_path / "run"
+    messages: list[str] = []
+    result = run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False, parallel=2)
+    assert messages[0] == f"{len(stage_names('core'))} stages to run, at most 2 at once in local processes, 1 torch thread each"
+    assert set(result.records) == set(stage_names("core")) and all((out / name / DONE).is_file() for name in result.records)
+    assert _results(out) == _results(straight)
+    messages.clear()  # finished: a re-run starts nothing
+    run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False, parallel=2)
+    assert messages == ["0 stages to run, at most 2 at once in local processes, 1 torch thread each"]
+    with pytest.raises(ValueError, match="choose parallel or serve_reflector"):
+        run_pipeline("taxi", preset("tiny", "taxi"), out, progress=False, parallel=2, serve_reflector="llamacpp")
+
+
 @pytest.mark.slow  # about 25 s: a pipeline process killed in its first RL stage, then finished
 def test_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path, straight):
     out = tmp_path / "run"

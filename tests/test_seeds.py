@@ -221,7 +221,7 @@ def test_seed_lists_and_the_cli_refuse_bad_requests_without_traceback():
     runner = CliRunner()
     for args, message in [
         (["--seeds", "x"], "--seeds takes a count"),
-        (["--parallel", "2"], "give --seeds"),
+        (["--parallel", "2", "--serve-reflector", "llamacpp"], "choose it or --serve-reflector"),
         (["--ray-address", "auto"], "give --seeds"),
         (["--seeds", "2", "--parallel", "2", "--ray-address", "auto"], "not both"),
     ]:

@@ -37,7 +37,11 @@ def pipeline(
         help="Training seeds: a count (5: seeds 0..4) or a list (0,3,7). One resumable run folder per seed (OUT/seed-K) from the "
         "same data, evaluated on the same episodes, and the report over the seeds in OUT/report.md. Without it: one run.",
     ),
-    parallel: int = typer.Option(1, "--parallel", min=1, help="With --seeds: run this many seeds at once in local processes, the threads (--threads, default all CPUs) split between them."),
+    parallel: int = typer.Option(
+        1, "--parallel", min=1,
+        help="Run this many jobs at once in local processes, the threads (--threads, default all CPUs) split between them: with --seeds, "
+        "seeds; without, the run's independent stages (the reflector's SFT beside the policies'). Peak memory grows with it.",
+    ),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", metavar="ADDRESS",
         help="With --seeds: run each seed as a task on the Ray cluster at ADDRESS (auto, or HOST:PORT of `ray start --head`), asking for "
@@ -69,8 +73,10 @@ def pipeline(
             seeds = parse_seeds(seeds_text)
         except ValueError as err:
             fail(str(err))
-    elif parallel > 1 or ray_address is not None or seed_gpus is not None:
-        fail("--parallel, --ray-address and --seed-gpus run the seeds of --seeds; give --seeds")
+    elif ray_address is not None or seed_gpus is not None:
+        fail("--ray-address and --seed-gpus run the seeds of --seeds; give --seeds")
+    elif parallel > 1 and serve_reflector is not None:
+        fail("--parallel without --seeds runs stages in processes with their own reflectors: choose it or --serve-reflector")
     if parallel > 1 and ray_address is not None:
         fail("choose --parallel (local processes) or --ray-address (Ray tasks), not both")
     if serve_reflector is not None and serve_reflector not in ENGINES:
@@ -122,7 +128,7 @@ def pipeline(
             return
         result = run_pipeline(
             entry.name, settings, folder, command=command, progress=not quiet, log=typer.echo, rows=rows,
-            serve_reflector=serve_reflector, server_options=server_options, verbose=verbose, report_to=trackers,
+            serve_reflector=serve_reflector, server_options=server_options, verbose=verbose, report_to=trackers, parallel=parallel,
         )
     except typer.Exit:
         raise

@@ -52,6 +52,7 @@ from reflectrl.pipeline.presets import Preset, saved_defaults
 from reflectrl.pipeline.report import REPORT
 from reflectrl.pipeline.run import run_pipeline
 from reflectrl.pipeline.stage_functions import data_stage, eval_stage, local_reflector
+from reflectrl.pipeline.stage_processes import exit_with_parent
 from reflectrl.pipeline.stages import DONE, Stage, StageRunner
 from reflectrl.run_log import run_log
 from reflectrl.trainers.trackers import DEFAULT_REPORT_TO
@@ -287,26 +288,8 @@ def _run_in_processes(jobs: Sequence[SeedJob], parallel: int, log: Callable[[str
 
 
 def _seed_process(job: SeedJob) -> None:
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     run_seed(job, lambda message: print(message, flush=True))
-
-
-def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
-    """End this seed process as soon as the process that started it is gone.
-
-    Ctrl-C reaches every process of the terminal's group, but a ``kill`` of the parent alone (a job scheduler's
-    timeout, a user stopping the run by its PID) would leave the seeds training on, unseen, and a re-run of the same
-    command would then train the same seed in the same folder twice over. Exiting at once is what a kill does: every
-    stage writes its results atomically, so the re-run resumes this seed from its last checkpoint.
-    """
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # ------------------------------------------------------------------ Ray

@@ -39,6 +39,11 @@ class Stage:
     """Folder name under the run folder, and the name shown in logs."""
     run: Callable[[Path], dict[str, Any] | None]
     """Does the work in the given folder; may return a summary kept in DONE.json."""
+    needs: tuple[str, ...] = ()
+    """Stages whose results this one reads: it starts after they are done."""
+    shares: str | None = None
+    """A file this stage reads and appends to that other stages use too (an evaluation reflection cache): stages
+    that share one never run at the same time."""
 
 
 class StageRunner:
