@@ -91,6 +91,11 @@ def test_each_seed_is_an_ordinary_run_folder_paired_with_the_others_and_reported
     # The tiny preset plays 4 seeded episodes, the same for every seed: the interval is about those, not the level.
     assert "an interval is about these episodes, not the whole level" in report and "training noise alone" not in report
     assert "| Oracle (upper bound) | 100.0% | 100.0% | 100.0% | none: trains nothing, one evaluation in every seed |" in report
+    # Each reflective row's diagnostics, seed by seed, as each seed's evaluation measured them.
+    measured = [json.loads((out / f"seed-{s}" / "eval-rl-reflect" / DONE).read_text())["summary"]["reflection_diagnostics"] for s in SEEDS]
+    cells = " | ".join(f"{100 * d['reflector_accuracy']:.1f}%" for d in measured)
+    assert "## Reflection diagnostics, seed by seed" in report and f"| Reflect-RL: reflection right | {cells} |" in report
+    assert "| SFT reflective policy reading the teacher's reflections (ceiling): policy follows it |" in report
     assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
     assert "| seed-1 |" in (out / "timing.md").read_text()
 

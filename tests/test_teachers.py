@@ -24,7 +24,7 @@ from reflectrl.teachers import (
     teacher_prompt,
 )
 from reflectrl.teachers.base import Teacher
-from reflectrl.teachers.oracle_taxi import taxi_assess
+from reflectrl.teachers.oracle_taxi import taxi_assess, written_open_rows
 
 
 def taxi_requests(seeds=range(6)) -> list[ReflectionRequest]:
@@ -290,7 +290,7 @@ def _move_by_the_rule(text: str) -> str:
     """The move that the facts written in a mapped taxi reflection give by `move_by_open_rows`."""
     import re
 
-    from reflectrl.teachers.oracle_taxi import move_by_open_rows, written_open_rows
+    from reflectrl.teachers.oracle_taxi import move_by_open_rows
 
     taxi, target = [tuple(map(int, pair)) for pair in re.findall(r"at row (\d), column (\d)", text)]
     if taxi == target:
@@ -325,6 +325,34 @@ def test_taxi_mapped_reflections_state_the_facts_the_oracle_s_move_follows_from(
     assert any("No walls across." in t for t in mapped)
     with pytest.raises(ValueError, match="no mapped explainer"):
         make_teacher("oracle:mapped").reflect(autoexplore_requests(range(1))[:1])
+
+
+@pytest.mark.parametrize("level", ["pickup", "dropoff", "full"])
+def test_taxi_waypoint_reflections_name_the_open_row_to_reach_first_when_off_them(level, smollm2_tokenizer):
+    import re
+
+    env = make_env("taxi", level=level)
+    starts = [{"options": options} for options in env.start_states(level)]
+    requests = requests_along_episodes("taxi", env, starts[:: 3 if level == "dropoff" else 10], detour_prob=0.2)
+    waypoint = make_teacher("oracle:waypoint").reflect(requests)
+    mapped = make_teacher("oracle:mapped").reflect(requests)
+    detours = 0
+    for request, text, plain in zip(requests, waypoint, mapped):
+        found = re.search(r" Row (\d) is closed: first to row (\d)\.", text)
+        # The mapped text, word for word, with the waypoint sentence (if any) before "Next:".
+        assert (text[: found.start()] + text[found.end():] if found else text) == plain, (plain, text)
+        (row, _), (trow, _) = request.facts["taxi"], request.facts["target"]
+        rows = written_open_rows(text)
+        off = rows is not None and row not in rows
+        assert bool(found) == off, text
+        if found:
+            detours += 1
+            goal = int(found.group(2))
+            assert int(found.group(1)) == row and goal in rows
+            # The move is the step from the taxi's row towards the written one: the oracle's own.
+            assert request.best_action == ("move south" if goal > row else "move north"), text
+        assert len(smollm2_tokenizer.encode(text)) <= 74, text
+    assert detours and detours < len(requests)
 
 
 def test_taxi_reasoned_reflections_copy_the_observation_and_fit_the_preset_budget(smollm2_tokenizer):

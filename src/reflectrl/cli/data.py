@@ -32,7 +32,7 @@ def _parse_env_kwargs(pairs: list[str]) -> dict:
 
 def gen_data(
     env_name: str = typer.Argument(..., metavar="ENV", help="Environment name (see `reflectrl envs`)."),
-    teacher: str = typer.Option("oracle", help="oracle (or oracle:concise, oracle:grounded, oracle:reasoned, oracle:mapped: short reflections, the move first, the fact first, facts and verdict then the move, or those plus the map's open rows (taxi)), openai:MODEL or hf:PATH."),
+    teacher: str = typer.Option("oracle", help="oracle (or oracle:concise, oracle:grounded, oracle:reasoned, oracle:mapped, oracle:waypoint: short reflections, the move first, the fact first, facts and verdict then the move, those plus the map's open rows, or those plus the open row to reach first (taxi)), openai:MODEL or hf:PATH."),
     episodes: int = typer.Option(100, min=1, help="Expert episodes to roll out."),
     random_prob: float = typer.Option(0.1, min=0.0, max=1.0, help="Chance of a random action at each expert step."),
     decoy_prob: float = typer.Option(

@@ -6,7 +6,9 @@ into the run folder:
 * ``report.md``: the verdict (the two RL rows' mean success with their intervals, and their difference);
   success and mean return of every row seed by seed, with the mean over the seeds and its 95% Student
   t-interval; per-seed paired differences of each RL row against its SFT start and of Reflect-RL against
-  RL without reflection, with their mean and t-interval; the learning curves; how the run was made.
+  RL without reflection, with their mean and t-interval; each reflective row's reflection diagnostics
+  (reflector right, follow rate, step and episode outcomes by whether the reflection was right) seed by seed;
+  the learning curves; how the run was made.
 * ``learning_curves.png``: every seed's training success per RL iteration (thin) and their mean (thick), one
   panel per RL row on a shared scale (overlaid, a row at the same rate as another would hide it).
 * ``timing.md``: the seconds each seed's stages took.
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reflectrl.evaluation.reflection_diagnostics import DIAGNOSTIC_COLUMNS
 from reflectrl.pipeline.plan import PAIRED, RL_JOBS, SETTINGS, row_label, saved_settings
 from reflectrl.pipeline.presets import Preset
 from reflectrl.pipeline.report import CURVES_PLOT, REPORT, TIMING, precision_meta, rl_curve, write_timing
@@ -122,6 +125,8 @@ class SeedRuns:
     """RL stage -> each seed's training success per iteration."""
     records: dict[int, dict[str, dict[str, Any]]]
     """seed -> stage -> DONE record."""
+    diagnostics: dict[str, list[dict[str, Any]]]
+    """eval key -> each seed's reflection diagnostics (`reflection_diagnostics`), for the rows every seed has them for."""
 
 
 def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
@@ -139,7 +144,12 @@ def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
         name: [rl_curve(Path(out) / seed_folder(seed) / name, "train/success") for seed in seeds]
         for name, *_ in RL_JOBS if all(name in records[seed] for seed in seeds)
     }
-    return SeedRuns(list(seeds), summaries, curves, records)
+    diagnostics = {}
+    for key in summaries:
+        found = [records[seed][f"eval-{key}"]["summary"].get("reflection_diagnostics") for seed in seeds]
+        if all(found):
+            diagnostics[key] = found
+    return SeedRuns(list(seeds), summaries, curves, records, diagnostics)
 
 
 def _clean(value: float) -> float:
@@ -195,6 +205,26 @@ def _table(
             cells.append(f"{sum(v > 0 for v in row.values)} / {sum(v < 0 for v in row.values)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _diagnostics_section(runs: SeedRuns, labels: Mapping[str, str]) -> list[str]:
+    """Seed by seed, what limits each reflective row: the reflector, the policy reading it, or neither."""
+    rows = [
+        TableRow(f"{labels[key]}: {title}", [d[measure] for d in runs.diagnostics[key]])
+        for key in runs.diagnostics
+        for measure, title in DIAGNOSTIC_COLUMNS
+        if all(d.get(measure) is not None for d in runs.diagnostics[key])
+    ]
+    if not rows:
+        return []
+    return [
+        "## Reflection diagnostics, seed by seed", "",
+        "Every step is judged against the oracle: is the move the reflection names (\"Next: ...\") the oracle's, does "
+        "the policy play it, and which episodes are won when every reflection in them was right. A reflector right in "
+        "most steps with a policy that follows it puts the limit on the reflector; a policy that does not follow right "
+        "reflections puts it on the policy. The ceiling rows read the teacher's reflections.", "",
+        _table("row: measure", runs.seeds, rows, _pct, RATE), "",
+    ]
 
 
 def _labels(preset: Preset) -> dict[str, str]:
@@ -341,6 +371,7 @@ def write_aggregate(
         "Mean return:", "",
         _table("comparison", runs.seeds, differences("mean_return"), _return, extra="seeds ahead / behind"), "",
     ]
+    parts += _diagnostics_section(runs, labels)
     plot_seed_curves(runs.curves, rl_labels, out / CURVES_PLOT, title)
     parts += [f"![training success per RL iteration, every seed and the mean, one panel per RL row]({CURVES_PLOT})", ""]
     data = read_saved(out / "data" / DONE) or first["data"]

@@ -49,6 +49,9 @@ class Explainer:
     mapped: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
     """Write it in the mapped style: the reasoned one plus what the map shows between the player and its target
     (DangerousTaxi: the rows with no wall between the taxi's and the target's columns), before "Next:"; None: no such style."""
+    waypoint: Callable[[ReflectionRequest, np.random.Generator], str] | None = None
+    """Write it in the waypoint style: the mapped one plus, off the open rows, the row to reach first (DangerousTaxi);
+    None: no such style."""
 
 
 EXPLAINERS: dict[str, str] = {}

@@ -5,7 +5,7 @@ RNG seeded by the teacher seed and the request itself, so the same state
 gets the same reflection in every run, while different states get varied
 phrasings.
 
-Three styles: ``full`` (spec ``oracle``), varied sentences that end with the
+The styles: ``full`` (spec ``oracle``), varied sentences that end with the
 next move; ``concise`` (spec ``oracle:concise``, where the environment's
 explainer has one), one fixed template that names the next move first and
 then the facts behind it. A concise reflection is a third as long, so the
@@ -22,6 +22,9 @@ so the recommendation is conditioned on the analysis written before it.
 ``mapped`` (spec ``oracle:mapped``, DangerousTaxi): the reasoned text plus the
 rows on which the map has no wall between the taxi's and the target's
 columns, the fact from which the next move follows by one rule.
+``waypoint`` (spec ``oracle:waypoint``, DangerousTaxi): the mapped text plus, where
+the taxi stands on a row the walls close, the open row to reach first ("Row 1 is
+closed: first to row 2."), the rule's one step that the mapped text leaves unwritten.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from reflectrl.teachers.explainers import explainer_for
 from reflectrl.teachers.prompt import teacher_prompt
 
 
-ORACLE_STYLES = ("full", "concise", "grounded", "reasoned", "mapped")
+ORACLE_STYLES = ("full", "concise", "grounded", "reasoned", "mapped", "waypoint")
 """Reflection styles of the oracle (see the module docstring)."""
 
 
@@ -48,7 +51,7 @@ class OracleTeacher(Teacher):
             raise ValueError(f"unknown oracle style {style!r}; choose from {', '.join(ORACLE_STYLES)}")
         self.seed = int(seed)
         self.style = style
-        # The name is part of every cache key: the two styles must never share answers.
+        # The name is part of every cache key: two styles must never share answers.
         self.name = "oracle" if style == "full" else f"oracle:{style}"
 
     def key_text(self, request: ReflectionRequest) -> str:
