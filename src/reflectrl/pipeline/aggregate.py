@@ -125,8 +125,6 @@ class SeedRuns:
     """RL stage -> each seed's training success per iteration."""
     records: dict[int, dict[str, dict[str, Any]]]
     """seed -> stage -> DONE record."""
-    diagnostics: dict[str, list[dict[str, Any]]]
-    """eval key -> each seed's reflection diagnostics (`reflection_diagnostics`), for the rows every seed has them for."""
 
 
 def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
@@ -144,12 +142,7 @@ def read_seed_runs(out: Path, seeds: Sequence[int]) -> SeedRuns:
         name: [rl_curve(Path(out) / seed_folder(seed) / name, "train/success") for seed in seeds]
         for name, *_ in RL_JOBS if all(name in records[seed] for seed in seeds)
     }
-    diagnostics = {}
-    for key in summaries:
-        found = [records[seed][f"eval-{key}"]["summary"].get("reflection_diagnostics") for seed in seeds]
-        if all(found):
-            diagnostics[key] = found
-    return SeedRuns(list(seeds), summaries, curves, records, diagnostics)
+    return SeedRuns(list(seeds), summaries, curves, records)
 
 
 def _clean(value: float) -> float:
@@ -209,11 +202,12 @@ def _table(
 
 def _diagnostics_section(runs: SeedRuns, labels: Mapping[str, str]) -> list[str]:
     """Seed by seed, what limits each reflective row: the reflector, the policy reading it, or neither."""
+    found = {key: [runs.records[s][f"eval-{key}"]["summary"].get("reflection_diagnostics") for s in runs.seeds] for key in runs.summaries}
     rows = [
-        TableRow(f"{labels[key]}: {title}", [d[measure] for d in runs.diagnostics[key]])
-        for key in runs.diagnostics
+        TableRow(f"{labels[key]}: {title}", [d[measure] for d in seeds])
+        for key, seeds in found.items() if all(seeds)
         for measure, title in DIAGNOSTIC_COLUMNS
-        if all(d.get(measure) is not None for d in runs.diagnostics[key])
+        if all(d.get(measure) is not None for d in seeds)
     ]
     if not rows:
         return []
