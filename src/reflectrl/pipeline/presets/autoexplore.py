@@ -1,7 +1,7 @@
 """The AutoExplore environment's changes to each pipeline preset (its cpu preset starts from `TAXI_CPU_LESSONS`).
 
-Why each setting: experiments/README.md#autoexplore. A cpu run takes about 2 h on a 2-core CPU
-(experiments/autoexplore_pipeline/README.md).
+Why each setting: experiments/README.md#autoexplore. A cpu run takes about 2 h 20 min on a 2-core CPU,
+ceiling rows included (experiments/autoexplore_pipeline/README.md).
 """
 
 from __future__ import annotations
