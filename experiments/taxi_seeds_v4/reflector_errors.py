@@ -5,7 +5,8 @@ Every step whose reflection names a move other than the oracle's is put in one c
 * position wrong: the taxi's or the target's square is not the observation's;
 * open rows wrong: "Open across: ..." names other rows than the map's between the two columns;
 * facts right, off the open rows: every written fact is right, the taxi stands on a row the walls close between
-  the columns, and the move is not the step towards the nearest open row (`move_by_open_rows`);
+  the columns (the step towards the nearest open row, `move_by_open_rows`, is the oracle's move there, so a wrong
+  recommendation on such a row is never that step);
 * facts right, elsewhere: every written fact is right and the taxi is on an open row or in the target's column.
 
 A wrong step usually repeats (north, then back south, until the horizon), so the episodes are counted too, with the

@@ -202,12 +202,15 @@ def _table(
 
 def _diagnostics_section(runs: SeedRuns, labels: Mapping[str, str]) -> list[str]:
     """Seed by seed, what limits each reflective row: the reflector, the policy reading it, or neither."""
-    found = {key: [runs.records[s][f"eval-{key}"]["summary"].get("reflection_diagnostics") for s in runs.seeds] for key in runs.summaries}
+    per_seed = {
+        key: [runs.records[seed][f"eval-{key}"]["summary"].get("reflection_diagnostics") for seed in runs.seeds]
+        for key in runs.summaries
+    }
     rows = [
-        TableRow(f"{labels[key]}: {title}", [d[measure] for d in seeds])
-        for key, seeds in found.items() if all(seeds)
+        TableRow(f"{labels[key]}: {title}", [found[measure] for found in diagnostics])
+        for key, diagnostics in per_seed.items() if all(diagnostics)
         for measure, title in DIAGNOSTIC_COLUMNS
-        if all(d.get(measure) is not None for d in seeds)
+        if all(found.get(measure) is not None for found in diagnostics)
     ]
     if not rows:
         return []
