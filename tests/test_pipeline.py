@@ -102,6 +102,7 @@ def test_tiny_pipeline_writes_every_row_and_the_plots_then_skips_everything(tmp_
     assert (names[page["left"]], names[page["right"]]) == ("eval-rl-reflect/dropoff", "eval-sft-reflect/dropoff")
     timing = (out / "timing.md").read_text()
     assert "| sft-policy |" in timing and "torch threads" in timing
+    assert "torch thread |" not in timing  # one process: every stage had the invocation's threads, no note
     assert "- **CPU**: " in timing and "- **packages**: transformers " in timing
     assert set(_done_records(out)) == set(stage_names())
     for name in ("rl-reflect", "rl-reflect-positive", "rl-plain"):
@@ -136,11 +137,25 @@ def test_stages_in_parallel_processes_give_the_same_adapters_and_report_as_a_str
     assert messages[0] == f"{len(stage_names('core'))} stages to run, at most 2 at once in local processes, 1 torch thread each"
     assert set(result.records) == set(stage_names("core")) and all((out / name / DONE).is_file() for name in result.records)
     assert _results(out) == _results(straight)
+    assert all(record["torch_threads"] == 1 for record in result.records.values())  # what timing.md's notes read
     messages.clear()  # finished: a re-run starts nothing
     run_pipeline("taxi", preset("tiny", "taxi"), out, log=messages.append, progress=False, parallel=2)
     assert messages == ["0 stages to run, at most 2 at once in local processes, 1 torch thread each"]
     with pytest.raises(ValueError, match="choose parallel or serve_reflector"):
         run_pipeline("taxi", preset("tiny", "taxi"), out, progress=False, parallel=2, serve_reflector="llamacpp")
+
+
+def test_timing_notes_name_the_threads_of_a_stage_that_ran_with_fewer_than_the_invocation():
+    from reflectrl.pipeline.report import _stage_seconds
+
+    records = {
+        "sft-policy": {"seconds": 10.0, "resumed": True, "torch_threads": 1},  # a --parallel worker's share
+        "rl-plain": {"seconds": 20.0, "resumed": False, "torch_threads": 2},
+        "eval-oracle": {"seconds": 1.0, "resumed": False},  # written before the threads were kept
+    }
+    assert _stage_seconds(records, threads=2) == [
+        ("sft-policy", 10.0, "resumed after an interruption; 1 torch thread"), ("rl-plain", 20.0, ""), ("eval-oracle", 1.0, ""),
+    ]
 
 
 @pytest.mark.slow  # about 25 s: a pipeline process killed in its first RL stage, then finished

@@ -346,7 +346,9 @@ def write_run_report(
 
     rows = comparison_rows(preset, records)
     title = f"Reflect-RL comparison on {entry.name} (preset {preset.name})"
-    write_timing(out, title, _stage_seconds(records), _timing_meta(preset, records, seconds))
+    import torch
+
+    write_timing(out, title, _stage_seconds(records, torch.get_num_threads()), _timing_meta(preset, records, seconds))
     stages = [(name, _note(rec)) for name, rec in records.items()]
     level = eval_level_names(entry, preset)[0]
     # Named "run", not by its folder, so the same run gives the same bytes wherever it is written.
@@ -442,8 +444,17 @@ def _rl_text(preset: Preset) -> str:
     )
 
 
-def _stage_seconds(records: dict[str, dict[str, Any]]) -> list[tuple[str, float, str]]:
-    return [(name, rec["seconds"], "resumed after an interruption" if rec.get("resumed") else "") for name, rec in records.items()]
+def _stage_seconds(records: dict[str, dict[str, Any]], threads: int) -> list[tuple[str, float, str]]:
+    """Each stage's seconds with its notes: resumed, and its torch threads where they were not the invocation's
+    `threads` (stages of `--parallel` run in workers with a share of them)."""
+    def notes(rec: dict[str, Any]) -> str:
+        said = ["resumed after an interruption"] if rec.get("resumed") else []
+        own = rec.get("torch_threads")  # absent from records written before it was kept
+        if own is not None and own != threads:
+            said.append(f"{own} torch thread{'s' if own > 1 else ''}")
+        return "; ".join(said)
+
+    return [(name, rec["seconds"], notes(rec)) for name, rec in records.items()]
 
 
 def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: float) -> dict[str, str]:
@@ -458,7 +469,7 @@ def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: fl
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
         f"this invocation {seconds:.0f} s",
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"device {device} ({precision_text(preset)}), {torch.get_num_threads()} torch threads, CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+        f"device {device} ({precision_text(preset)}), {torch.get_num_threads()} torch threads (a stage's own where its notes say), CPU kernels {torch.backends.cpu.get_cpu_capability()}",
         "CPU": cpu_description(),
         "packages": f"transformers {transformers.__version__}, peft {peft.__version__}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

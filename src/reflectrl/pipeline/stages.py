@@ -103,10 +103,14 @@ class StageRunner:
             raise
         finally:
             gc.collect()  # models of one stage should not stay in memory during the next
+        import torch
+
         record = {
             "stage": stage.name,
             "seconds": time.perf_counter() - start,
             "resumed": resumed,
+            # A stage run in a worker of `--parallel` has fewer threads than the invocation that reports it.
+            "torch_threads": torch.get_num_threads(),
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "summary": summary,
         }
