@@ -469,7 +469,8 @@ def _timing_meta(preset: Preset, records: dict[str, dict[str, Any]], seconds: fl
         "wall time": f"{total:.0f} s summed over the stages ({total / 60:.1f} min; time lost to interrupted attempts not counted); "
         f"this invocation {seconds:.0f} s",
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"device {device} ({precision_text(preset)}), {torch.get_num_threads()} torch threads (a stage's own where its notes say), CPU kernels {torch.backends.cpu.get_cpu_capability()}",
+        f"device {device} ({precision_text(preset)}), {torch.get_num_threads()} torch threads (a stage's own where its notes say), "
+        f"CPU kernels {torch.backends.cpu.get_cpu_capability()}",
         "CPU": cpu_description(),
         "packages": f"transformers {transformers.__version__}, peft {peft.__version__}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
